@@ -1,0 +1,1 @@
+"""The manufacturing AI services and the runtime they share."""
