@@ -26,7 +26,9 @@ DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ENV_PREFIX = "MFG_"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Passwords that ship in examples and images; production must not run with them.
-_WELL_KNOWN_PASSWORDS = frozenset({"", "postgres", "password", "changeme", "secret", "admin", "redis"})
+_WELL_KNOWN_PASSWORDS = frozenset(
+    {"", "postgres", "password", "changeme", "secret", "admin", "redis"}
+)
 
 
 class ConfigError(Exception):
@@ -44,6 +46,9 @@ class ServerSettings(_Section):
     # Calls beyond this are answered RESOURCE_EXHAUSTED instead of queueing without bound.
     max_concurrent_rpcs: int = Field(default=256, ge=1)
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # After SIGTERM: health turns NOT_SERVING, then new calls are still taken for
+    # shutdown_delay_s (balancers notice), then in-flight calls get grace_period_s.
+    shutdown_delay_s: float = Field(default=1.0, ge=0)
     grace_period_s: float = Field(default=10.0, ge=0)
     keepalive_time_s: float = Field(default=60.0, gt=0)
     keepalive_timeout_s: float = Field(default=20.0, gt=0)
@@ -107,7 +112,9 @@ def _password(url: str) -> str:
 def substitute(value: Any, environ: Mapping[str, str], key: str = "") -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
     if isinstance(value, dict):
-        return {k: substitute(v, environ, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {
+            k: substitute(v, environ, f"{key}.{k}" if key else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [substitute(v, environ, f"{key}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str):
@@ -140,7 +147,11 @@ def _lookup(name: str, environ: Mapping[str, str]) -> str | None:
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for k, v in override.items():
-        merged[k] = _merge(merged[k], v) if isinstance(v, Mapping) and isinstance(merged.get(k), dict) else v
+        merged[k] = (
+            _merge(merged[k], v)
+            if isinstance(v, Mapping) and isinstance(merged.get(k), dict)
+            else v
+        )
     return merged
 
 
@@ -180,13 +191,17 @@ def load_settings(
     environment = environ.get("APP_ENV", "development")
     if environment not in ENVIRONMENTS:
         raise ConfigError(f"APP_ENV: {environment!r} is not one of {', '.join(ENVIRONMENTS)}")
-    layered = _merge(_read_layer(config_dir / "base.yaml", service), _read_layer(config_dir / f"{environment}.yaml", service))
+    layered = _merge(
+        _read_layer(config_dir / "base.yaml", service),
+        _read_layer(config_dir / f"{environment}.yaml", service),
+    )
     layered = _merge(layered, _env_overrides(environ))
     raw = substitute(layered, environ)
     try:
         return Settings.model_validate({**raw, "service": service, "environment": environment})
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors()
         )
         raise ConfigError(f"invalid configuration for {service}: {problems}") from error

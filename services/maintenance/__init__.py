@@ -1,0 +1,1 @@
+"""Maintenance service: sensor ingestion and machine condition."""

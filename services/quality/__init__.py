@@ -1,0 +1,1 @@
+"""Quality service: statistical process control (and, later, visual inspection)."""

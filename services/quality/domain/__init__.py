@@ -1,0 +1,1 @@
+"""Quality domain logic, free of gRPC and persistence."""

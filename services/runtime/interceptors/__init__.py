@@ -1,0 +1,1 @@
+"""Server interceptors, each with one job; ``server.py`` chains them."""

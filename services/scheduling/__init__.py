@@ -1,0 +1,1 @@
+"""Scheduling service: job-shop scheduling."""

@@ -1,0 +1,1 @@
+"""Job-shop problems and schedules, free of gRPC and persistence."""
