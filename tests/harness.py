@@ -35,11 +35,9 @@ def settings_for(service: str, data_dir: Path, **environ: str) -> Settings:
 
 
 def migrate(settings: Settings) -> None:
-    try:
+    if settings.service in migrations.services_with_tables():
         persistence = importlib.import_module(f"services.{settings.service}.persistence")
-    except ModuleNotFoundError:
-        return  # a service without tables
-    migrations.upgrade(settings, persistence.MIGRATIONS, persistence.metadata)
+        migrations.upgrade(settings, persistence.MIGRATIONS, persistence.metadata)
 
 
 @contextmanager

@@ -60,6 +60,8 @@ class ServerSettings(_Section):
 class DatabaseSettings(_Section):
     # Empty means the embedded default: a SQLite file per service under data_dir.
     url: str = ""
+    # PostgreSQL schema holding the service's tables; empty means the service's name.
+    schema_name: str = Field(default="", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
     pool_size: int = Field(default=5, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
 
@@ -92,6 +94,10 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.data_dir / (self.service + '.db')}"
+
+    @property
+    def database_schema(self) -> str:
+        return self.database.schema_name or self.service
 
     @model_validator(mode="after")
     def _production_is_hardened(self) -> Settings:

@@ -122,13 +122,13 @@ def test_unexpected_error_is_internal_with_request_id_and_logged(tmp_path, caplo
         stub = scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetSchedule(
-                pb.GetScheduleRequest(id="abc"), metadata=[("x-request-id", "trace-42")]
+                pb.GetScheduleRequest(id="abc"), metadata=(("x-request-id", "trace-42"),)
             )
     error = caught.value
     assert error.code() == grpc.StatusCode.INTERNAL
-    assert "trace-42" in error.details()
-    assert "disk on fire" not in error.details()  # no internals leak to the caller
-    status = rpc_status.from_call(error)
+    assert "trace-42" in str(error.details())
+    assert "disk on fire" not in str(error.details())  # no internals leak to the caller
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
     info = error_details_pb2.RequestInfo()
     assert status is not None and status.details[0].Unpack(info)
     assert info.request_id == "trace-42"

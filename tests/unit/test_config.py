@@ -129,5 +129,5 @@ def test_production_accepts_real_secrets_from_files(tmp_path):
 
 def test_invalid_yaml_is_reported_with_the_file(tmp_path):
     (tmp_path / "base.yaml").write_text("defaults: [unclosed\n")
-    with pytest.raises(ConfigError, match="base.yaml"):
+    with pytest.raises(ConfigError, match=r"base\.yaml"):
         load_settings("quality", environ={}, config_dir=tmp_path)

@@ -1,0 +1,48 @@
+# One-command workflows. `make up` starts the suite, `make test` runs every check.
+# Both create .venv and install the pinned dependencies on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUF := node_modules/.bin/buf
+INSTALLED := $(VENV)/.installed
+TOOLS := node_modules/.installed
+
+.PHONY: up test lint typecheck protos protos-check unit clean
+
+$(INSTALLED): requirements/runtime.txt requirements/dev.txt requirements/constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(TOOLS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+up: $(INSTALLED)
+	$(BIN)/python -m services.devstack
+
+protos: $(INSTALLED)
+	$(BIN)/python scripts/gen_protos.py
+
+protos-check: $(INSTALLED)
+	$(BIN)/python scripts/gen_protos.py --check
+
+lint: $(INSTALLED) $(TOOLS)
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+test: lint typecheck protos-check
+	$(BIN)/pytest
+
+unit: $(INSTALLED)
+	$(BIN)/pytest tests/unit
+
+clean:
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache
