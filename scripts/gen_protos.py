@@ -45,7 +45,10 @@ def generate(out: Path) -> None:
         raise SystemExit("protoc failed")
     # protoc writes modules only; packages need __init__.py, and py.typed makes the
     # stubs visible to type checkers of code that installs this tree.
-    for directory in [out / "manufacturing", *(p for p in (out / "manufacturing").rglob("*") if p.is_dir())]:
+    for directory in [
+        out / "manufacturing",
+        *(p for p in (out / "manufacturing").rglob("*") if p.is_dir()),
+    ]:
         (directory / "__init__.py").touch()
     (out / "manufacturing" / "py.typed").touch()
 
