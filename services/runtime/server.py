@@ -1,9 +1,11 @@
 """The gRPC server every service runs in, from start to graceful stop.
 
-Threaded grpcio, chosen by measurement (bench/server_models.py): it serves about twice
-the unary calls per second of grpc.aio here, and the CPU-heavy parts of the domains
-(NumPy, OpenCV, OR-Tools) release the GIL. Health Watch streams are served without
-holding a worker thread.
+Threaded grpcio, chosen by measurement (``python -m bench.server_models``): it serves
+1.2-1.3x the unary calls per server CPU-second of grpc.aio here, with the same latency,
+and a 20 ms NumPy handler does not delay other calls (inline it stalls an aio event
+loop). Its cost is that a blocking streaming handler holds a worker thread, so
+long-lived streams must be written non-blocking (as the health Watch is served) or stay
+well below ``server.max_workers``.
 
 Shutdown, on SIGTERM or SIGINT: every health status turns NOT_SERVING first, then
 after ``shutdown_delay_s`` (time for balancers to notice) the server stops taking
