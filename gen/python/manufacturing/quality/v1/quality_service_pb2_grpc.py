@@ -5,7 +5,7 @@ import warnings
 
 from manufacturing.quality.v1 import quality_service_pb2 as manufacturing_dot_quality_dot_v1_dot_quality__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

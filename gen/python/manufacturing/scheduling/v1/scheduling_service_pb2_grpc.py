@@ -5,7 +5,7 @@ import warnings
 
 from manufacturing.scheduling.v1 import scheduling_service_pb2 as manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
