@@ -237,8 +237,14 @@ class EnvoyProcess:
         if self._concurrency is not None:
             command += ["--concurrency", str(self._concurrency)]
         with self.log_path.open("wb") as log:
+            # Own session: a terminal's Ctrl-C reaches only whoever owns this process,
+            # which then stops it in order.
             self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         try:
             self._wait_ready()

@@ -1,0 +1,69 @@
+"""``python -m services.devstack``: run the whole suite locally (what `make up` does)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from services.devstack.banner import banner
+from services.devstack.envoy import EnvoyError
+from services.devstack.suite import SERVICES, LocalSuite, SuiteError, SuitePorts
+
+
+def parse_ports(text: str) -> dict[str, int]:
+    ports = [int(p) for p in text.split(",")]
+    if len(ports) != len(SERVICES):
+        raise argparse.ArgumentTypeError(f"give {len(SERVICES)} ports: {','.join(SERVICES)}")
+    return dict(zip(SERVICES, ports, strict=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.devstack", description=__doc__)
+    parser.add_argument("--gateway-port", type=int, default=8080)
+    parser.add_argument("--admin-port", type=int, default=9901, help="Envoy admin, on 127.0.0.1")
+    parser.add_argument(
+        "--service-ports", type=parse_ports, default=None, help="scheduling,quality,maintenance"
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("var"))
+    options = parser.parse_args(argv)
+
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    ports = SuitePorts(options.gateway_port, options.admin_port, options.service_ports)
+    suite = LocalSuite(ports, options.data_dir, options.data_dir / "logs")
+    started = time.monotonic()
+    print("Starting scheduling, quality, maintenance and the Envoy gateway ...", flush=True)
+    try:
+        suite.start()
+        print(banner(ports.gateway, suite.log_dir), flush=True)
+        print(f"ready in {time.monotonic() - started:.1f} s", flush=True)
+        while not stop.wait(0.5):
+            if exited := suite.first_exited():
+                print(
+                    f"{exited} stopped unexpectedly; see {suite.log_dir}/{exited}.log",
+                    file=sys.stderr,
+                )
+                return 1
+        print("Stopping ...", flush=True)
+        return 0
+    except (SuiteError, EnvoyError, OSError) as error:
+        print(f"could not start the suite: {error}", file=sys.stderr)
+        return 1
+    finally:
+        suite.stop()
+        print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

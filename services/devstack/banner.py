@@ -1,0 +1,77 @@
+"""What `make up` prints once the suite is ready: where it is and how to call it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+
+def grpcurl_command() -> str:
+    """grpcurl as the user can paste it: on PATH, else the one in the virtualenv."""
+    beside_python = Path(sys.executable).with_name("grpcurl")
+    if shutil.which("grpcurl"):
+        return "grpcurl"
+    return (
+        str(beside_python.relative_to(Path.cwd()))
+        if beside_python.is_relative_to(Path.cwd())
+        else str(beside_python)
+    )
+
+
+def example_calls(gateway: str) -> list[str]:
+    """One call per service, each working on a fresh suite and when repeated."""
+    tool = grpcurl_command()
+    solve = {
+        "problem": {
+            "machines": [{"id": "lathe"}, {"id": "mill"}],
+            "jobs": [
+                {"id": "shaft", "operations": [
+                    {"eligibleMachines": [{"machineId": "lathe", "duration": 3}]},
+                    {"eligibleMachines": [{"machineId": "mill", "duration": 2}]},
+                ]},
+                {"id": "flange", "operations": [
+                    {"eligibleMachines": [{"machineId": "mill", "duration": 4}]},
+                    {"eligibleMachines": [{"machineId": "lathe", "duration": 3}]},
+                ]},
+            ],
+        }
+    }  # fmt: skip
+    chart = {
+        "chartType": "CHART_TYPE_XBAR_R",
+        "subgroups": [{"values": [74.03, 74.00, 74.01]}, {"values": [73.99, 74.01, 74.00]},
+                      {"values": [74.01, 74.02, 73.99]}],
+    }  # fmt: skip
+    at = "2026-01-05T08:00:00Z"
+    readings = {
+        "readings": [
+            {"machineId": "press-7", "sensor": "spindle_temp", "time": at, "value": 61.5},
+            {"machineId": "press-7", "sensor": "vibration", "time": at, "value": 0.42},
+        ]
+    }
+    calls = [
+        (solve, "manufacturing.scheduling.v1.SchedulingService/Solve"),
+        (chart, "manufacturing.quality.v1.QualityService/ComputeControlChart"),
+        (readings, "manufacturing.maintenance.v1.MaintenanceService/IngestReadings"),
+    ]
+    commands = [f"{tool} -plaintext {gateway} list"]
+    for body, method in calls:
+        data = shlex.quote(json.dumps(body, separators=(",", ":")))
+        commands.append(f"{tool} -plaintext -d {data} {gateway} {method}")
+    return commands
+
+
+def banner(gateway_port: int, log_dir: Path) -> str:
+    gateway = f"localhost:{gateway_port}"
+    lines = [
+        "",
+        f"Manufacturing AI suite is up. Gateway (gRPC, reflection): {gateway}",
+        f"Service logs: {log_dir}/<service>.log   Stop: Ctrl-C",
+        "",
+        "Try:",
+        *(f"  {command}" for command in example_calls(gateway)),
+        "",
+    ]
+    return "\n".join(lines)
