@@ -27,6 +27,7 @@ def settings_for(service: str, data_dir: Path, **environ: str) -> Settings:
         environ={
             "DATA_DIR": str(data_dir),
             "MFG_SERVER__PORT": "0",
+            "MFG_METRICS__PORT": "0",
             "MFG_SERVER__SHUTDOWN_DELAY_S": "0",
             "MFG_READINESS_INTERVAL_S": "0.1",
             **environ,

@@ -71,6 +71,14 @@ class RedisSettings(_Section):
     url: str = ""
 
 
+class MetricsSettings(_Section):
+    """Prometheus metrics over HTTP on a port of their own (0 picks a free one)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
@@ -90,6 +98,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def database_url(self) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from types import FrameType
@@ -29,12 +29,15 @@ from grpc_reflection.v1alpha import reflection
 from manufacturing.maintenance.v1 import maintenance_service_pb2
 from manufacturing.quality.v1 import quality_service_pb2
 from manufacturing.scheduling.v1 import scheduling_service_pb2
+from prometheus_client.registry import Collector
 
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import Settings
 from services.runtime.interceptors.access_log import AccessLogInterceptor
 from services.runtime.interceptors.errors import ErrorMappingInterceptor
+from services.runtime.interceptors.metrics import MetricsInterceptor
 from services.runtime.interceptors.request_id import RequestIdInterceptor
+from services.runtime.metrics import ServiceMetrics
 from services.runtime.readiness import Readiness, ReadinessCheck
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,8 @@ class ServiceParts:
     register: Callable[[grpc.Server], None]
     readiness_checks: Mapping[str, ReadinessCheck]
     close: Callable[[], None] = lambda: None
+    # Domain metrics, created unregistered; registered in the process's registry.
+    collectors: Sequence[Collector] = ()
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -86,6 +91,14 @@ class GrpcService:
     def __init__(self, settings: Settings, build: BuildInfo, parts: ServiceParts) -> None:
         self.settings = settings
         self._parts = parts
+        self.metrics = ServiceMetrics(
+            service=settings.service,
+            version=build.version,
+            git_revision=build.git_revision,
+            color=settings.color,
+        )
+        self.metrics.register(parts.collectors)
+        self.metrics_port = 0
         self._workers = futures.ThreadPoolExecutor(
             max_workers=settings.server.max_workers, thread_name_prefix="grpc"
         )
@@ -93,6 +106,7 @@ class GrpcService:
             self._workers,
             interceptors=[
                 RequestIdInterceptor(build.version),
+                MetricsInterceptor(self.metrics),
                 AccessLogInterceptor(),
                 ErrorMappingInterceptor(),
             ],
@@ -126,6 +140,9 @@ class GrpcService:
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"server.port: cannot listen on {address}")
+        if self.settings.metrics.enabled:
+            metrics = self.settings.metrics
+            self.metrics_port = self.metrics.serve(metrics.host, metrics.port)
         self.server.start()
         self.readiness.start()
         logger.info("serving", extra={"address": f"{self.settings.server.host}:{self.port}"})
@@ -144,6 +161,7 @@ class GrpcService:
         threading.Event().wait(delay_s)
         self.server.stop(grace_s).wait()
         self._workers.shutdown(wait=False)
+        self.metrics.close()
         try:
             self._parts.close()
         finally:

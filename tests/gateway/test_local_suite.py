@@ -55,6 +55,8 @@ def test_suite_starts_answers_the_printed_calls_and_stops_cleanly(tmp_path):
             "--data-dir", str(tmp_path / "var"),
         ],
         cwd=ROOT,
+        # Free metrics ports too, so a suite already running here does not collide.
+        env={**os.environ, "MFG_METRICS__PORT": "0"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

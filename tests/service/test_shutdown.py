@@ -30,6 +30,7 @@ def start_process(tmp_path) -> tuple[subprocess.Popen[str], int, queue.Queue[dic
         **os.environ,
         "DATA_DIR": str(tmp_path),
         "MFG_SERVER__PORT": "0",
+        "MFG_METRICS__PORT": "0",
         "MFG_SERVER__SHUTDOWN_DELAY_S": "0.5",
         "MFG_SERVER__GRACE_PERIOD_S": "10",
     }

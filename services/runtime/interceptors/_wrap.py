@@ -64,3 +64,13 @@ class ScopeInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     ) -> Any:
         handler = continuation(handler_call_details)
         return wrap_handler(handler, handler_call_details.method, self.scope)
+
+
+def final_code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
+    """The status a finished call ended with, as the caller will see it."""
+    code = context.code()  # type: ignore[attr-defined]  # present since grpcio 1.38
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if not context.is_active():
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK

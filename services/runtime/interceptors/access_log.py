@@ -9,18 +9,9 @@ from contextlib import contextmanager
 
 import grpc
 
-from services.runtime.interceptors._wrap import ScopeInterceptor
+from services.runtime.interceptors._wrap import ScopeInterceptor, final_code
 
 logger = logging.getLogger("access")
-
-
-def final_code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
-    code = context.code()  # type: ignore[attr-defined]  # present since grpcio 1.38
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if not context.is_active():
-        return grpc.StatusCode.CANCELLED
-    return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
 
 
 class AccessLogInterceptor(ScopeInterceptor):
