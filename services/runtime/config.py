@@ -71,6 +71,27 @@ class RedisSettings(_Section):
     url: str = ""
 
 
+class AuthSettings(_Section):
+    """Caller authentication and per-method roles (see services/runtime/access.py)."""
+
+    enabled: bool = False
+    # JWK set (JSON) of the token issuer's public keys.
+    jwks_file: str = ""
+    issuer: str = ""
+    audience: str = ""
+    role_claim: str = "roles"
+    # Lines "name sha256-hex" for machine API keys; the keys themselves are not stored.
+    api_keys_file: str = ""
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> AuthSettings:
+        if self.enabled and not (self.jwks_file or self.api_keys_file):
+            raise ValueError("auth.jwks_file or auth.api_keys_file is required when enabled")
+        if self.enabled and self.jwks_file and not (self.issuer and self.audience):
+            raise ValueError("auth.issuer and auth.audience are required with a JWK set")
+        return self
+
+
 class MetricsSettings(_Section):
     """Prometheus metrics over HTTP on a port of their own (0 picks a free one)."""
 
@@ -99,6 +120,7 @@ class Settings(_Section):
     redis: RedisSettings = RedisSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    auth: AuthSettings = AuthSettings()
 
     @property
     def database_url(self) -> str:
@@ -114,6 +136,8 @@ class Settings(_Section):
             return self
         if not self.database.url:
             raise ValueError("database.url: production needs a real database (set DATABASE_URL)")
+        if not self.auth.enabled:
+            raise ValueError("auth.enabled: production requires authenticated callers")
         for key, url in (("database.url", self.database.url), ("redis.url", self.redis.url)):
             if url and not url.startswith("sqlite") and _password(url) in _WELL_KNOWN_PASSWORDS:
                 raise ValueError(f"{key}: production refuses an empty or default password")

@@ -68,3 +68,11 @@ class Violations:
     def raise_if_any(self) -> None:
         if self._found:
             raise InvalidArgument(list(self._found))
+
+
+class Unauthenticated(ServiceError):
+    """The caller presented no valid credentials."""
+
+
+class PermissionDenied(ServiceError):
+    """The caller is known but may not call this method."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from manufacturing.maintenance.v1 import maintenance_service_pb2
@@ -31,9 +32,12 @@ from manufacturing.quality.v1 import quality_service_pb2
 from manufacturing.scheduling.v1 import scheduling_service_pb2
 from prometheus_client.registry import Collector
 
+from services.runtime.access import rules_of
+from services.runtime.auth import Authenticator
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import Settings
 from services.runtime.interceptors.access_log import AccessLogInterceptor
+from services.runtime.interceptors.auth import AuthInterceptor
 from services.runtime.interceptors.errors import ErrorMappingInterceptor
 from services.runtime.interceptors.metrics import MetricsInterceptor
 from services.runtime.interceptors.request_id import RequestIdInterceptor
@@ -102,14 +106,23 @@ class GrpcService:
         self._workers = futures.ThreadPoolExecutor(
             max_workers=settings.server.max_workers, thread_name_prefix="grpc"
         )
+        # Outermost first; authorization runs inside error mapping so its denials
+        # become status codes, and inside the access log so they are logged.
+        interceptors: list[grpc.ServerInterceptor] = [  # type: ignore[type-arg]
+            RequestIdInterceptor(build.version),
+            MetricsInterceptor(self.metrics),
+            AccessLogInterceptor(),
+            ErrorMappingInterceptor(),
+        ]
+        if settings.auth.enabled:
+            pool = descriptor_pool.Default()  # type: ignore[no-untyped-call]
+            service = pool.FindServiceByName(parts.service_name)
+            interceptors.append(
+                AuthInterceptor(rules_of(service), Authenticator.from_settings(settings.auth))
+            )
         self.server = grpc.server(
             self._workers,
-            interceptors=[
-                RequestIdInterceptor(build.version),
-                MetricsInterceptor(self.metrics),
-                AccessLogInterceptor(),
-                ErrorMappingInterceptor(),
-            ],
+            interceptors=interceptors,
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.server.max_concurrent_rpcs,
         )

@@ -6,6 +6,11 @@ import pytest
 
 from services.runtime.config import ConfigError, load_settings, substitute
 
+PRODUCTION_AUTH = {
+    "AUTH_JWKS_FILE": "/run/secrets/jwks.json",
+    "AUTH_ISSUER": "https://login.plant.example",
+}
+
 
 def test_development_defaults_use_the_embedded_database():
     settings = load_settings("scheduling", environ={})
@@ -92,6 +97,7 @@ def test_production_refuses_default_passwords(password):
         load_settings(
             "scheduling",
             environ={
+                **PRODUCTION_AUTH,
                 "APP_ENV": "production",
                 "DATABASE_URL": url,
                 "REDIS_URL": "redis://:Str0ng-pw@r:6379/0",
@@ -104,6 +110,7 @@ def test_production_refuses_default_redis_password():
         load_settings(
             "scheduling",
             environ={
+                **PRODUCTION_AUTH,
                 "APP_ENV": "production",
                 "DATABASE_URL": "postgresql://app:Str0ng-pw@db/mfg",
                 "REDIS_URL": "redis://db:6379/0",
@@ -116,6 +123,7 @@ def test_production_accepts_real_secrets_from_files(tmp_path):
     secret.write_text("Xk2-very-long-generated")
     (tmp_path / "base.yaml").write_text(
         "defaults:\n  server: {port: 1}\n  database: {url: 'postgresql://app:${PG_PASSWORD}@db/mfg'}\n"
+        "  auth: {enabled: true, api_keys_file: /run/secrets/api-keys}\n"
     )
     (tmp_path / "production.yaml").write_text("{}\n")
     settings = load_settings(
@@ -131,3 +139,21 @@ def test_invalid_yaml_is_reported_with_the_file(tmp_path):
     (tmp_path / "base.yaml").write_text("defaults: [unclosed\n")
     with pytest.raises(ConfigError, match=r"base\.yaml"):
         load_settings("quality", environ={}, config_dir=tmp_path)
+
+
+def test_production_refuses_to_run_without_authentication():
+    with pytest.raises(ConfigError, match=r"auth\.enabled: production requires"):
+        load_settings(
+            "scheduling",
+            environ={
+                "APP_ENV": "production",
+                "AUTH_ENABLED": "false",
+                "DATABASE_URL": "postgresql://app:Str0ng-pw@db/mfg",
+                "REDIS_URL": "redis://:Str0ng-pw@db:6379/0",
+            },
+        )
+
+
+def test_enabled_auth_needs_keys_to_check_against():
+    with pytest.raises(ConfigError, match=r"auth\.jwks_file or auth\.api_keys_file"):
+        load_settings("scheduling", environ={"AUTH_ENABLED": "true"})
