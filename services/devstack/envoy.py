@@ -1,9 +1,10 @@
 """Run the Envoy gateway locally, from the committed ``gateway/envoy.yaml``.
 
-The committed file stays the single source of truth: :func:`render_envoy_config` loads it
-and rewrites ports only (listener, admin, each cluster's endpoints), plus, on request,
-health-check intervals so tests need not wait for production timings.
-:class:`EnvoyProcess` runs the rendered configuration and waits until Envoy is ready.
+The committed bootstrap stays the single source of truth: :func:`render_envoy_config`
+loads it and rewrites only the listener and admin ports and where the watched xDS files
+live. The routes and clusters in those files come from :mod:`services.rollout.xds`
+(blue and green per service, by weight). :class:`EnvoyProcess` runs it all, waits until
+Envoy is ready, and moves weights by rewriting the route file (no restart).
 """
 
 from __future__ import annotations
@@ -25,31 +26,17 @@ from typing import Any, Self
 
 import yaml
 
+from services.rollout import xds
+from services.rollout.xds import HealthCheckTiming, Layout, ServiceLayout
+
 ENVOY_CONFIG = Path(__file__).resolve().parents[2] / "gateway" / "envoy.yaml"
 
-# Clusters whose endpoints are the service backends, keyed like ``backends``.
+# Services whose clusters are the backends, keyed like ``backends``.
 SERVICE_CLUSTERS = ("scheduling", "quality", "maintenance")
-
-# Health-check fields that set how often checks run; all present follow the override.
-# The first two are always set: no_traffic_interval defaults to 60 s, which would leave
-# a test cluster that has seen no traffic yet checked once a minute.
-_ALWAYS_SET_INTERVALS = ("interval", "no_traffic_interval")
-_INTERVAL_FIELDS = (
-    *_ALWAYS_SET_INTERVALS,
-    "no_traffic_healthy_interval",
-    "unhealthy_interval",
-    "unhealthy_edge_interval",
-    "healthy_edge_interval",
-)
 
 
 class EnvoyError(RuntimeError):
     """Envoy is missing, rejected its configuration or did not become ready."""
-
-
-def _duration(seconds: float) -> str:
-    """A protobuf JSON Duration: Envoy rejects ``500ms``, wants ``0.500s``."""
-    return f"{seconds:.3f}s"
 
 
 def _socket_address(holder: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -60,25 +47,38 @@ def _socket_address(holder: Mapping[str, Any], what: str) -> dict[str, Any]:
     return address
 
 
+def _path_sources(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every ``path_config_source`` of the bootstrap (the listener's RDS, the CDS)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "path_config_source" and isinstance(value, dict):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(config)
+    return found
+
+
 def render_envoy_config(
     listen_port: int,
     admin_port: int,
-    backends: Mapping[str, int],
+    xds_dir: Path,
     listen_host: str = "0.0.0.0",
     *,
-    health_check_interval: float | None = None,
-    health_check_timeout: float | None = None,
     config_path: Path = ENVOY_CONFIG,
 ) -> dict[str, Any]:
-    """Return the committed gateway configuration with its ports rewritten.
+    """Return the committed bootstrap with its ports and xDS file paths rewritten.
 
     The listener binds ``listen_host:listen_port`` (0 lets Envoy pick a free port) and
-    the admin interface ``admin_port`` on its committed host (127.0.0.1). ``backends``
-    maps each service cluster (``scheduling``, ``quality``, ``maintenance``) to the port
-    of its endpoints; all three must be given. Clusters without endpoints of their own
-    (the aggregate ``reflection`` cluster) are untouched. ``health_check_interval``
-    (seconds), if given, replaces every health-check interval and removes jitter;
-    ``health_check_timeout`` replaces the per-check timeout.
+    the admin interface ``admin_port`` on its committed host (127.0.0.1). Routes and
+    clusters are read from ``xds_dir`` (``rds.yaml``, ``cds.yaml``), which Envoy watches.
     """
     with config_path.open(encoding="utf-8") as f:
         config: dict[str, Any] = yaml.safe_load(f)
@@ -86,15 +86,29 @@ def render_envoy_config(
     admin_address = _socket_address(config["admin"], "admin")
     admin_address["port_value"] = admin_port
 
-    resources = config["static_resources"]
-    listeners = resources["listeners"]
+    listeners = config["static_resources"]["listeners"]
     if len(listeners) != 1:
         raise EnvoyError(f"expected exactly one listener in {config_path}, got {len(listeners)}")
     listener_address = _socket_address(listeners[0], "listener")
     listener_address["address"] = listen_host
     listener_address["port_value"] = listen_port
 
-    clusters = {cluster["name"]: cluster for cluster in resources["clusters"]}
+    point_xds(config, xds_dir)
+    return config
+
+
+def point_xds(config: dict[str, Any], xds_dir: Path) -> None:
+    """Make the bootstrap read (and watch) its routes and clusters in ``xds_dir``."""
+    sources = _path_sources(config)
+    if len(sources) != 2:
+        raise EnvoyError("expected the RDS and CDS path sources in the gateway bootstrap")
+    for source in sources:
+        source["path"] = str(xds_dir / Path(source["path"]).name)
+        source["watched_directory"] = {"path": str(xds_dir)}
+
+
+def layout_of(backends: Mapping[str, int] | Layout) -> dict[str, ServiceLayout]:
+    """A layout from ``{service: port}`` (blue there, green idle) or a layout as is."""
     unknown = sorted(set(backends) - set(SERVICE_CLUSTERS))
     missing = sorted(set(SERVICE_CLUSTERS) - set(backends))
     if unknown or missing:
@@ -102,27 +116,13 @@ def render_envoy_config(
             f"backends must name exactly {', '.join(SERVICE_CLUSTERS)}; "
             f"unknown: {unknown}, missing: {missing}"
         )
-    for name, port in backends.items():
-        cluster = clusters.get(name)
-        if cluster is None:
-            raise EnvoyError(f"no cluster named {name!r} in {config_path}")
-        for locality in cluster["load_assignment"]["endpoints"]:
-            for lb_endpoint in locality["lb_endpoints"]:
-                endpoint_address = _socket_address(lb_endpoint["endpoint"], f"cluster {name}")
-                endpoint_address["port_value"] = port
-
-    if health_check_interval is not None or health_check_timeout is not None:
-        for cluster in clusters.values():
-            for check in cluster.get("health_checks", []):
-                if health_check_interval is not None:
-                    for field in _INTERVAL_FIELDS:
-                        if field in _ALWAYS_SET_INTERVALS or field in check:
-                            check[field] = _duration(health_check_interval)
-                    check.pop("interval_jitter", None)
-                    check.pop("initial_jitter", None)
-                if health_check_timeout is not None:
-                    check["timeout"] = _duration(health_check_timeout)
-    return config
+    layout: dict[str, ServiceLayout] = {}
+    for name, value in backends.items():
+        if isinstance(value, ServiceLayout):
+            layout[name] = value
+        else:
+            layout[name] = ServiceLayout({"blue": (int(value),), "green": ()})
+    return layout
 
 
 def envoy_binary() -> str:
@@ -141,9 +141,14 @@ def envoy_binary() -> str:
 
 
 def validate(config_path: Path = ENVOY_CONFIG) -> subprocess.CompletedProcess[str]:
-    """Run ``envoy --mode validate`` on a configuration file; the caller checks the result."""
+    """Run ``envoy --mode validate`` on a configuration file; the caller checks the result.
+
+    Runs in the repository root, where the committed bootstrap's relative xDS paths
+    (``gateway/xds/``) point.
+    """
     return subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", str(config_path), "--log-level", "warn"],
+        cwd=ENVOY_CONFIG.parents[1],
         capture_output=True,
         text=True,
         timeout=60,
@@ -162,6 +167,11 @@ def _tail(path: Path, lines: int = 40) -> str:
 class EnvoyProcess:
     """An Envoy serving the rendered gateway configuration, for the ``with`` block.
 
+    ``backends`` is ``{service: port}`` (that port is blue, green has no hosts) or a
+    full layout (:class:`services.rollout.xds.ServiceLayout` per service: ports and
+    weights of both colors). ``xds_dir`` is where the watched route and cluster files
+    go (a private temporary directory by default); :meth:`set_layout` rewrites them.
+
     ``port`` and ``admin_port`` may be 0: Envoy then binds free ports and ``.port`` and
     ``.admin_port`` report the real ones once started (no race for a "free" port).
     Several may run at once: each gets a dynamic base id and hot restart is disabled.
@@ -171,7 +181,7 @@ class EnvoyProcess:
 
     def __init__(
         self,
-        backends: Mapping[str, int],
+        backends: Mapping[str, int] | Layout,
         *,
         port: int = 0,
         admin_port: int = 0,
@@ -182,17 +192,24 @@ class EnvoyProcess:
         concurrency: int | None = None,
         file_flush_interval_ms: int = 1000,
         ready_timeout: float = 20.0,
+        xds_dir: Path | None = None,
     ) -> None:
         self.port = port
         self.admin_port = admin_port
-        self.config = render_envoy_config(
-            port,
-            admin_port,
-            backends,
-            listen_host,
-            health_check_interval=health_check_interval,
-            health_check_timeout=health_check_timeout,
-        )
+        self.layout = layout_of(backends)
+        timing = HealthCheckTiming()
+        if health_check_interval is not None:
+            timing = HealthCheckTiming.fast(health_check_interval, timing.timeout_s)
+        if health_check_timeout is not None:
+            timing = HealthCheckTiming(
+                timing.interval_s,
+                timing.jitter_s,
+                health_check_timeout,
+                timing.no_traffic_interval_s,
+            )
+        self.timing = timing
+        self._xds_dir = xds_dir
+        self.config = render_envoy_config(port, admin_port, xds_dir or Path("xds"), listen_host)
         self.admin_host: str = _socket_address(self.config["admin"], "admin")["address"]
         self._log_level = log_level
         self._concurrency = concurrency
@@ -203,6 +220,30 @@ class EnvoyProcess:
         self.config_path: Path | None = None
         self.log_path: Path | None = None
         self._admin_address_path: Path | None = None
+        self._xds_version = 0
+
+    @property
+    def xds_dir(self) -> Path:
+        if self._xds_dir is None:
+            raise EnvoyError("envoy not started: no xds directory yet")
+        return self._xds_dir
+
+    def _next_version(self) -> str:
+        self._xds_version += 1
+        return str(self._xds_version)
+
+    def write_xds(self) -> None:
+        """Write both watched files from ``self.layout`` (clusters first)."""
+        xds.write_clusters(self.xds_dir, self.layout, self._next_version(), timing=self.timing)
+        xds.write_routes(self.xds_dir, self.layout, self._next_version())
+
+    def set_layout(self, layout: Layout) -> None:
+        """Move weights (routes only) or ports (clusters too); Envoy reloads the files."""
+        ports_changed = any(layout[s].ports != self.layout[s].ports for s in layout)
+        self.layout = dict(layout)
+        if ports_changed:
+            xds.write_clusters(self.xds_dir, self.layout, self._next_version(), timing=self.timing)
+        xds.write_routes(self.xds_dir, self.layout, self._next_version())
 
     @property
     def admin_url(self) -> str:
@@ -220,6 +261,11 @@ class EnvoyProcess:
         self.config_path = workdir / "envoy.yaml"
         self.log_path = workdir / "envoy.log"
         self._admin_address_path = workdir / "admin-address"
+        if self._xds_dir is None:
+            self._xds_dir = workdir / "xds"
+        self._xds_dir.mkdir(parents=True, exist_ok=True)
+        point_xds(self.config, self._xds_dir)
+        self.write_xds()
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), "utf-8")
         command = [
             envoy_binary(),

@@ -60,7 +60,27 @@ class StandIn:
         self.health.set(self.service_name, status)
 
 
-def _start_stand_in(cluster: str) -> StandIn:
+class _Unavailable(grpc.GenericRpcHandler):
+    """Answers every call of one service UNAVAILABLE (a host that is going away)."""
+
+    def __init__(self, service_name: str) -> None:
+        self._prefix = f"/{service_name}/"
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        if not handler_call_details.method.startswith(self._prefix):
+            return None
+
+        def unavailable(request: bytes, context: grpc.ServicerContext) -> bytes:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "stand-in: unavailable")
+
+        return grpc.unary_unary_rpc_method_handler(unavailable)
+
+
+def start_stand_in(cluster: str, *, color: str = "", unavailable: bool = False) -> StandIn:
+    """A stand-in for ``cluster``; ``unavailable`` ones answer every call UNAVAILABLE
+    (while their health still says SERVING), ``color`` shows in GetServiceInfo."""
     service_name, messages = SERVICES[cluster]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)]
@@ -68,7 +88,10 @@ def _start_stand_in(cluster: str) -> StandIn:
 
     def get_service_info(request: object, context: grpc.ServicerContext) -> object:
         info = service_info_pb2.ServiceInfo(
-            service_name=service_name, version="0.0.0-stand-in", environment="development"
+            service_name=service_name,
+            version="0.0.0-stand-in",
+            environment="development",
+            color=color,
         )
         return messages.GetServiceInfoResponse(info=info)
 
@@ -82,7 +105,7 @@ def _start_stand_in(cluster: str) -> StandIn:
             )
         },
     )
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((_Unavailable(service_name),) if unavailable else (handler,))
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -103,7 +126,7 @@ def stand_in_backends() -> Iterator[dict[str, StandIn]]:
     started: dict[str, StandIn] = {}
     try:
         for cluster in SERVICES:
-            started[cluster] = _start_stand_in(cluster)
+            started[cluster] = start_stand_in(cluster)
         yield started
     finally:
         for stand_in in started.values():

@@ -25,10 +25,12 @@ from services.devstack.envoy import (
     EnvoyError,
     EnvoyProcess,
     envoy_binary,
+    layout_of,
     render_envoy_config,
     validate,
 )
-from tests.gateway.conftest import SERVICES
+from services.rollout import contract, xds
+from tests.gateway.conftest import SERVICES, start_stand_in
 
 pytestmark = pytest.mark.envoy
 
@@ -135,55 +137,126 @@ def channel(envoy: EnvoyProcess) -> Iterator[grpc.Channel]:
 
 
 def test_committed_config_validates() -> None:
+    """gateway/envoy.yaml with the committed gateway/xds/ files, as Envoy reads them."""
     result = validate(ENVOY_CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
 
 
 def test_rendered_config_validates(tmp_path: Path) -> None:
-    rendered = render_envoy_config(18080, 19901, {"scheduling": 1, "quality": 2, "maintenance": 3})
+    xds_dir = tmp_path / "xds"
+    xds_dir.mkdir()
+    xds.write_clusters(xds_dir, xds.default_layout(), "1")
+    xds.write_routes(xds_dir, xds.default_layout(), "1")
+    rendered = render_envoy_config(18080, 19901, xds_dir)
     path = tmp_path / "envoy.yaml"
     path.write_text(yaml.safe_dump(rendered), encoding="utf-8")
     result = validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_render_rewrites_only_ports() -> None:
-    backends = {"scheduling": 41001, "quality": 41002, "maintenance": 41003}
-    rendered = render_envoy_config(18080, 19901, backends)
+def test_render_rewrites_only_ports_and_xds_paths(tmp_path: Path) -> None:
+    rendered = render_envoy_config(18080, 19901, tmp_path)
     original = yaml.safe_load(ENVOY_CONFIG.read_text(encoding="utf-8"))
 
     expected = copy.deepcopy(original)
     expected["admin"]["address"]["socket_address"]["port_value"] = 19901
     listener = expected["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = 18080
-    for cluster in expected["static_resources"]["clusters"]:
-        for locality in cluster.get("load_assignment", {}).get("endpoints", []):
-            for lb_endpoint in locality["lb_endpoints"]:
-                address = lb_endpoint["endpoint"]["address"]["socket_address"]
-                address["port_value"] = backends[cluster["name"]]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    for source, name in (
+        (manager["rds"]["config_source"]["path_config_source"], "rds.yaml"),
+        (expected["dynamic_resources"]["cds_config"]["path_config_source"], "cds.yaml"),
+    ):
+        source["path"] = str(tmp_path / name)
+        source["watched_directory"] = {"path": str(tmp_path)}
     assert rendered == expected
     # Admin stays on localhost whatever the listener host.
     assert rendered["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
 
 
-def test_render_health_check_overrides() -> None:
-    rendered = render_envoy_config(
-        0, 0, {name: 1 for name in SERVICES}, health_check_interval=0.2, health_check_timeout=0.5
+def test_committed_xds_files_are_generated_from_the_contract(tmp_path: Path) -> None:
+    xds.write_clusters(tmp_path, xds.default_layout(), "1")
+    xds.write_routes(tmp_path, xds.default_layout(), "1")
+    for name in (xds.CDS_FILE, xds.RDS_FILE):
+        committed = (ENVOY_CONFIG.parent / "xds" / name).read_text(encoding="utf-8")
+        assert committed == (tmp_path / name).read_text(encoding="utf-8"), (
+            f"gateway/xds/{name} is stale: run python -m services.rollout.xds"
+        )
+
+
+def test_grpc_stats_allowlist_is_the_contract() -> None:
+    bootstrap = yaml.safe_load(ENVOY_CONFIG.read_text(encoding="utf-8"))
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    (stats,) = [
+        f for f in manager["typed_config"]["http_filters"] if f["name"].endswith("grpc_stats")
+    ]
+    assert stats["typed_config"]["individual_method_stats_allowlist"] == xds.stats_allowlist()
+
+
+def _route_for(routes: dict[str, Any], path: str, headers: dict[str, str] | None = None):
+    """The first route Envoy would pick for a gRPC call to ``path``."""
+    headers = headers or {}
+    for route in routes["virtual_hosts"][0]["routes"]:
+        match = route["match"]
+        if "path" in match and match["path"] != path:
+            continue
+        if "prefix" in match and not path.startswith(match["prefix"]):
+            continue
+        wanted = {h["name"]: h["string_match"]["exact"] for h in match.get("headers", [])}
+        if any(headers.get(name) != value for name, value in wanted.items()):
+            continue
+        return route
+    return None
+
+
+def test_only_side_effect_free_methods_are_retried_on_unavailable() -> None:
+    routes = xds.render_routes(xds.default_layout())
+    seen_idempotent = seen_other = 0
+    for service in contract.SERVICES:
+        for method in contract.methods(service):
+            route = _route_for(routes, method.path)
+            assert route is not None, method.path
+            retry_on = set(route["route"]["retry_policy"]["retry_on"].split(","))
+            # A call that never reached a server may always be sent again.
+            assert {"connect-failure", "refused-stream"} <= retry_on
+            if method.idempotent:
+                seen_idempotent += 1
+                assert {"unavailable", "reset"} <= retry_on, method.path
+            else:
+                seen_other += 1
+                assert not retry_on & {"unavailable", "reset"}, method.path
+            clusters = route["route"]["weighted_clusters"]["clusters"]
+            assert [c["name"] for c in clusters] == [f"{service}-blue", f"{service}-green"]
+    assert seen_idempotent and seen_other  # the contract has both kinds
+    solve = _route_for(routes, "/manufacturing.scheduling.v1.SchedulingService/Solve")
+    assert "unavailable" not in solve["route"]["retry_policy"]["retry_on"]
+
+
+def test_deadlines_per_route() -> None:
+    routes = xds.render_routes(xds.default_layout())
+    chart = _route_for(routes, "/manufacturing.quality.v1.QualityService/ComputeControlChart")
+    assert chart["route"]["max_stream_duration"] == {
+        "max_stream_duration": "30.000s",
+        "grpc_timeout_header_max": "30.000s",
+    }
+    ingest = _route_for(routes, "/manufacturing.maintenance.v1.MaintenanceService/IngestReadings")
+    assert ingest["route"]["max_stream_duration"]["grpc_timeout_header_max"] == "0.000s"
+    # Health is routed only with the header naming the service.
+    assert _route_for(routes, "/grpc.health.v1.Health/Watch") is None
+    watch = _route_for(
+        routes, "/grpc.health.v1.Health/Watch", {xds.HEALTH_ROUTE_HEADER: "maintenance"}
     )
-    for cluster in rendered["static_resources"]["clusters"]:
-        for check in cluster.get("health_checks", []):
-            assert check["interval"] == "0.200s"
-            assert check["no_traffic_interval"] == "0.200s"
-            assert check["timeout"] == "0.500s"
-            assert "interval_jitter" not in check
+    assert watch["route"]["weighted_clusters"]["clusters"][0]["name"] == "maintenance-blue"
 
 
-def test_render_requires_every_backend() -> None:
+def test_layout_rejects_bad_weights_and_backends() -> None:
+    with pytest.raises(ValueError, match="add up to 100"):
+        xds.ServiceLayout({"blue": (1,), "green": (2,)}, {"blue": 50, "green": 40})
     with pytest.raises(EnvoyError, match="missing"):
-        render_envoy_config(0, 0, {"scheduling": 1, "quality": 2})
+        layout_of({"scheduling": 1, "quality": 2})
     with pytest.raises(EnvoyError, match="unknown"):
-        render_envoy_config(0, 0, {name: 1 for name in [*SERVICES, "billing"]})
+        layout_of({name: 1 for name in [*SERVICES, "billing"]})
 
 
 # --- a real Envoy ----------------------------------------------------------------------
@@ -200,7 +273,7 @@ def test_each_service_reaches_its_backend(
         assert ("x-request-id", request_id) in tuple(call.initial_metadata())
 
         entry = wait_for_log_entry(envoy, by_request_id(request_id))
-        assert entry["upstream_cluster"] == cluster
+        assert entry["upstream_cluster"] == f"{cluster}-blue"
         assert entry["upstream_host"] == f"127.0.0.1:{backends[cluster]}"
 
 
@@ -247,7 +320,7 @@ def test_unknown_paths_fail_fast(channel: grpc.Channel) -> None:
     started = time.monotonic()
     # No route at all: Envoy's 404 becomes UNIMPLEMENTED.
     assert raw_call(channel, "/no.such.v1.Service/Method") is grpc.StatusCode.UNIMPLEMENTED
-    # gRPC health is deliberately not routed through the gateway (see envoy.yaml).
+    # gRPC health is routed only with the header naming a service (see xds.py).
     assert raw_call(channel, "/grpc.health.v1.Health/Check") is grpc.StatusCode.UNIMPLEMENTED
     # Known service, unknown method: the backend answers UNIMPLEMENTED.
     unknown_method = "/manufacturing.scheduling.v1.SchedulingService/NoSuchMethod"
@@ -348,3 +421,142 @@ def test_start_failure_reports_envoy_log(backends: dict[str, int]) -> None:
         pass
     assert "not-an-address" in str(raised.value)  # the log tail names the problem
     assert process.pid is None
+
+
+# --- blue and green --------------------------------------------------------------------
+
+
+def _info(channel: grpc.Channel, cluster: str, **metadata: str) -> Any:
+    response, _ = get_service_info(channel, cluster, new_request_id())
+    return response.info
+
+
+def test_weights_move_without_restart_and_without_a_failed_call(
+    backends: dict[str, int],
+) -> None:
+    """Flip quality between a blue and a green stand-in under continuous calls."""
+    green = start_stand_in("quality", color="green")
+    try:
+        layout = layout_of(backends)
+        blue_port = layout["quality"].ports["blue"][0]
+        ports = {"blue": (blue_port,), "green": (green.port,)}
+        with (
+            EnvoyProcess(
+                layout,
+                listen_host="127.0.0.1",
+                health_check_interval=0.2,
+                concurrency=1,
+                file_flush_interval_ms=50,
+            ) as envoy,
+            grpc.insecure_channel(f"127.0.0.1:{envoy.port}") as channel,
+        ):
+            pid = envoy.pid
+
+            def shift(blue: int) -> None:
+                quality = xds.ServiceLayout(ports, {"blue": blue, "green": 100 - blue})
+                envoy.set_layout({**envoy.layout, "quality": quality})
+
+            def green_healthy() -> bool:
+                status = json.loads(envoy.admin_get("/clusters?format=json")[1])
+                (cluster,) = [c for c in status["cluster_statuses"] if c["name"] == "quality-green"]
+                hosts = cluster.get("host_statuses", [])
+                return bool(hosts) and all(
+                    h["health_status"].get("eds_health_status") == "HEALTHY"
+                    and len(h["health_status"]) == 1
+                    for h in hosts
+                )
+
+            shift(100)
+            deadline = time.monotonic() + 5
+            while not green_healthy():
+                assert time.monotonic() < deadline, "green never became healthy"
+                time.sleep(0.05)
+
+            colors: list[str] = []
+            for blue_weight in (0, 100, 50, 0):
+                shift(blue_weight)
+                time.sleep(0.3)  # Envoy reloads the renamed file (inotify)
+                colors = [_info(channel, "quality").color for _ in range(20)]
+                if blue_weight == 100:
+                    assert set(colors) == {""}, colors
+                elif blue_weight == 0:
+                    assert set(colors) == {"green"}, colors
+                else:
+                    assert set(colors) == {"", "green"}, colors
+            assert envoy.pid == pid  # one process throughout
+            _, body = envoy.admin_get("/stats?filter=rds.grpc_routes.update_rejected")
+            assert body.strip().endswith(": 0"), body
+    finally:
+        green.server.stop(grace=None)
+
+
+def test_retries_follow_the_contract_and_ready_follows_draining(
+    backends: dict[str, int],
+) -> None:
+    """Scheduling and maintenance blue each get a second host answering UNAVAILABLE."""
+    flaky = {name: start_stand_in(name, unavailable=True) for name in ("scheduling", "maintenance")}
+    try:
+        layout = layout_of(backends)
+        for name, stand_in in flaky.items():
+            good = layout[name].ports["blue"][0]
+            layout[name] = xds.ServiceLayout({"blue": (good, stand_in.port), "green": ()})
+        with (
+            EnvoyProcess(
+                layout, listen_host="127.0.0.1", health_check_interval=0.2, concurrency=1
+            ) as envoy,
+            grpc.insecure_channel(f"127.0.0.1:{envoy.port}") as channel,
+        ):
+
+            def stat(name: str) -> int:
+                _, body = envoy.admin_get(f"/stats?filter={name}$")
+                return int(body.split(":")[1])
+
+            # GetServiceInfo is NO_SIDE_EFFECTS: retried on the other host, never fails.
+            for _ in range(20):
+                assert _info(channel, "scheduling").service_name == SERVICES["scheduling"][0]
+            assert stat("cluster.scheduling-blue.upstream_rq_retry") >= 2
+            # IngestReadings is not: the flaky host's UNAVAILABLE reaches the caller (the
+            # good stand-in does not implement it and says so).
+            ingest = "/manufacturing.maintenance.v1.MaintenanceService/IngestReadings"
+            codes = [raw_call(channel, ingest) for _ in range(20)]
+            assert grpc.StatusCode.UNAVAILABLE in codes, codes
+            assert set(codes) == {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED}
+            assert stat("cluster.maintenance-blue.upstream_rq_retry") == 0
+            # Outlier detection took each flaky host out after consecutive failures.
+            for name in flaky:
+                assert stat(f"cluster.{name}-blue.outlier_detection.ejections_enforced_total") >= 1
+
+            # The gateway's own readiness on the listener, and the drain switch.
+            def ready() -> int:
+                connection = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=5)
+                try:
+                    connection.request("GET", "/ready")
+                    return connection.getresponse().status
+                finally:
+                    connection.close()
+
+            assert ready() == 200
+            connection = http.client.HTTPConnection("127.0.0.1", envoy.admin_port, timeout=5)
+            connection.request("POST", "/healthcheck/fail")
+            assert connection.getresponse().status == 200
+            connection.close()
+            assert ready() == 503
+    finally:
+        for stand_in in flaky.values():
+            stand_in.server.stop(grace=None)
+
+
+def test_health_watch_through_the_gateway_with_the_service_header(
+    channel: grpc.Channel,
+) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    request = health_pb2.HealthCheckRequest(service=SERVICES["maintenance"][0])
+    metadata = ((xds.HEALTH_ROUTE_HEADER, "maintenance"),)
+    assert stub.Check(request, timeout=5, metadata=metadata).status == (
+        health_pb2.HealthCheckResponse.SERVING
+    )
+    stream = stub.Watch(request, timeout=5, metadata=metadata)
+    assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
+    stream.cancel()
