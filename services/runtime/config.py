@@ -55,6 +55,24 @@ class ServerSettings(_Section):
     # Balancers only move clients when connections end: cap their age.
     max_connection_age_s: float = Field(default=300.0, gt=0)
     max_connection_age_grace_s: float = Field(default=30.0, ge=0)
+    # A plaintext port serving only grpc.health.v1, for probes that cannot speak TLS
+    # (Kubernetes gRPC probes); unset means none. 0 picks a free port.
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+
+
+class TlsSettings(_Section):
+    """TLS on the gRPC port; with client_ca_file, mutual TLS (callers need a certificate)."""
+
+    enabled: bool = False
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @model_validator(mode="after")
+    def _files_when_enabled(self) -> TlsSettings:
+        if self.enabled and not (self.cert_file and self.key_file):
+            raise ValueError("tls.cert_file and tls.key_file are required when enabled")
+        return self
 
 
 class DatabaseSettings(_Section):
@@ -121,6 +139,7 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     auth: AuthSettings = AuthSettings()
+    tls: TlsSettings = TlsSettings()
 
     @property
     def database_url(self) -> str:

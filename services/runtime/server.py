@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 from services.runtime.access import rules_of
 from services.runtime.auth import Authenticator
 from services.runtime.build_info import BuildInfo
-from services.runtime.config import Settings
+from services.runtime.config import Settings, TlsSettings
 from services.runtime.interceptors.access_log import AccessLogInterceptor
 from services.runtime.interceptors.auth import AuthInterceptor
 from services.runtime.interceptors.errors import ErrorMappingInterceptor
@@ -87,6 +88,16 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_connection_age_ms", int(server.max_connection_age_s * 1000)),
         ("grpc.max_connection_age_grace_ms", int(server.max_connection_age_grace_s * 1000)),
     ]
+
+
+def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
+    """Credentials from PEM files; a client CA makes the server demand client certificates."""
+    client_ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 class GrpcService:
@@ -146,13 +157,21 @@ class GrpcService:
             self.health, [parts.service_name], parts.readiness_checks, settings.readiness_interval_s
         )
         self.port = 0
+        self.health_port = 0
+        self._health_server: grpc.Server | None = None
         self._stopped = threading.Event()
 
     def start(self) -> int:
         address = f"{self.settings.server.host}:{self.settings.server.port}"
-        self.port = self.server.add_insecure_port(address)
+        tls = self.settings.tls
+        if tls.enabled:
+            self.port = self.server.add_secure_port(address, server_credentials(tls))
+        else:
+            self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"server.port: cannot listen on {address}")
+        if self.settings.server.health_port is not None:
+            self.health_port = self._start_health_server()
         if self.settings.metrics.enabled:
             metrics = self.settings.metrics
             self.metrics_port = self.metrics.serve(metrics.host, metrics.port)
@@ -160,6 +179,21 @@ class GrpcService:
         self.readiness.start()
         logger.info("serving", extra={"address": f"{self.settings.server.host}:{self.port}"})
         return self.port
+
+    def _start_health_server(self) -> int:
+        """Plaintext grpc.health.v1 only, sharing the main server's statuses."""
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        address = f"{self.settings.server.host}:{self.settings.server.health_port}"
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"server.health_port: cannot listen on {address}")
+        server.start()
+        self._health_server = server
+        return port
 
     def stop(self, grace_s: float | None = None, delay_s: float | None = None) -> None:
         """NOT_SERVING, wait for balancers, drain in-flight calls, close dependencies."""
@@ -173,6 +207,8 @@ class GrpcService:
         self.readiness.stop()
         threading.Event().wait(delay_s)
         self.server.stop(grace_s).wait()
+        if self._health_server is not None:
+            self._health_server.stop(0).wait()
         self._workers.shutdown(wait=False)
         self.metrics.close()
         try:
