@@ -17,7 +17,10 @@ contract (see :mod:`services.rollout.contract`):
   refused, stream refused by a server going away): a Solve is never run twice;
 - a caller's grpc-timeout is honoured up to the route's cap (``max_stream_duration``:
   without one the cap applies; the expired call ends DEADLINE_EXCEEDED, not
-  UNAVAILABLE). Client-streaming ingestion has no cap: only the caller's deadline.
+  UNAVAILABLE). Streaming methods have no cap: only the caller's deadline;
+- every method of the contract has its own exact route and nothing else of a service
+  is routed, so the files must be regenerated when the contract gains a method
+  (``python -m services.rollout.xds``; a test says when they are stale).
 """
 
 from __future__ import annotations
@@ -271,24 +274,21 @@ def render_routes(layout: Layout, *, max_call_s: float = DEFAULT_MAX_CALL_S) -> 
     ]
     for service, service_layout in layout.items():
         weights = service_layout.weights
-        prefix = f"/{contract.full_name(service)}/"
         for method in contract.methods(service):
-            if method.client_streaming:
-                # Ingestion streams may legitimately outlive any fixed deadline: only
-                # the caller's grpc-timeout applies; idle streams still end after the
-                # connection manager's stream_idle_timeout (5 min).
-                action = _action(service, weights, max_s=0, idempotent=method.idempotent)
-            elif method.idempotent:
-                action = _action(service, weights, max_s=max_call_s, idempotent=True)
-            else:
-                continue  # the service's prefix route below
+            # Streams may legitimately outlive any fixed deadline (ingestion, alert
+            # subscriptions): only the caller's grpc-timeout applies; idle streams still
+            # end after the connection manager's stream_idle_timeout (5 min).
+            streaming = method.client_streaming or method.server_streaming
+            action = _action(
+                service,
+                weights,
+                max_s=0 if streaming else max_call_s,
+                idempotent=method.idempotent,
+            )
+            # One exact route per method of the contract, no catch-all: an unknown
+            # method ends at Envoy (404 -> UNIMPLEMENTED), which keeps the grpc_stats
+            # filter's per-method counters bounded to the contract.
             routes.append({"match": {"path": method.path, "grpc": {}}, "route": action})
-        routes.append(
-            {
-                "match": {"prefix": prefix, "grpc": {}},
-                "route": _action(service, weights, max_s=max_call_s, idempotent=False),
-            }
-        )
         # grpc.health.v1 for this service, chosen by a header: a client may Check or
         # Watch it through the gateway (Watch is a long-lived server stream: no cap).
         routes.append(
@@ -330,16 +330,6 @@ def render_routes(layout: Layout, *, max_call_s: float = DEFAULT_MAX_CALL_S) -> 
         "name": ROUTE_CONFIG_NAME,
         "virtual_hosts": [{"name": "manufacturing", "domains": ["*"], "routes": routes}],
     }
-
-
-def stats_allowlist() -> dict[str, Any]:
-    """Methods the grpc_stats filter counts one by one (from the contract, + health)."""
-    services = [
-        {"name": contract.full_name(s), "method_names": [m.name for m in contract.methods(s)]}
-        for s in contract.SERVICES
-    ]
-    services.append({"name": "grpc.health.v1.Health", "method_names": ["Check", "Watch"]})
-    return {"services": services}
 
 
 def _document(resources: list[dict[str, Any]], version: str) -> dict[str, Any]:

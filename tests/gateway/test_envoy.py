@@ -185,15 +185,6 @@ def test_committed_xds_files_are_generated_from_the_contract(tmp_path: Path) -> 
         )
 
 
-def test_grpc_stats_allowlist_is_the_contract() -> None:
-    bootstrap = yaml.safe_load(ENVOY_CONFIG.read_text(encoding="utf-8"))
-    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    (stats,) = [
-        f for f in manager["typed_config"]["http_filters"] if f["name"].endswith("grpc_stats")
-    ]
-    assert stats["typed_config"]["individual_method_stats_allowlist"] == xds.stats_allowlist()
-
-
 def _route_for(routes: dict[str, Any], path: str, headers: dict[str, str] | None = None):
     """The first route Envoy would pick for a gRPC call to ``path``."""
     headers = headers or {}
