@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,6 +13,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from manufacturing.maintenance.v1 import maintenance_service_pb2 as mpb
+from manufacturing.maintenance.v1 import maintenance_service_pb2_grpc as mgrpc
 from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 
@@ -178,3 +181,32 @@ def test_reflection_lists_the_whole_suite(scheduling_channel):
         "manufacturing.maintenance.v1.MaintenanceService",
         "grpc.health.v1.Health",
     } <= names
+
+
+def test_overload_is_answered_resource_exhausted(tmp_path):
+    settings = settings_for("maintenance", tmp_path, MFG_SERVER__MAX_CONCURRENT_RPCS="2")
+    release = threading.Event()
+
+    def held_open():
+        release.wait(timeout=20)
+        return
+        yield  # a client stream that sends nothing until released
+
+    with serve(settings) as service, channel_to(service.port) as channel:
+        stub = mgrpc.MaintenanceServiceStub(channel)
+        held = [stub.IngestReadings.future(held_open(), timeout=30) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 10
+            code = grpc.StatusCode.OK
+            while time.monotonic() < deadline:  # until both held calls occupy the server
+                try:
+                    stub.GetServiceInfo(mpb.GetServiceInfoRequest(), timeout=5)
+                except grpc.RpcError as error:
+                    code = error.code()
+                    break
+                time.sleep(0.05)
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            release.set()
+        assert [f.result(timeout=10).stored_count for f in held] == [0, 0]
+        stub.GetServiceInfo(mpb.GetServiceInfoRequest(), timeout=5)  # capacity is back
