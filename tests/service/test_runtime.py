@@ -13,8 +13,6 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from manufacturing.maintenance.v1 import maintenance_service_pb2 as mpb
-from manufacturing.maintenance.v1 import maintenance_service_pb2_grpc as mgrpc
 from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 
@@ -184,29 +182,26 @@ def test_reflection_lists_the_whole_suite(scheduling_channel):
 
 
 def test_overload_is_answered_resource_exhausted(tmp_path):
-    settings = settings_for("maintenance", tmp_path, MFG_SERVER__MAX_CONCURRENT_RPCS="2")
-    release = threading.Event()
-
-    def held_open():
-        release.wait(timeout=20)
-        return
-        yield  # a client stream that sends nothing until released
-
+    settings = settings_for("scheduling", tmp_path, MFG_SERVER__MAX_CONCURRENT_RPCS="2")
     with serve(settings) as service, channel_to(service.port) as channel:
-        stub = mgrpc.MaintenanceServiceStub(channel)
-        held = [stub.IngestReadings.future(held_open(), timeout=30) for _ in range(2)]
-        try:
-            deadline = time.monotonic() + 10
-            code = grpc.StatusCode.OK
-            while time.monotonic() < deadline:  # until both held calls occupy the server
-                try:
-                    stub.GetServiceInfo(mpb.GetServiceInfoRequest(), timeout=5)
-                except grpc.RpcError as error:
-                    code = error.code()
-                    break
+        health = health_pb2_grpc.HealthStub(channel)
+        watches = [
+            health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(2)
+        ]
+        for watch in watches:  # both long-lived calls are now open on the server
+            assert next(watch).status == SERVING
+        stub = scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetServiceInfo(pb.GetServiceInfoRequest(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for watch in watches:
+            watch.cancel()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # capacity comes back once they are gone
+            try:
+                stub.GetServiceInfo(pb.GetServiceInfoRequest(), timeout=5)
+                break
+            except grpc.RpcError:
                 time.sleep(0.05)
-            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        finally:
-            release.set()
-        assert [f.result(timeout=10).stored_count for f in held] == [0, 0]
-        stub.GetServiceInfo(mpb.GetServiceInfoRequest(), timeout=5)  # capacity is back
+        else:
+            raise AssertionError("capacity did not come back")
