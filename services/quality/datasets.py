@@ -1,0 +1,88 @@
+"""The two image data sets in their published folder layouts, with blocked splits.
+
+NEU-DET (``images/<class>/<class>_<n>.jpg``): per class, by the number n, the first
+``train_fraction`` of the images train and the rest test. Magnetic tile
+(``images/<class>/exp<K>_num_<N>.jpg``): per class and capture group K, by N, likewise.
+Neighbouring numbers are near-duplicates, so a contiguous block, never a random draw,
+is held out (see the data READMEs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+from numpy.typing import NDArray
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+GOOD_TILE_CLASS = "free"
+_NEU_NUMBER = re.compile(r"_(\d+)$")
+_TILE_NAME = re.compile(r"^exp(\d+)_num_(\d+)$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str
+    group: str
+    number: int
+
+    def read(self) -> NDArray[Any]:
+        image = cv2.imread(str(self.path), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise ValueError(f"cannot read image {self.path}")
+        return image
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def neu_samples(root: Path) -> list[Sample]:
+    samples = []
+    for class_dir in sorted(p for p in (root / "images").iterdir() if p.is_dir()):
+        for path in _images(class_dir):
+            match = _NEU_NUMBER.search(path.stem)
+            if match:
+                samples.append(Sample(path, class_dir.name, "", int(match.group(1))))
+    if not samples:
+        raise ValueError(f"no NEU images under {root / 'images'}")
+    return samples
+
+
+def tile_samples(root: Path) -> list[Sample]:
+    samples = []
+    for class_dir in sorted(p for p in (root / "images").iterdir() if p.is_dir()):
+        for path in _images(class_dir):
+            match = _TILE_NAME.match(path.stem)
+            if match:
+                samples.append(
+                    Sample(path, class_dir.name, f"exp{match.group(1)}", int(match.group(2)))
+                )
+    if not samples:
+        raise ValueError(f"no magnetic-tile images under {root / 'images'}")
+    return samples
+
+
+def blocked_split(
+    samples: list[Sample], train_fraction: float
+) -> tuple[list[Sample], list[Sample]]:
+    """Per (label, group), sorted by number: the first block trains, the rest tests."""
+    blocks: dict[tuple[str, str], list[Sample]] = defaultdict(list)
+    for sample in samples:
+        blocks[(sample.label, sample.group)].append(sample)
+    train, test = [], []
+    for key in sorted(blocks):
+        block = sorted(blocks[key], key=lambda s: s.number)
+        cut = round(train_fraction * len(block))
+        train += block[:cut]
+        test += block[cut:]
+    return train, test

@@ -1,0 +1,1 @@
+"""Visual inspection: image features, defect classifier, good-only anomaly model."""

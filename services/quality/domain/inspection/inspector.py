@@ -1,0 +1,134 @@
+"""One inspection: pixels in, verdict + class probabilities + regions out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.quality.domain.inspection.anomaly import PATCH, AnomalyModel, patch_descriptors
+from services.quality.domain.inspection.artifacts import Manifest, read_artifact
+from services.quality.domain.inspection.classifier import DefectClassifier
+from services.quality.domain.inspection.features import TextureFeatures
+from services.quality.domain.inspection.regions import Box, boxes_from_map, texture_saliency
+
+GOOD_CLASSES = frozenset({"good", "free", "ok"})
+SALIENCY_THRESHOLD = 3.5
+
+
+class Verdict(Enum):
+    GOOD = "good"
+    DEFECTIVE = "defective"
+
+
+@dataclass(frozen=True)
+class Inspection:
+    verdict: Verdict
+    defect_class: str  # empty for an anomaly model or a good part
+    probabilities: dict[str, float]
+    anomaly_score: float  # anomaly models only; 0 otherwise
+    threshold: float  # anomaly models only
+    boxes: list[Box]
+    model_name: str
+    model_version: str
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    manifest: Manifest
+    classifier: DefectClassifier | None = None
+    anomaly: AnomalyModel | None = None
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def load_model(directory: Path) -> LoadedModel:
+    """A model version from disk, hash-verified (see ``artifacts.read_artifact``)."""
+    manifest, arrays = read_artifact(directory)
+    if manifest.kind == "classifier":
+        return LoadedModel(
+            manifest, classifier=DefectClassifier.from_arrays(manifest.classes, arrays)
+        )
+    if manifest.kind == "anomaly":
+        return LoadedModel(manifest, anomaly=AnomalyModel.from_arrays(arrays))
+    raise ValueError(f"unknown model kind {manifest.kind!r} in {directory}")
+
+
+class Inspector:
+    """Runs a loaded model on decoded grayscale images. Stateless apart from the feature
+    extractor's precomputed kernels, so one instance serves every thread."""
+
+    def __init__(self) -> None:
+        self._features = TextureFeatures()
+
+    def features(self, image: NDArray[np.uint8]) -> NDArray[np.float64]:
+        return self._features(image)
+
+    def inspect(self, model: LoadedModel, image: NDArray[np.uint8]) -> Inspection:
+        started = time.perf_counter()
+        height, width = image.shape
+        if model.classifier is not None:
+            probabilities = model.classifier.probabilities(self._features(image))[0]
+            classes = model.classifier.classes
+            best = classes[int(np.argmax(probabilities))]
+            good = best in GOOD_CLASSES
+            boxes = (
+                []
+                if good
+                else boxes_from_map(
+                    texture_saliency(image), SALIENCY_THRESHOLD, width=width, height=height
+                )
+            )
+            return Inspection(
+                verdict=Verdict.GOOD if good else Verdict.DEFECTIVE,
+                defect_class="" if good else best,
+                probabilities={c: float(p) for c, p in zip(classes, probabilities, strict=True)},
+                anomaly_score=0.0,
+                threshold=0.0,
+                boxes=boxes,
+                model_name=model.name,
+                model_version=model.version,
+                latency_s=time.perf_counter() - started,
+            )
+        anomaly = model.anomaly
+        if anomaly is None:
+            raise ValueError(f"model {model.name} has nothing to run")
+        grid = patch_descriptors(image)
+        scores = anomaly.patch_scores(grid)
+        score = AnomalyModel.image_score(scores)
+        defective = score > anomaly.image_threshold
+        score_map = scores.reshape(grid.rows, grid.cols)
+        covered_w = round(grid.cols * PATCH / grid.scale)
+        covered_h = round(grid.rows * PATCH / grid.scale)
+        boxes = (
+            boxes_from_map(
+                score_map,
+                anomaly.patch_threshold,
+                width=min(width, covered_w),
+                height=min(height, covered_h),
+            )
+            if defective
+            else []
+        )
+        return Inspection(
+            verdict=Verdict.DEFECTIVE if defective else Verdict.GOOD,
+            defect_class="",
+            probabilities={},
+            anomaly_score=score,
+            threshold=anomaly.image_threshold,
+            boxes=boxes,
+            model_name=model.name,
+            model_version=model.version,
+            latency_s=time.perf_counter() - started,
+        )

@@ -1,0 +1,160 @@
+"""Inspection domain: safe decoding, features, artifacts with hash checks, both models."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from services.quality.datasets import blocked_split, neu_samples
+from services.quality.domain.inspection.anomaly import fit_anomaly_model, patch_descriptors
+from services.quality.domain.inspection.artifacts import Manifest, read_artifact, write_artifact
+from services.quality.domain.inspection.classifier import fit_classifier
+from services.quality.domain.inspection.features import TextureFeatures
+from services.quality.domain.inspection.images import ImageFormat, decode_gray, read_header
+from services.quality.domain.inspection.inspector import Inspector, LoadedModel, Verdict
+from services.runtime.errors import FailedPrecondition, InvalidArgument
+from tests.shared_data import shared_data
+
+
+def encoded(image: np.ndarray, ext: str) -> bytes:
+    ok, data = cv2.imencode(ext, image)
+    assert ok
+    return data.tobytes()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
+
+
+@pytest.mark.parametrize(
+    ("ext", "image_format"),
+    [(".png", ImageFormat.PNG), (".jpg", ImageFormat.JPEG), (".bmp", ImageFormat.BMP)],
+)
+def test_header_gives_format_and_size(ext, image_format):
+    image = np.zeros((37, 53), np.uint8)
+    header = read_header(encoded(image, ext), "image")
+    assert (header.format, header.width, header.height) == (image_format, 53, 37)
+    assert decode_gray(encoded(image, ext), "image", max_pixels=10_000).shape == (37, 53)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"", "empty"),
+        (b"GIF89a" + b"\0" * 40, "unsupported"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 4, "corrupt"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "corrupt"),
+    ],
+)
+def test_bad_bytes_are_refused_naming_the_field(data, words):
+    with pytest.raises(InvalidArgument) as caught:
+        decode_gray(data, "requests[3].image", max_pixels=10_000)
+    (violation,) = caught.value.violations
+    assert violation.field == "requests[3].image"
+    assert words in violation.description
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding():
+    # A header claiming 100000 x 100000 with no pixel data at all: refused for its size.
+    with pytest.raises(InvalidArgument) as caught:
+        decode_gray(png_header_only(100_000, 100_000), "image", max_pixels=4_000_000)
+    assert "limit is 4000000" in caught.value.violations[0].description
+
+
+def test_truncated_image_is_corrupt():
+    data = encoded(np.full((64, 64), 128, np.uint8), ".png")
+    with pytest.raises(InvalidArgument, match="corrupt"):
+        decode_gray(data[: len(data) // 2], "image", max_pixels=10_000)
+
+
+def test_texture_features_are_deterministic_and_fixed_length():
+    rng = np.random.default_rng(1)
+    features = TextureFeatures()
+    a = features(rng.integers(0, 255, (200, 200), dtype=np.uint8))
+    b = features(rng.integers(0, 255, (120, 90), dtype=np.uint8))
+    assert a.shape == b.shape and np.isfinite(a).all()
+    same = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+    assert np.array_equal(features(same), features(same.copy()))
+
+
+def test_artifact_round_trip_and_tamper_refusal(tmp_path: Path):
+    fields = {
+        "name": "m",
+        "version": "1",
+        "kind": "classifier",
+        "created": "2026-01-01T00:00:00+00:00",
+        "feature_version": "x",
+        "classes": ("a", "b"),
+        "data_fingerprint": "f",
+        "metrics": {"accuracy": 1.0},
+        "training": {},
+    }
+    write_artifact(tmp_path, fields, {"w": np.arange(3.0)})
+    manifest, arrays = read_artifact(tmp_path / "m" / "1")
+    assert manifest.classes == ("a", "b") and np.array_equal(arrays["w"], [0, 1, 2])
+    payload = tmp_path / "m" / "1" / "model.npz"
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    payload.write_bytes(bytes(data))
+    with pytest.raises(FailedPrecondition, match="sha256"):
+        read_artifact(tmp_path / "m" / "1")
+
+
+MANIFEST = Manifest(
+    name="tiles",
+    version="t",
+    kind="anomaly",
+    created="2026-01-01T00:00:00+00:00",
+    feature_version="patch-v1",
+    classes=(),
+    data_fingerprint="",
+    metrics={},
+    files={},
+    training={},
+)
+
+
+def textured(rng: np.random.Generator, size: int = 160) -> np.ndarray:
+    noise = rng.normal(120, 12, (size, size)).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(noise, (0, 0), 1.0), 0, 255).astype(np.uint8)
+
+
+def test_anomaly_model_flags_and_locates_a_dark_blob():
+    rng = np.random.default_rng(7)
+    good = [patch_descriptors(textured(rng)) for _ in range(12)]
+    calibration = [patch_descriptors(textured(rng)) for _ in range(6)]
+    model = LoadedModel(manifest=MANIFEST, anomaly=fit_anomaly_model(good, calibration))
+    inspector = Inspector()
+    defect = textured(rng)
+    cv2.circle(defect, (110, 50), 7, 20, -1)
+    assert inspector.inspect(model, textured(rng)).verdict is Verdict.GOOD
+    result = inspector.inspect(model, defect)
+    assert result.verdict is Verdict.DEFECTIVE
+    box = result.boxes[0]
+    assert box.x_min <= 110 < box.x_max and box.y_min <= 50 < box.y_max
+
+
+def test_classifier_on_a_small_neu_slice():
+    train, test = blocked_split(neu_samples(shared_data("neu_det")), 0.1)
+    test = [s for s in test if s.number > 190]  # a block far from the training one
+    features = TextureFeatures()
+    classifier = fit_classifier(
+        np.stack([features(s.read()) for s in train]), [s.label for s in train]
+    )
+    probabilities = classifier.probabilities(np.stack([features(s.read()) for s in test]))
+    predicted = [classifier.classes[i] for i in probabilities.argmax(axis=1)]
+    accuracy = np.mean([p == s.label for p, s in zip(predicted, test, strict=True)])
+    assert accuracy >= 0.8
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
