@@ -46,6 +46,8 @@ class ServerSettings(_Section):
     # Calls beyond this are answered RESOURCE_EXHAUSTED instead of queueing without bound.
     max_concurrent_rpcs: int = Field(default=256, ge=1)
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Messages one client stream may carry before it is ended RESOURCE_EXHAUSTED.
+    max_stream_messages: int = Field(default=100_000, ge=1)
     # After SIGTERM: health turns NOT_SERVING, then new calls are still taken for
     # shutdown_delay_s (balancers notice), then in-flight calls get grace_period_s.
     shutdown_delay_s: float = Field(default=1.0, ge=0)

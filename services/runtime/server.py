@@ -42,6 +42,7 @@ from services.runtime.interceptors.auth import AuthInterceptor
 from services.runtime.interceptors.errors import ErrorMappingInterceptor
 from services.runtime.interceptors.metrics import MetricsInterceptor
 from services.runtime.interceptors.request_id import RequestIdInterceptor
+from services.runtime.interceptors.stream_limit import StreamLimitInterceptor
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.readiness import Readiness, ReadinessCheck
 
@@ -125,6 +126,8 @@ class GrpcService:
             AccessLogInterceptor(),
             ErrorMappingInterceptor(),
         ]
+        # The handler reads its client-stream requests through a counting wrapper.
+        interceptors.append(StreamLimitInterceptor(settings.server.max_stream_messages))
         if settings.auth.enabled:
             pool = descriptor_pool.Default()  # type: ignore[no-untyped-call]
             service = pool.FindServiceByName(parts.service_name)

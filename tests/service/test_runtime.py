@@ -205,3 +205,30 @@ def test_overload_is_answered_resource_exhausted(tmp_path):
                 time.sleep(0.05)
         else:
             raise AssertionError("capacity did not come back")
+
+
+def test_overlong_client_stream_is_ended_resource_exhausted(tmp_path):
+    def count(requests, context):
+        return str(sum(1 for _ in requests)).encode()
+
+    counter = grpc.method_handlers_generic_handler(
+        "test.Counter", {"Count": grpc.stream_unary_rpc_method_handler(count)}
+    )
+    parts = ServiceParts(
+        service_name="test.Counter",
+        register=lambda server: server.add_generic_rpc_handlers((counter,)),
+        readiness_checks={},
+    )
+    settings = settings_for("quality", tmp_path, MFG_SERVER__MAX_STREAM_MESSAGES="3")
+    service = GrpcService(settings, TEST_BUILD, parts)
+    service.start()
+    try:
+        with channel_to(service.port) as channel:
+            call = channel.stream_unary("/test.Counter/Count")
+            assert call(iter([b"x"] * 3), timeout=10) == b"3"  # at the cap
+            with pytest.raises(grpc.RpcError) as caught:
+                call(iter([b"x"] * 4), timeout=10)
+    finally:
+        service.stop(grace_s=1, delay_s=0)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "at most 3 messages" in str(caught.value.details())
