@@ -17,8 +17,9 @@ from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 
 from services.runtime.server import GrpcService, ServiceParts
-from services.scheduling.servicer import SERVICE_NAME, SchedulingServicer
 from tests.harness import TEST_BUILD, channel_to, serve, settings_for
+
+SERVICE_NAME = "manufacturing.scheduling.v1.SchedulingService"
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -37,33 +38,39 @@ def wait_for_status(channel: grpc.Channel, service: str, wanted: int, timeout_s:
             return
 
 
-class _FailingRepository:
-    def __enter__(self) -> None:
+PROBE = "test.Probe"
+
+
+def _probe_handlers() -> grpc.GenericRpcHandler:
+    """A tiny service for testing the runtime apart from any domain."""
+
+    def fail(request: bytes, context: grpc.ServicerContext) -> bytes:
         raise RuntimeError("disk on fire")
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    def count(requests, context: grpc.ServicerContext) -> bytes:
+        return str(sum(1 for _ in requests)).encode()
+
+    return grpc.method_handlers_generic_handler(
+        PROBE,
+        {
+            "Fail": grpc.unary_unary_rpc_method_handler(fail),
+            "Count": grpc.stream_unary_rpc_method_handler(count),
+        },
+    )
 
 
 @contextmanager
-def scheduling_with(
-    tmp_path, ready: threading.Event | None = None, broken_store: bool = False
+def probe_service(
+    tmp_path, ready: threading.Event | None = None, **environ: str
 ) -> Iterator[GrpcService]:
-    """A scheduling server whose readiness and storage the test controls."""
-    settings = settings_for("scheduling", tmp_path)
-    servicer = SchedulingServicer(
-        schedules=_FailingRepository if broken_store else None,  # type: ignore[arg-type]
-        info=lambda: None,  # type: ignore[arg-type,return-value]
-    )
-    checks = {"flag": ready.is_set} if ready is not None else {}
+    """A server of the probe service whose readiness the test controls."""
+    handlers = _probe_handlers()
     parts = ServiceParts(
-        service_name=SERVICE_NAME,
-        register=lambda server: scheduling_service_pb2_grpc.add_SchedulingServiceServicer_to_server(
-            servicer, server
-        ),
-        readiness_checks=checks,
+        service_name=PROBE,
+        register=lambda server: server.add_generic_rpc_handlers((handlers,)),
+        readiness_checks={"flag": ready.is_set} if ready is not None else {},
     )
-    service = GrpcService(settings, TEST_BUILD, parts)
+    service = GrpcService(settings_for("quality", tmp_path, **environ), TEST_BUILD, parts)
     service.start()
     try:
         yield service
@@ -73,14 +80,14 @@ def scheduling_with(
 
 def test_readiness_follows_dependencies_while_liveness_stays_serving(tmp_path):
     ready = threading.Event()
-    with scheduling_with(tmp_path, ready) as service, channel_to(service.port) as channel:
+    with probe_service(tmp_path, ready) as service, channel_to(service.port) as channel:
         assert health_of(channel, "") == SERVING
-        assert health_of(channel, SERVICE_NAME) == NOT_SERVING
+        assert health_of(channel, PROBE) == NOT_SERVING
         ready.set()
-        wait_for_status(channel, SERVICE_NAME, SERVING)
-        assert health_of(channel, SERVICE_NAME) == SERVING
+        wait_for_status(channel, PROBE, SERVING)
+        assert health_of(channel, PROBE) == SERVING
         ready.clear()  # the dependency stops being usable
-        wait_for_status(channel, SERVICE_NAME, NOT_SERVING)
+        wait_for_status(channel, PROBE, NOT_SERVING)
         assert health_of(channel, "") == SERVING
 
 
@@ -103,13 +110,13 @@ def test_embedded_database_makes_the_service_ready(scheduling, scheduling_channe
 def test_stop_turns_every_status_not_serving_before_closing(tmp_path):
     ready = threading.Event()
     ready.set()
-    with scheduling_with(tmp_path, ready) as service, channel_to(service.port) as channel:
-        wait_for_status(channel, SERVICE_NAME, SERVING)
+    with probe_service(tmp_path, ready) as service, channel_to(service.port) as channel:
+        wait_for_status(channel, PROBE, SERVING)
         stopper = threading.Thread(target=service.stop, kwargs={"grace_s": 1, "delay_s": 1.0})
         stopper.start()
         # During the delay the server still answers, with every status NOT_SERVING.
         wait_for_status(channel, "", NOT_SERVING)
-        assert health_of(channel, SERVICE_NAME) == NOT_SERVING
+        assert health_of(channel, PROBE) == NOT_SERVING
         stopper.join(timeout=10)
         assert not stopper.is_alive()
 
@@ -117,14 +124,12 @@ def test_stop_turns_every_status_not_serving_before_closing(tmp_path):
 def test_unexpected_error_is_internal_with_request_id_and_logged(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     with (
-        scheduling_with(tmp_path, broken_store=True) as service,
+        probe_service(tmp_path) as service,
         channel_to(service.port) as channel,
     ):
-        stub = scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
+        fail = channel.unary_unary(f"/{PROBE}/Fail", None, None)
         with pytest.raises(grpc.RpcError) as caught:
-            stub.GetSchedule(
-                pb.GetScheduleRequest(id="abc"), metadata=(("x-request-id", "trace-42"),)
-            )
+            fail(b"", metadata=(("x-request-id", "trace-42"),))
     error = caught.value
     assert error.code() == grpc.StatusCode.INTERNAL
     assert "trace-42" in str(error.details())
@@ -137,7 +142,7 @@ def test_unexpected_error_is_internal_with_request_id_and_logged(tmp_path, caplo
     assert failures and "disk on fire" in str(failures[0].exc_info[1])
     access = [r for r in caplog.records if r.name == "access"]
     assert access[-1].grpc_code == "INTERNAL"
-    assert access[-1].grpc_method.endswith("/GetSchedule")
+    assert access[-1].grpc_method == f"/{PROBE}/Fail"
 
 
 def test_generated_request_id_when_caller_sends_none_or_garbage(scheduling_stub):
@@ -208,27 +213,13 @@ def test_overload_is_answered_resource_exhausted(tmp_path):
 
 
 def test_overlong_client_stream_is_ended_resource_exhausted(tmp_path):
-    def count(requests, context):
-        return str(sum(1 for _ in requests)).encode()
-
-    counter = grpc.method_handlers_generic_handler(
-        "test.Counter", {"Count": grpc.stream_unary_rpc_method_handler(count)}
-    )
-    parts = ServiceParts(
-        service_name="test.Counter",
-        register=lambda server: server.add_generic_rpc_handlers((counter,)),
-        readiness_checks={},
-    )
-    settings = settings_for("quality", tmp_path, MFG_SERVER__MAX_STREAM_MESSAGES="3")
-    service = GrpcService(settings, TEST_BUILD, parts)
-    service.start()
-    try:
-        with channel_to(service.port) as channel:
-            call = channel.stream_unary("/test.Counter/Count")
-            assert call(iter([b"x"] * 3), timeout=10) == b"3"  # at the cap
-            with pytest.raises(grpc.RpcError) as caught:
-                call(iter([b"x"] * 4), timeout=10)
-    finally:
-        service.stop(grace_s=1, delay_s=0)
+    with (
+        probe_service(tmp_path, MFG_SERVER__MAX_STREAM_MESSAGES="3") as service,
+        channel_to(service.port) as channel,
+    ):
+        count = channel.stream_unary(f"/{PROBE}/Count", None, None)
+        assert count(iter([b"x"] * 3), timeout=10) == b"3"  # at the cap
+        with pytest.raises(grpc.RpcError) as caught:
+            count(iter([b"x"] * 4), timeout=10)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "at most 3 messages" in str(caught.value.details())
