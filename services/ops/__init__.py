@@ -1,0 +1,1 @@
+"""Operations: daily and weekly checks, pgBackRest backups with verified restores."""

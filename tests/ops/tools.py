@@ -1,0 +1,36 @@
+"""External tools the ops tests run (promtool, pgBackRest, PostgreSQL binaries).
+
+A missing tool skips its tests with the reason on a developer machine, but fails them
+when ``CI`` is set: CI must not go green by skipping (``ops/install-tools.sh`` installs
+them there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import NoReturn
+
+import pytest
+
+from services.ops.backup import postgres_bin_dir
+
+
+def missing(reason: str) -> NoReturn:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure; run ops/install-tools.sh)")
+    pytest.skip(f"{reason}; install with ops/install-tools.sh")
+
+
+def require_tool(name: str, package: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        missing(f"{name} not on PATH (Debian package {package})")
+    return found
+
+
+def require_postgres_bin() -> str:
+    found = postgres_bin_dir()
+    if found is None:
+        missing("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    return str(found)
