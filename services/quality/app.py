@@ -2,24 +2,53 @@
 
 from __future__ import annotations
 
-from functools import partial
+import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from manufacturing.quality.v1 import quality_service_pb2_grpc
 
+from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
+from services.quality.domain.inspection.inspector import Inspector
+from services.quality.registry import SHIPPED_MODELS, ModelRegistry
 from services.quality.servicer import SERVICE_NAME, QualityServicer
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import Settings
 from services.runtime.info import service_info
 from services.runtime.server import ServiceParts
 
+logger = logging.getLogger(__name__)
+
 
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
-    servicer = QualityServicer(info=partial(service_info, settings, build, SERVICE_NAME))
+    registry = ModelRegistry(shipped=SHIPPED_MODELS, trained=settings.data_dir / "models")
+    # Two workers: the machines have two cores; OpenCV releases the GIL while it works.
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inspect")
+    servicer = QualityServicer(
+        info=lambda: service_info(
+            settings, build, SERVICE_NAME, model_versions=registry.active_versions()
+        ),
+        registry=registry,
+        inspector=Inspector(),
+        executor=executor,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        stream_in_flight=4,
+    )
+
+    def models_ready() -> bool:
+        try:
+            registry.load_active()  # loads and hash-checks every active model once
+        except Exception:
+            logger.exception("an active inspection model cannot be loaded")
+            return False
+        return True
 
     def register(server: grpc.Server) -> None:
         quality_service_pb2_grpc.add_QualityServiceServicer_to_server(servicer, server)
 
-    # Control charts are computed from the request alone: nothing stored, nothing to
-    # wait for. Measurement history (and its database check) comes with SPC storage.
-    return ServiceParts(service_name=SERVICE_NAME, register=register, readiness_checks={})
+    return ServiceParts(
+        service_name=SERVICE_NAME,
+        register=register,
+        readiness_checks={"models": models_ready},
+        close=lambda: executor.shutdown(wait=False, cancel_futures=True),
+    )

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from manufacturing.common.v1 import service_info_pb2
-from manufacturing.quality.v1 import control_chart_pb2, quality_service_pb2_grpc
+from manufacturing.quality.v1 import control_chart_pb2, inspection_pb2, quality_service_pb2_grpc
 from manufacturing.quality.v1 import quality_service_pb2 as pb
 
+from services.quality.convert import error_to_proto, inspection_to_proto, version_to_proto
 from services.quality.domain.control_charts import Series, validate_subgroups, xbar_r_chart
-from services.runtime.errors import Violations
+from services.quality.domain.inspection.images import decode_gray
+from services.quality.domain.inspection.inspector import Inspector
+from services.quality.domain.inspection.pipeline import ordered_map
+from services.quality.registry import ModelRegistry
+from services.runtime.errors import ServiceError, Violations
+from services.runtime.interceptors.errors import STATUS_OF
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QualityService"].full_name
 
@@ -33,9 +41,96 @@ def _series_to_proto(series: Series) -> control_chart_pb2.ChartSeries:
     )
 
 
+def _code_of(error: ServiceError) -> int:
+    for kind, status in STATUS_OF.items():
+        if isinstance(error, kind):
+            return int(status.value[0])
+    return int(grpc.StatusCode.UNKNOWN.value[0])
+
+
 class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
-    def __init__(self, *, info: Callable[[], service_info_pb2.ServiceInfo]) -> None:
+    def __init__(
+        self,
+        *,
+        info: Callable[[], service_info_pb2.ServiceInfo],
+        registry: ModelRegistry,
+        inspector: Inspector,
+        executor: ThreadPoolExecutor,
+        max_pixels: int,
+        stream_in_flight: int,
+    ) -> None:
         self._info = info
+        self._registry = registry
+        self._inspector = inspector
+        self._executor = executor
+        self._max_pixels = max_pixels
+        self._stream_in_flight = stream_in_flight
+
+    def _judge(self, image: bytes, model_name: str) -> inspection_pb2.InspectionResult:
+        started = time.perf_counter()
+        violations = Violations()
+        violations.check(bool(model_name), "model", "name the model, e.g. neu-surface")
+        violations.raise_if_any()
+        model = self._registry.active(model_name)
+        pixels = decode_gray(image, "image", max_pixels=self._max_pixels)
+        inspection = self._inspector.inspect(model, pixels)
+        height, width = pixels.shape
+        return inspection_to_proto(
+            inspection, latency_s=time.perf_counter() - started, width=width, height=height
+        )
+
+    def Inspect(
+        self, request: pb.InspectRequest, context: grpc.ServicerContext
+    ) -> pb.InspectResponse:
+        return pb.InspectResponse(result=self._judge(request.image, request.model))
+
+    def InspectStream(
+        self, request_iterator: Iterator[pb.InspectStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.InspectStreamResponse]:
+        def reply(item: tuple[int, pb.InspectStreamRequest]) -> pb.InspectStreamResponse:
+            sequence, request = item
+            try:
+                result = self._judge(request.image, request.model)
+            except ServiceError as error:
+                return pb.InspectStreamResponse(
+                    frame_id=request.frame_id,
+                    sequence=sequence,
+                    error=error_to_proto(error, _code_of(error)),
+                )
+            return pb.InspectStreamResponse(
+                frame_id=request.frame_id, sequence=sequence, result=result
+            )
+
+        yield from ordered_map(
+            reply, enumerate(request_iterator), self._executor, in_flight=self._stream_in_flight
+        )
+
+    def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[version_to_proto(v) for v in self._registry.versions(request.name)]
+        )
+
+    def PromoteModel(
+        self, request: pb.PromoteModelRequest, context: grpc.ServicerContext
+    ) -> pb.PromoteModelResponse:
+        violations = Violations()
+        violations.check(bool(request.name), "name", "name the model")
+        violations.check(bool(request.version), "version", "name the version to promote")
+        violations.raise_if_any()
+        info = self._registry.promote(request.name, request.version)
+        return pb.PromoteModelResponse(model=version_to_proto(info))
+
+    def RollbackModel(
+        self, request: pb.RollbackModelRequest, context: grpc.ServicerContext
+    ) -> pb.RollbackModelResponse:
+        violations = Violations()
+        violations.check(bool(request.name), "name", "name the model")
+        violations.raise_if_any()
+        return pb.RollbackModelResponse(
+            model=version_to_proto(self._registry.rollback(request.name))
+        )
 
     def GetServiceInfo(
         self, request: pb.GetServiceInfoRequest, context: grpc.ServicerContext

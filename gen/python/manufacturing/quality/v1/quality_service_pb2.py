@@ -22,11 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from manufacturing.common.v1 import access_pb2 as manufacturing_dot_common_dot_v1_dot_access__pb2
 from manufacturing.common.v1 import service_info_pb2 as manufacturing_dot_common_dot_v1_dot_service__info__pb2
 from manufacturing.quality.v1 import control_chart_pb2 as manufacturing_dot_quality_dot_v1_dot_control__chart__pb2
+from manufacturing.quality.v1 import inspection_pb2 as manufacturing_dot_quality_dot_v1_dot_inspection__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.manufacturing/quality/v1/quality_service.proto\x12\x18manufacturing.quality.v1\x1a*manufacturing/common/v1/service_info.proto\x1a,manufacturing/quality/v1/control_chart.proto\"\x17\n\x15GetServiceInfoRequest\"L\n\x16GetServiceInfoResponse\x12\x32\n\x04info\x18\x01 \x01(\x0b\x32$.manufacturing.common.v1.ServiceInfo\"\x8c\x01\n\x1a\x43omputeControlChartRequest\x12\x37\n\nchart_type\x18\x01 \x01(\x0e\x32#.manufacturing.quality.v1.ChartType\x12\x35\n\tsubgroups\x18\x02 \x03(\x0b\x32\".manufacturing.quality.v1.Subgroup\"T\n\x1b\x43omputeControlChartResponse\x12\x35\n\x05\x63hart\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ControlChart2\x94\x02\n\x0eQualityService\x12x\n\x0eGetServiceInfo\x12/.manufacturing.quality.v1.GetServiceInfoRequest\x1a\x30.manufacturing.quality.v1.GetServiceInfoResponse\"\x03\x90\x02\x01\x12\x87\x01\n\x13\x43omputeControlChart\x12\x34.manufacturing.quality.v1.ComputeControlChartRequest\x1a\x35.manufacturing.quality.v1.ComputeControlChartResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.manufacturing/quality/v1/quality_service.proto\x12\x18manufacturing.quality.v1\x1a$manufacturing/common/v1/access.proto\x1a*manufacturing/common/v1/service_info.proto\x1a,manufacturing/quality/v1/control_chart.proto\x1a)manufacturing/quality/v1/inspection.proto\"\x17\n\x15GetServiceInfoRequest\"L\n\x16GetServiceInfoResponse\x12\x32\n\x04info\x18\x01 \x01(\x0b\x32$.manufacturing.common.v1.ServiceInfo\"\x8c\x01\n\x1a\x43omputeControlChartRequest\x12\x37\n\nchart_type\x18\x01 \x01(\x0e\x32#.manufacturing.quality.v1.ChartType\x12\x35\n\tsubgroups\x18\x02 \x03(\x0b\x32\".manufacturing.quality.v1.Subgroup\"T\n\x1b\x43omputeControlChartResponse\x12\x35\n\x05\x63hart\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ControlChart\".\n\x0eInspectRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05model\x18\x02 \x01(\t\"M\n\x0fInspectResponse\x12:\n\x06result\x18\x01 \x01(\x0b\x32*.manufacturing.quality.v1.InspectionResult\"F\n\x14InspectStreamRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\r\n\x05model\x18\x03 \x01(\t\"\xc0\x01\n\x15InspectStreamResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12<\n\x06result\x18\x03 \x01(\x0b\x32*.manufacturing.quality.v1.InspectionResultH\x00\x12:\n\x05\x65rror\x18\x04 \x01(\x0b\x32).manufacturing.quality.v1.InspectionErrorH\x00\x42\t\n\x07outcome\"!\n\x11ListModelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x12ListModelsResponse\x12\x36\n\x06models\x18\x01 \x03(\x0b\x32&.manufacturing.quality.v1.ModelVersion\"4\n\x13PromoteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"M\n\x14PromoteModelResponse\x12\x35\n\x05model\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ModelVersion\"$\n\x14RollbackModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x15RollbackModelResponse\x12\x35\n\x05model\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ModelVersion2\xd1\x06\n\x0eQualityService\x12x\n\x0eGetServiceInfo\x12/.manufacturing.quality.v1.GetServiceInfoRequest\x1a\x30.manufacturing.quality.v1.GetServiceInfoResponse\"\x03\x90\x02\x01\x12\x87\x01\n\x13\x43omputeControlChart\x12\x34.manufacturing.quality.v1.ComputeControlChartRequest\x1a\x35.manufacturing.quality.v1.ComputeControlChartResponse\"\x03\x90\x02\x01\x12\x63\n\x07Inspect\x12(.manufacturing.quality.v1.InspectRequest\x1a).manufacturing.quality.v1.InspectResponse\"\x03\x90\x02\x01\x12t\n\rInspectStream\x12..manufacturing.quality.v1.InspectStreamRequest\x1a/.manufacturing.quality.v1.InspectStreamResponse(\x01\x30\x01\x12l\n\nListModels\x12+.manufacturing.quality.v1.ListModelsRequest\x1a,.manufacturing.quality.v1.ListModelsResponse\"\x03\x90\x02\x01\x12x\n\x0cPromoteModel\x12-.manufacturing.quality.v1.PromoteModelRequest\x1a..manufacturing.quality.v1.PromoteModelResponse\"\t\x90\x02\x02\x8a\xb5\x18\x02\x08\x03\x12x\n\rRollbackModel\x12..manufacturing.quality.v1.RollbackModelRequest\x1a/.manufacturing.quality.v1.RollbackModelResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,14 +39,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUALITYSERVICE'].methods_by_name['GetServiceInfo']._serialized_options = b'\220\002\001'
   _globals['_QUALITYSERVICE'].methods_by_name['ComputeControlChart']._loaded_options = None
   _globals['_QUALITYSERVICE'].methods_by_name['ComputeControlChart']._serialized_options = b'\220\002\001'
-  _globals['_GETSERVICEINFOREQUEST']._serialized_start=166
-  _globals['_GETSERVICEINFOREQUEST']._serialized_end=189
-  _globals['_GETSERVICEINFORESPONSE']._serialized_start=191
-  _globals['_GETSERVICEINFORESPONSE']._serialized_end=267
-  _globals['_COMPUTECONTROLCHARTREQUEST']._serialized_start=270
-  _globals['_COMPUTECONTROLCHARTREQUEST']._serialized_end=410
-  _globals['_COMPUTECONTROLCHARTRESPONSE']._serialized_start=412
-  _globals['_COMPUTECONTROLCHARTRESPONSE']._serialized_end=496
-  _globals['_QUALITYSERVICE']._serialized_start=499
-  _globals['_QUALITYSERVICE']._serialized_end=775
+  _globals['_QUALITYSERVICE'].methods_by_name['Inspect']._loaded_options = None
+  _globals['_QUALITYSERVICE'].methods_by_name['Inspect']._serialized_options = b'\220\002\001'
+  _globals['_QUALITYSERVICE'].methods_by_name['ListModels']._loaded_options = None
+  _globals['_QUALITYSERVICE'].methods_by_name['ListModels']._serialized_options = b'\220\002\001'
+  _globals['_QUALITYSERVICE'].methods_by_name['PromoteModel']._loaded_options = None
+  _globals['_QUALITYSERVICE'].methods_by_name['PromoteModel']._serialized_options = b'\220\002\002\212\265\030\002\010\003'
+  _globals['_QUALITYSERVICE'].methods_by_name['RollbackModel']._loaded_options = None
+  _globals['_QUALITYSERVICE'].methods_by_name['RollbackModel']._serialized_options = b'\212\265\030\002\010\003'
+  _globals['_GETSERVICEINFOREQUEST']._serialized_start=247
+  _globals['_GETSERVICEINFOREQUEST']._serialized_end=270
+  _globals['_GETSERVICEINFORESPONSE']._serialized_start=272
+  _globals['_GETSERVICEINFORESPONSE']._serialized_end=348
+  _globals['_COMPUTECONTROLCHARTREQUEST']._serialized_start=351
+  _globals['_COMPUTECONTROLCHARTREQUEST']._serialized_end=491
+  _globals['_COMPUTECONTROLCHARTRESPONSE']._serialized_start=493
+  _globals['_COMPUTECONTROLCHARTRESPONSE']._serialized_end=577
+  _globals['_INSPECTREQUEST']._serialized_start=579
+  _globals['_INSPECTREQUEST']._serialized_end=625
+  _globals['_INSPECTRESPONSE']._serialized_start=627
+  _globals['_INSPECTRESPONSE']._serialized_end=704
+  _globals['_INSPECTSTREAMREQUEST']._serialized_start=706
+  _globals['_INSPECTSTREAMREQUEST']._serialized_end=776
+  _globals['_INSPECTSTREAMRESPONSE']._serialized_start=779
+  _globals['_INSPECTSTREAMRESPONSE']._serialized_end=971
+  _globals['_LISTMODELSREQUEST']._serialized_start=973
+  _globals['_LISTMODELSREQUEST']._serialized_end=1006
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1008
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1084
+  _globals['_PROMOTEMODELREQUEST']._serialized_start=1086
+  _globals['_PROMOTEMODELREQUEST']._serialized_end=1138
+  _globals['_PROMOTEMODELRESPONSE']._serialized_start=1140
+  _globals['_PROMOTEMODELRESPONSE']._serialized_end=1217
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1219
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1255
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=1257
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=1335
+  _globals['_QUALITYSERVICE']._serialized_start=1338
+  _globals['_QUALITYSERVICE']._serialized_end=2187
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class QualityServiceStub:
-    """Quality: statistical process control for measured characteristics.
+    """Quality: visual inspection of parts and statistical process control for measured
+    characteristics.
     """
 
     def __init__(self, channel):
@@ -45,10 +46,36 @@ class QualityServiceStub:
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.SerializeToString,
                 response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.FromString,
                 _registered_method=True)
+        self.Inspect = channel.unary_unary(
+                '/manufacturing.quality.v1.QualityService/Inspect',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectResponse.FromString,
+                _registered_method=True)
+        self.InspectStream = channel.stream_stream(
+                '/manufacturing.quality.v1.QualityService/InspectStream',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamResponse.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/manufacturing.quality.v1.QualityService/ListModels',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.PromoteModel = channel.unary_unary(
+                '/manufacturing.quality.v1.QualityService/PromoteModel',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.PromoteModelRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.PromoteModelResponse.FromString,
+                _registered_method=True)
+        self.RollbackModel = channel.unary_unary(
+                '/manufacturing.quality.v1.QualityService/RollbackModel',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RollbackModelRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RollbackModelResponse.FromString,
+                _registered_method=True)
 
 
 class QualityServiceServicer:
-    """Quality: statistical process control for measured characteristics.
+    """Quality: visual inspection of parts and statistical process control for measured
+    characteristics.
     """
 
     def GetServiceInfo(self, request, context):
@@ -67,6 +94,51 @@ class QualityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Inspect(self, request, context):
+        """Judges one encoded image (PNG, JPEG or BMP) with the active version of a model.
+        Errors: INVALID_ARGUMENT when the image is empty, corrupt, not PNG/JPEG/BMP, too
+        small, or above the configured pixel limit (checked from the header, before
+        decoding), or the model name is empty; NOT_FOUND when no such model exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectStream(self, request_iterator, context):
+        """Judges a camera line's images as they arrive. Replies come in request order, one
+        per image; an image that cannot be judged gets a reply carrying its error (same
+        rules as Inspect) and the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Lists the versions of the inspection models, newest first within each name.
+        Errors: NOT_FOUND when a name is given and no such model exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteModel(self, request, context):
+        """Makes a version the active one of its model; later Inspect calls use it.
+        Errors: INVALID_ARGUMENT when name or version is empty; NOT_FOUND when the version
+        does not exist; FAILED_PRECONDITION when its file does not match its manifest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackModel(self, request, context):
+        """Returns a model to the version that was active before the last promotion.
+        Errors: INVALID_ARGUMENT when name is empty; NOT_FOUND when no such model exists;
+        FAILED_PRECONDITION when there is no earlier version to return to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QualityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +152,31 @@ def add_QualityServiceServicer_to_server(servicer, server):
                     request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.FromString,
                     response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.SerializeToString,
             ),
+            'Inspect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Inspect,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectResponse.SerializeToString,
+            ),
+            'InspectStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.InspectStream,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ListModelsRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'PromoteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteModel,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.PromoteModelRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.PromoteModelResponse.SerializeToString,
+            ),
+            'RollbackModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackModel,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RollbackModelRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RollbackModelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'manufacturing.quality.v1.QualityService', rpc_method_handlers)
@@ -89,7 +186,8 @@ def add_QualityServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class QualityService:
-    """Quality: statistical process control for measured characteristics.
+    """Quality: visual inspection of parts and statistical process control for measured
+    characteristics.
     """
 
     @staticmethod
@@ -136,6 +234,141 @@ class QualityService:
             '/manufacturing.quality.v1.QualityService/ComputeControlChart',
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.SerializeToString,
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Inspect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.quality.v1.QualityService/Inspect',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/manufacturing.quality.v1.QualityService/InspectStream',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.quality.v1.QualityService/ListModels',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ListModelsRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.quality.v1.QualityService/PromoteModel',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.PromoteModelRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.PromoteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.quality.v1.QualityService/RollbackModel',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RollbackModelRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RollbackModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

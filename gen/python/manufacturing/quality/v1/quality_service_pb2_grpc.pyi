@@ -27,7 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class QualityServiceStub:
-    """Quality: statistical process control for measured characteristics."""
+    """Quality: visual inspection of parts and statistical process control for measured
+    characteristics.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -40,10 +42,37 @@ class QualityServiceStub:
     Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
     subgroups, sizes differ or are out of range, or a value is not finite.
     """
+    Inspect: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.InspectRequest, _quality_service_pb2.InspectResponse]
+    """Judges one encoded image (PNG, JPEG or BMP) with the active version of a model.
+    Errors: INVALID_ARGUMENT when the image is empty, corrupt, not PNG/JPEG/BMP, too
+    small, or above the configured pixel limit (checked from the header, before
+    decoding), or the model name is empty; NOT_FOUND when no such model exists.
+    """
+    InspectStream: _grpc.StreamStreamMultiCallable[_quality_service_pb2.InspectStreamRequest, _quality_service_pb2.InspectStreamResponse]
+    """Judges a camera line's images as they arrive. Replies come in request order, one
+    per image; an image that cannot be judged gets a reply carrying its error (same
+    rules as Inspect) and the stream goes on.
+    """
+    ListModels: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.ListModelsRequest, _quality_service_pb2.ListModelsResponse]
+    """Lists the versions of the inspection models, newest first within each name.
+    Errors: NOT_FOUND when a name is given and no such model exists.
+    """
+    PromoteModel: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.PromoteModelRequest, _quality_service_pb2.PromoteModelResponse]
+    """Makes a version the active one of its model; later Inspect calls use it.
+    Errors: INVALID_ARGUMENT when name or version is empty; NOT_FOUND when the version
+    does not exist; FAILED_PRECONDITION when its file does not match its manifest.
+    """
+    RollbackModel: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.RollbackModelRequest, _quality_service_pb2.RollbackModelResponse]
+    """Returns a model to the version that was active before the last promotion.
+    Errors: INVALID_ARGUMENT when name is empty; NOT_FOUND when no such model exists;
+    FAILED_PRECONDITION when there is no earlier version to return to.
+    """
 
 @_typing.type_check_only
 class QualityServiceAsyncStub(QualityServiceStub):
-    """Quality: statistical process control for measured characteristics."""
+    """Quality: visual inspection of parts and statistical process control for measured
+    characteristics.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetServiceInfo: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.GetServiceInfoRequest, _quality_service_pb2.GetServiceInfoResponse]  # type: ignore[assignment]
@@ -53,9 +82,36 @@ class QualityServiceAsyncStub(QualityServiceStub):
     Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
     subgroups, sizes differ or are out of range, or a value is not finite.
     """
+    Inspect: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.InspectRequest, _quality_service_pb2.InspectResponse]  # type: ignore[assignment]
+    """Judges one encoded image (PNG, JPEG or BMP) with the active version of a model.
+    Errors: INVALID_ARGUMENT when the image is empty, corrupt, not PNG/JPEG/BMP, too
+    small, or above the configured pixel limit (checked from the header, before
+    decoding), or the model name is empty; NOT_FOUND when no such model exists.
+    """
+    InspectStream: _aio.StreamStreamMultiCallable[_quality_service_pb2.InspectStreamRequest, _quality_service_pb2.InspectStreamResponse]  # type: ignore[assignment]
+    """Judges a camera line's images as they arrive. Replies come in request order, one
+    per image; an image that cannot be judged gets a reply carrying its error (same
+    rules as Inspect) and the stream goes on.
+    """
+    ListModels: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.ListModelsRequest, _quality_service_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """Lists the versions of the inspection models, newest first within each name.
+    Errors: NOT_FOUND when a name is given and no such model exists.
+    """
+    PromoteModel: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.PromoteModelRequest, _quality_service_pb2.PromoteModelResponse]  # type: ignore[assignment]
+    """Makes a version the active one of its model; later Inspect calls use it.
+    Errors: INVALID_ARGUMENT when name or version is empty; NOT_FOUND when the version
+    does not exist; FAILED_PRECONDITION when its file does not match its manifest.
+    """
+    RollbackModel: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.RollbackModelRequest, _quality_service_pb2.RollbackModelResponse]  # type: ignore[assignment]
+    """Returns a model to the version that was active before the last promotion.
+    Errors: INVALID_ARGUMENT when name is empty; NOT_FOUND when no such model exists;
+    FAILED_PRECONDITION when there is no earlier version to return to.
+    """
 
 class QualityServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Quality: statistical process control for measured characteristics."""
+    """Quality: visual inspection of parts and statistical process control for measured
+    characteristics.
+    """
 
     @_abc_1.abstractmethod
     def GetServiceInfo(
@@ -74,6 +130,61 @@ class QualityServiceServicer(metaclass=_abc_1.ABCMeta):
         """Computes a control chart (trial limits and points) from subgroups.
         Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
         subgroups, sizes differ or are out of range, or a value is not finite.
+        """
+
+    @_abc_1.abstractmethod
+    def Inspect(
+        self,
+        request: _quality_service_pb2.InspectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.InspectResponse, _abc.Awaitable[_quality_service_pb2.InspectResponse]]:
+        """Judges one encoded image (PNG, JPEG or BMP) with the active version of a model.
+        Errors: INVALID_ARGUMENT when the image is empty, corrupt, not PNG/JPEG/BMP, too
+        small, or above the configured pixel limit (checked from the header, before
+        decoding), or the model name is empty; NOT_FOUND when no such model exists.
+        """
+
+    @_abc_1.abstractmethod
+    def InspectStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_quality_service_pb2.InspectStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_quality_service_pb2.InspectStreamResponse], _abc.AsyncIterator[_quality_service_pb2.InspectStreamResponse]]:
+        """Judges a camera line's images as they arrive. Replies come in request order, one
+        per image; an image that cannot be judged gets a reply carrying its error (same
+        rules as Inspect) and the stream goes on.
+        """
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _quality_service_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.ListModelsResponse, _abc.Awaitable[_quality_service_pb2.ListModelsResponse]]:
+        """Lists the versions of the inspection models, newest first within each name.
+        Errors: NOT_FOUND when a name is given and no such model exists.
+        """
+
+    @_abc_1.abstractmethod
+    def PromoteModel(
+        self,
+        request: _quality_service_pb2.PromoteModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.PromoteModelResponse, _abc.Awaitable[_quality_service_pb2.PromoteModelResponse]]:
+        """Makes a version the active one of its model; later Inspect calls use it.
+        Errors: INVALID_ARGUMENT when name or version is empty; NOT_FOUND when the version
+        does not exist; FAILED_PRECONDITION when its file does not match its manifest.
+        """
+
+    @_abc_1.abstractmethod
+    def RollbackModel(
+        self,
+        request: _quality_service_pb2.RollbackModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.RollbackModelResponse, _abc.Awaitable[_quality_service_pb2.RollbackModelResponse]]:
+        """Returns a model to the version that was active before the last promotion.
+        Errors: INVALID_ARGUMENT when name is empty; NOT_FOUND when no such model exists;
+        FAILED_PRECONDITION when there is no earlier version to return to.
         """
 
 def add_QualityServiceServicer_to_server(servicer: QualityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

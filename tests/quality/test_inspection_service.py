@@ -1,0 +1,162 @@
+"""Inspection RPCs on a real in-process quality server, with the shipped models."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from manufacturing.quality.v1 import inspection_pb2
+from manufacturing.quality.v1 import quality_service_pb2 as pb
+
+from services.quality.datasets import blocked_split, neu_samples
+from services.quality.registry import SHIPPED_MODELS
+from tests.errors_support import field_violations
+from tests.quality.test_inspection_domain import png_header_only
+from tests.shared_data import shared_data
+
+NEU = "neu-surface"
+TILE = "magnetic-tile"
+
+
+def encode(image: np.ndarray, ext: str = ".png") -> bytes:
+    ok, data = cv2.imencode(ext, image)
+    assert ok
+    return data.tobytes()
+
+
+def texture(seed: int = 0, size: int = 200) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(128, 20, (size, size)), 0, 255).astype(np.uint8)
+
+
+def test_inspect_classifies_held_out_neu_images(quality_stub):
+    _, test = blocked_split(neu_samples(shared_data("neu_det")), 2 / 3)
+    chosen = [s for s in test if s.number == 200]  # last image of each class
+    for sample in chosen:
+        result = quality_stub.Inspect(
+            pb.InspectRequest(image=sample.path.read_bytes(), model=NEU)
+        ).result
+        assert result.defect_class == sample.label
+        assert result.verdict == inspection_pb2.VERDICT_DEFECTIVE
+        assert sum(p.probability for p in result.probabilities) == pytest.approx(1.0)
+        assert result.probabilities[0].label == sample.label
+        assert (result.width, result.height) == (200, 200)
+        assert result.model_version == "1"
+        assert result.latency.ToNanoseconds() > 0
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp"])
+def test_inspect_accepts_each_encoding(quality_stub, ext):
+    result = quality_stub.Inspect(pb.InspectRequest(image=encode(texture(), ext), model=TILE))
+    assert result.result.model_name == TILE
+    assert result.result.verdict in (inspection_pb2.VERDICT_GOOD, inspection_pb2.VERDICT_DEFECTIVE)
+    assert result.result.anomaly_threshold > 0
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.InspectRequest(image=b"", model=NEU), "image"),
+        (pb.InspectRequest(image=b"not an image at all", model=NEU), "image"),
+        (pb.InspectRequest(image=encode(texture())[:100], model=NEU), "image"),
+        (pb.InspectRequest(image=encode(texture()), model=""), "model"),
+        (pb.InspectRequest(image=png_header_only(100_000, 100_000), model=NEU), "image"),
+    ],
+)
+def test_bad_input_is_invalid_argument_naming_the_field(quality_stub, request_, field):
+    with pytest.raises(grpc.RpcError) as caught:
+        quality_stub.Inspect(request_)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in field_violations(caught.value)
+
+
+def test_unknown_model_is_not_found(quality_stub):
+    with pytest.raises(grpc.RpcError) as caught:
+        quality_stub.Inspect(pb.InspectRequest(image=encode(texture()), model="nope"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_stream_replies_in_order_and_survives_bad_images(quality_stub):
+    frames = []
+    for index in range(12):
+        image = b"\x89PNG broken" if index in (3, 7) else encode(texture(index))
+        frames.append(pb.InspectStreamRequest(frame_id=f"f{index}", image=image, model=NEU))
+    replies = list(quality_stub.InspectStream(iter(frames)))
+    assert [r.frame_id for r in replies] == [f"f{i}" for i in range(12)]
+    assert [r.sequence for r in replies] == list(range(12))
+    for index, reply in enumerate(replies):
+        if index in (3, 7):
+            assert reply.WhichOneof("outcome") == "error"
+            assert reply.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            assert reply.error.field_errors[0].field == "image"
+        else:
+            assert reply.WhichOneof("outcome") == "result"
+            assert reply.result.model_name == NEU
+
+
+def test_models_list_promote_and_rollback(quality_stub):
+    listed = quality_stub.ListModels(pb.ListModelsRequest()).models
+    names = {(m.name, m.version, m.active) for m in listed}
+    assert {(NEU, "1", True), (TILE, "1", True)} <= names
+    neu = next(m for m in listed if m.name == NEU)
+    assert neu.kind == inspection_pb2.MODEL_KIND_CLASSIFIER
+    assert neu.metrics["accuracy"] >= 0.97
+    assert len(neu.sha256) == 64 and len(neu.classes) == 6
+    with pytest.raises(grpc.RpcError) as caught:
+        quality_stub.RollbackModel(pb.RollbackModelRequest(name=NEU))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as caught:
+        quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="99"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as caught:
+        quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU))
+    assert "version" in field_violations(caught.value)
+    promoted = quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="1")).model
+    assert promoted.active and promoted.version == "1"
+
+
+def test_service_info_reports_model_versions(quality_stub):
+    info = quality_stub.GetServiceInfo(pb.GetServiceInfoRequest()).info
+    assert info.model_versions[NEU] == "1"
+    assert info.model_versions[TILE] == "1"
+
+
+def copy_version(tmp_path, version: str, *, tamper: bool = False) -> None:
+    """A trained-looking version of the NEU model in the service's data directory."""
+    source = SHIPPED_MODELS / NEU / "1"
+    target = tmp_path / "models" / NEU / version
+    target.mkdir(parents=True)
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["version"] = version
+    manifest["created"] = "2030-01-01T00:00:00+00:00"
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    payload = bytearray((source / "model.npz").read_bytes())
+    if tamper:
+        payload[len(payload) // 2] ^= 0xFF
+    (target / "model.npz").write_bytes(bytes(payload))
+
+
+def test_promotion_switches_serving_and_rollback_returns(quality_stub, tmp_path):
+    copy_version(tmp_path, "2")
+    copy_version(tmp_path, "3", tamper=True)
+    image = encode(texture())
+    listed = quality_stub.ListModels(pb.ListModelsRequest(name=NEU)).models
+    assert {(m.version, m.active) for m in listed} == {("1", True), ("2", False), ("3", False)}
+    assert (
+        quality_stub.Inspect(pb.InspectRequest(image=image, model=NEU)).result.model_version == "1"
+    )
+    quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="2"))
+    assert (
+        quality_stub.Inspect(pb.InspectRequest(image=image, model=NEU)).result.model_version == "2"
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="3"))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    rolled = quality_stub.RollbackModel(pb.RollbackModelRequest(name=NEU)).model
+    assert rolled.version == "1"
+    assert (
+        quality_stub.Inspect(pb.InspectRequest(image=image, model=NEU)).result.model_version == "1"
+    )
