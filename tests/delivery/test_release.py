@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -9,11 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from scripts.release import ReleaseError, Version, next_version, update_changelog
 from services.runtime.build_info import read_version
 from tests.delivery.tools import ROOT, SERVICES, run, tool
 
 RELEASE = ROOT / "scripts" / "release.py"
+
+
+def _load_release_module():
+    # scripts/ is a folder of commands, not a package: load the file itself.
+    spec = importlib.util.spec_from_file_location("release_command", RELEASE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+_release = _load_release_module()
+ReleaseError = _release.ReleaseError
+Version = _release.Version
+next_version = _release.next_version
+update_changelog = _release.update_changelog
 
 
 @pytest.mark.parametrize(
