@@ -127,6 +127,10 @@ class LoggingSettings(_Section):
     file: str = ""
     max_size_mb: int = Field(default=100, ge=1)
     backup_count: int = Field(default=10, ge=0)
+    # Rotated files are gzipped (name.log.1.gz ...); base.yaml turns it on.
+    compress: bool = False
+    # Rotated files older than this are deleted at each rotation and at start; 0 keeps them.
+    max_age_days: float = Field(default=0, ge=0)
 
 
 class Settings(_Section):
