@@ -191,6 +191,9 @@ live_image() {
 render_kubernetes() {
     local dir="$ROOT/build/deploy/$OVERLAY"
     mkdir -p "$dir"
+    # The generated part of k8s/base (per-service manifests, the gateway's config), made
+    # from config/ and gateway/ every time.
+    "$PYTHON" "$ROOT/docker/render.py" || die "docker/render.py failed"
     {
         echo "# Written by deploy.sh for revision $REVISION; not committed."
         echo "apiVersion: kustomize.config.k8s.io/v1beta1"

