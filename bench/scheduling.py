@@ -59,9 +59,9 @@ def plain_cpsat(
     horizon = sum(op.eligible_machines[0].duration for job in problem.jobs for op in job.operations)
     per_machine: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
     entries = []
-    ends = []
+    ends: list[cp_model.IntVar] = []
     for job in problem.jobs:
-        previous = None
+        previous: cp_model.IntVar | None = None
         for op in job.operations:
             eligible = op.eligible_machines[0]
             start = model.new_int_var(0, horizon, "")
@@ -73,7 +73,8 @@ def plain_cpsat(
                 model.add(start >= previous)
             previous = end
             entries.append((job.id, op.id, eligible.machine_id, start, end))
-        ends.append(previous)
+        if previous is not None:
+            ends.append(previous)
     for intervals in per_machine.values():
         model.add_no_overlap(intervals)
     makespan = model.new_int_var(0, horizon, "makespan")

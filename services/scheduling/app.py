@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import partial
 
 import grpc
@@ -9,12 +11,12 @@ from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 
 from services.runtime import db
 from services.runtime.build_info import BuildInfo
-from services.runtime.config import Settings
+from services.runtime.config import ConfigError, Settings
 from services.runtime.info import service_info
 from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
 from services.scheduling.persistence import ScheduleRepository
-from services.scheduling.servicer import SERVICE_NAME, SchedulingServicer
+from services.scheduling.servicer import SERVICE_NAME, SchedulingServicer, SolverSettings
 
 
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
@@ -24,6 +26,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     servicer = SchedulingServicer(
         schedules=repository_scope(sessions, ScheduleRepository),
         info=partial(service_info, settings, build, SERVICE_NAME),
+        solver=solver_settings(os.environ),
     )
 
     def register(server: grpc.Server) -> None:
@@ -35,3 +38,21 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         readiness_checks={"database": partial(db.database_ready, engine)},
         close=engine.dispose,
     )
+
+
+def solver_settings(environ: Mapping[str, str]) -> SolverSettings:
+    """CP-SAT workers (SCHEDULING_SOLVER_WORKERS, default: the CPU count, at most 8) and the
+    default time limit (SCHEDULING_DEFAULT_TIME_LIMIT_S, default 10)."""
+    workers = environ.get("SCHEDULING_SOLVER_WORKERS") or str(min(8, os.cpu_count() or 1))
+    limit = environ.get("SCHEDULING_DEFAULT_TIME_LIMIT_S") or "10"
+    try:
+        settings = SolverSettings(workers=int(workers), default_time_limit_s=float(limit))
+    except ValueError as error:
+        raise ConfigError(
+            f"SCHEDULING_SOLVER_WORKERS / SCHEDULING_DEFAULT_TIME_LIMIT_S: {error}"
+        ) from error
+    if not 1 <= settings.workers <= 64 or not 0 < settings.default_time_limit_s <= 3600:
+        raise ConfigError(
+            "SCHEDULING_SOLVER_WORKERS must be 1..64, SCHEDULING_DEFAULT_TIME_LIMIT_S 0..3600"
+        )
+    return settings

@@ -7,18 +7,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, String, select, tuple_
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text, select, tuple_
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.scheduling.domain.model import (
     Assignment,
     EligibleMachine,
+    Interval,
     Job,
     Machine,
     Objective,
+    ObjectiveWeights,
     Operation,
+    OperationRef,
+    Precedence,
     Problem,
     Schedule,
+    SetupTime,
     Solution,
     SolveStatus,
 )
@@ -41,14 +46,30 @@ class ScheduleRow(Base):
     solver: Mapped[str] = mapped_column(String(64))
     problem: Mapped[dict[str, Any]] = mapped_column(JSON)
     assignments: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    objective_value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    lower_bound: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    wall_time_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    weights: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    moved_operations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    based_on: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    notes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 metadata = Base.metadata
 
 
 def problem_from_document(document: dict[str, Any]) -> Problem:
+    # Documents written before a field existed lack it: the domain default applies.
     return Problem(
-        machines=tuple(Machine(**m) for m in document["machines"]),
+        machines=tuple(
+            Machine(
+                m["id"],
+                m.get("display_name", ""),
+                tuple(Interval(**w) for w in m.get("unavailable", ())),
+            )
+            for m in document["machines"]
+        ),
         jobs=tuple(
             Job(
                 id=job["id"],
@@ -61,9 +82,18 @@ def problem_from_document(document: dict[str, Any]) -> Problem:
                     )
                     for op in job["operations"]
                 ),
+                release=job.get("release", 0),
+                due=job.get("due", 0),
+                weight=job.get("weight", 1),
+                deadline=job.get("deadline", 0),
             )
             for job in document["jobs"]
         ),
+        precedences=tuple(
+            Precedence(OperationRef(**p["before"]), OperationRef(**p["after"]))
+            for p in document.get("precedences", ())
+        ),
+        setups=tuple(SetupTime(**s) for s in document.get("setups", ())),
     )
 
 
@@ -82,7 +112,15 @@ def _to_schedule(row: ScheduleRow) -> Schedule:
             assignments=tuple(Assignment(**a) for a in row.assignments),
             status=SolveStatus(row.status),
             solver=row.solver,
+            objective_value=row.objective_value or 0,
+            lower_bound=row.lower_bound or 0,
+            wall_time_s=row.wall_time_s or 0.0,
+            reason=row.status_reason or "",
+            moved_operations=row.moved_operations or 0,
+            notes=tuple(row.notes or ()),
         ),
+        weights=ObjectiveWeights(**row.weights) if row.weights else ObjectiveWeights(),
+        based_on=row.based_on or "",
     )
 
 
@@ -104,6 +142,14 @@ class ScheduleRepository:
                 solver=solution.solver,
                 problem=asdict(schedule.problem),
                 assignments=[asdict(a) for a in solution.assignments],
+                objective_value=solution.objective_value,
+                lower_bound=solution.lower_bound,
+                wall_time_s=solution.wall_time_s,
+                status_reason=solution.reason,
+                weights=asdict(schedule.weights),
+                moved_operations=solution.moved_operations,
+                based_on=schedule.based_on,
+                notes=list(solution.notes),
             )
         )
 

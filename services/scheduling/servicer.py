@@ -2,28 +2,77 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import grpc
+from google.protobuf import duration_pb2
 from manufacturing.common.v1 import service_info_pb2
 from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 
 from services.runtime import paging
-from services.runtime.errors import FieldViolation, InvalidArgument, NotFound, Violations
-from services.scheduling.convert import OBJECTIVE_FROM_PROTO, problem_from_proto, schedule_to_proto
-from services.scheduling.domain.dispatch import dispatch
-from services.scheduling.domain.model import Schedule
-from services.scheduling.domain.validation import validate_problem
+from services.runtime.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Violations,
+)
+from services.scheduling.convert import (
+    OBJECTIVE_FROM_PROTO,
+    assignments_from_proto,
+    disruption_from_proto,
+    problem_from_proto,
+    schedule_to_proto,
+    solution_to_proto,
+    violation_to_proto,
+    weights_from_proto,
+)
+from services.scheduling.domain.check import check_schedule
+from services.scheduling.domain.indexed import objective_value
+from services.scheduling.domain.model import (
+    Objective,
+    ObjectiveWeights,
+    Problem,
+    Schedule,
+    Solution,
+)
+from services.scheduling.domain.reschedule import (
+    Disruption,
+    RushJob,
+    plan_repair,
+    validate_disruptions,
+)
+from services.scheduling.domain.solver import SolveOptions, solve
+from services.scheduling.domain.validation import validate_problem, validate_weights
 from services.scheduling.persistence import ScheduleRepository
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SchedulingService"].full_name
 MAX_TIME_LIMIT_S = 3600
+MAX_MOVED_WEIGHT = 1_000_000
 
 RepositoryScope = Callable[[], AbstractContextManager[ScheduleRepository]]
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """How the service runs its solver."""
+
+    workers: int = 2
+    default_time_limit_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    problem: Problem
+    objective: Objective
+    weights: ObjectiveWeights
+    time_limit_s: float
 
 
 class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
@@ -32,10 +81,12 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         *,
         schedules: RepositoryScope,
         info: Callable[[], service_info_pb2.ServiceInfo],
+        solver: SolverSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._schedules = schedules
         self._info = info
+        self._solver = solver or SolverSettings()
         self._clock = clock
 
     def GetServiceInfo(
@@ -43,34 +94,222 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
     ) -> pb.GetServiceInfoResponse:
         return pb.GetServiceInfoResponse(info=self._info())
 
+    # -- solving -------------------------------------------------------------------------
+
     def Solve(self, request: pb.SolveRequest, context: grpc.ServicerContext) -> pb.SolveResponse:
+        job = self._solve_job(request, context)
+        solution = solve(
+            job.problem,
+            self._options(job),
+            should_stop=lambda: not context.is_active(),
+        )
+        return pb.SolveResponse(schedule=schedule_to_proto(self._store(job, solution)))
+
+    def SolveStream(
+        self, request: pb.SolveStreamRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.SolveStreamResponse]:
+        job = self._solve_job(request, context)
+        stop = threading.Event()
+        context.add_callback(stop.set)  # the client cancelled or went away
+        updates: queue.Queue[Solution] = queue.Queue()
+        result: list[Solution] = []
+
+        def work() -> None:
+            try:
+                result.append(
+                    solve(
+                        job.problem,
+                        self._options(job),
+                        on_improvement=updates.put,
+                        should_stop=stop.is_set,
+                    )
+                )
+            finally:
+                done.set()
+
+        done = threading.Event()
+        worker = threading.Thread(target=work, name="solve-stream", daemon=True)
+        worker.start()
+        try:
+            while not (done.is_set() and updates.empty()):
+                if stop.is_set() or not context.is_active():
+                    stop.set()
+                    return
+                try:
+                    solution = updates.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                yield pb.SolveStreamResponse(
+                    schedule=solution_to_proto(solution, job.objective, job.weights),
+                    lower_bound=solution.lower_bound,
+                )
+            worker.join()
+            if not result:
+                return  # the solver failed; its error was logged by the thread
+            schedule = self._store(job, result[0])
+            yield pb.SolveStreamResponse(
+                schedule=schedule_to_proto(schedule),
+                lower_bound=result[0].lower_bound,
+                final=True,
+            )
+        finally:
+            stop.set()
+            worker.join(timeout=5)
+
+    def _solve_job(
+        self, request: pb.SolveRequest | pb.SolveStreamRequest, context: grpc.ServicerContext
+    ) -> _Job:
         violations = Violations()
         violations.check(request.HasField("problem"), "problem", "is required")
         violations.check(
             request.objective in OBJECTIVE_FROM_PROTO, "objective", "unknown objective"
         )
-        if request.HasField("time_limit"):
-            seconds = request.time_limit.ToTimedelta().total_seconds()
-            violations.check(
-                0 < seconds <= MAX_TIME_LIMIT_S,
-                "time_limit",
-                f"must be positive and at most {MAX_TIME_LIMIT_S} s",
-            )
+        limit = self._time_limit(
+            request.time_limit if request.HasField("time_limit") else None, violations
+        )
+        weights = weights_from_proto(request.objective_weights)
+        validate_weights(weights, violations, "objective_weights")
         problem = problem_from_proto(request.problem)
         if request.HasField("problem"):
             validate_problem(problem, violations)
         violations.raise_if_any()
+        return _Job(
+            problem,
+            OBJECTIVE_FROM_PROTO[request.objective],
+            weights,
+            self._within_deadline(limit, context),
+        )
 
+    def _time_limit(
+        self,
+        requested: duration_pb2.Duration | None,
+        violations: Violations,
+        field: str = "time_limit",
+    ) -> float:
+        if requested is None:
+            return self._solver.default_time_limit_s
+        seconds = requested.ToTimedelta().total_seconds()
+        violations.check(
+            0 < seconds <= MAX_TIME_LIMIT_S,
+            field,
+            f"must be positive and at most {MAX_TIME_LIMIT_S} s",
+        )
+        return seconds
+
+    @staticmethod
+    def _within_deadline(limit: float, context: grpc.ServicerContext) -> float:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return limit
+        # Leave room to store the schedule and send the reply before the deadline.
+        return max(0.05, min(limit, remaining * 0.8 - 0.25))
+
+    def _options(self, job: _Job, **extra: object) -> SolveOptions:
+        return SolveOptions(
+            objective=job.objective,
+            weights=job.weights,
+            time_limit_s=job.time_limit_s,
+            workers=self._solver.workers,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    def _store(self, job: _Job, solution: Solution, based_on: str = "") -> Schedule:
         schedule = Schedule(
             id=uuid.uuid4().hex,
             created_at=self._clock(),
-            objective=OBJECTIVE_FROM_PROTO[request.objective],
-            problem=problem,
-            solution=dispatch(problem),
+            objective=job.objective,
+            problem=job.problem,
+            solution=solution,
+            weights=job.weights,
+            based_on=based_on,
         )
         with self._schedules() as repository:
             repository.add(schedule)
-        return pb.SolveResponse(schedule=schedule_to_proto(schedule))
+        return schedule
+
+    # -- repairing and checking -----------------------------------------------------------
+
+    def Reschedule(
+        self, request: pb.RescheduleRequest, context: grpc.ServicerContext
+    ) -> pb.RescheduleResponse:
+        violations = Violations()
+        violations.check(
+            0 < len(request.schedule_id) <= 64, "schedule_id", "must be 1 to 64 characters"
+        )
+        limit = self._time_limit(
+            request.time_limit if request.HasField("time_limit") else None, violations
+        )
+        violations.check(
+            0 <= request.moved_operation_weight <= MAX_MOVED_WEIGHT,
+            "moved_operation_weight",
+            f"must be between 0 and {MAX_MOVED_WEIGHT}",
+        )
+        disruptions: list[Disruption] = []
+        for i, message in enumerate(request.disruptions):
+            disruption = disruption_from_proto(message)
+            if disruption is None:
+                violations.add(f"disruptions[{i}]", "names no kind of disruption")
+            else:
+                disruptions.append(disruption)
+        violations.raise_if_any()
+        with self._schedules() as repository:
+            stored = repository.get(request.schedule_id)
+        if stored is None:
+            raise NotFound(f"no schedule with id {request.schedule_id!r}")
+        validate_disruptions(stored.problem, disruptions, request.current_time, violations)
+        for i, disruption in enumerate(disruptions):
+            if isinstance(disruption, RushJob):
+                _validate_rush_job(
+                    stored.problem, disruption, f"disruptions[{i}].rush_job.job", violations
+                )
+        violations.raise_if_any()
+        plan = plan_repair(
+            stored.problem, stored.solution.assignments, disruptions, request.current_time
+        )
+        job = _Job(
+            plan.problem, stored.objective, stored.weights, self._within_deadline(limit, context)
+        )
+        solution = solve(
+            plan.problem,
+            self._options(
+                job,
+                fixed=plan.fixed,
+                original=plan.original,
+                moved_weight=request.moved_operation_weight or 1,
+                not_before=plan.not_before,
+            ),
+            should_stop=lambda: not context.is_active(),
+        )
+        solution = replace(solution, notes=solution.notes + plan.notes)
+        schedule = self._store(job, solution, based_on=stored.id)
+        return pb.RescheduleResponse(schedule=schedule_to_proto(schedule))
+
+    def Validate(
+        self, request: pb.ValidateRequest, context: grpc.ServicerContext
+    ) -> pb.ValidateResponse:
+        violations = Violations()
+        violations.check(request.HasField("problem"), "problem", "is required")
+        violations.check(
+            request.objective in OBJECTIVE_FROM_PROTO, "objective", "unknown objective"
+        )
+        weights = weights_from_proto(request.objective_weights)
+        validate_weights(weights, violations, "objective_weights")
+        problem = problem_from_proto(request.problem)
+        if request.HasField("problem"):
+            validate_problem(problem, violations)
+        violations.raise_if_any()
+        assignments = assignments_from_proto(request.operations)
+        found = check_schedule(problem, assignments)
+        return pb.ValidateResponse(
+            feasible=not found,
+            violations=[violation_to_proto(v) for v in found],
+            makespan=max((a.end for a in assignments), default=0),
+            objective_value=objective_value(
+                problem, assignments, OBJECTIVE_FROM_PROTO[request.objective], weights
+            ),
+        )
+
+    # -- reading -------------------------------------------------------------------------
 
     def GetSchedule(
         self, request: pb.GetScheduleRequest, context: grpc.ServicerContext
@@ -117,3 +356,16 @@ def _cursor(position: dict[str, object] | None) -> tuple[datetime, str] | None:
         raise InvalidArgument(
             [FieldViolation("page_token", "not a token this service issued")]
         ) from error
+
+
+def _validate_rush_job(problem: Problem, rush: RushJob, path: str, violations: Violations) -> None:
+    """Check a rush job as if it were the only job of the stored problem's shop."""
+    found = Violations()
+    validate_problem(Problem(problem.machines, (rush.job,)), found)
+    try:
+        found.raise_if_any()
+    except InvalidArgument as error:
+        for violation in error.violations:
+            violations.add(
+                violation.field.replace("problem.jobs[0]", path, 1), violation.description
+            )

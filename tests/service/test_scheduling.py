@@ -35,8 +35,11 @@ def test_solve_returns_a_feasible_stored_schedule(scheduling_stub):
     reply = scheduling_stub.Solve(pb.SolveRequest(problem=two_by_two()))
     schedule = reply.schedule
     assert schedule.id
-    assert schedule.status == schedule_pb2.SOLVE_STATUS_FEASIBLE
+    assert schedule.status == schedule_pb2.SOLVE_STATUS_OPTIMAL
     assert schedule.objective == schedule_pb2.OBJECTIVE_MAKESPAN
+    assert schedule.objective_value == schedule.lower_bound == 7
+    assert schedule.gap == 0
+    assert schedule.wall_time.ToTimedelta().total_seconds() < 5
     assert len(schedule.operations) == 4
     assert schedule.makespan == max(op.end for op in schedule.operations) == 7
     by_job: dict[str, list[schedule_pb2.ScheduledOperation]] = {}

@@ -42,6 +42,8 @@ class ModelOptions:
     objective_lower: int = 0
     # Machines whose order ``sequence`` fixes completely: no NoOverlap needed there.
     sequenced_machines: frozenset[int] = frozenset()
+    # Operations not fixed start no earlier than this.
+    not_before: int = 0
 
 
 class JobShopModel:
@@ -80,7 +82,7 @@ class JobShopModel:
             if options.machine_of is not None and k in options.machine_of:
                 m_only = options.machine_of[k]
                 eligible = tuple((m, d) for m, d in eligible if m == m_only)
-            lo = heads[k]
+            lo = max(heads[k], options.not_before)
             hi = max(lo, horizon - tails[k])
             s = model.new_int_var(lo, hi, f"s{k}")
             e = model.new_int_var(lo, horizon, f"e{k}")
@@ -165,6 +167,7 @@ class JobShopModel:
         ix, options, model = self.ix, self.options, self.model
         horizon = options.horizon
         terms: list[cp_model.LinearExprT] = []
+        scale = 0  # the largest value the objective can take
         objective = options.objective
         if objective in (Objective.MAKESPAN, Objective.WEIGHTED_SUM):
             makespan = model.new_int_var(0, horizon, "makespan")
@@ -173,6 +176,7 @@ class JobShopModel:
             self.makespan = makespan
             weight = 1 if objective is Objective.MAKESPAN else options.weights.makespan
             terms.append(weight * makespan)
+            scale += weight * horizon
         if objective in (Objective.TOTAL_WEIGHTED_TARDINESS, Objective.WEIGHTED_SUM):
             weight = (
                 1 if objective is Objective.TOTAL_WEIGHTED_TARDINESS else options.weights.tardiness
@@ -182,6 +186,7 @@ class JobShopModel:
                     late = model.new_int_var(0, horizon, f"t{j}")
                     model.add(late >= e - ix.due[j])
                     terms.append(weight * ix.weight[j] * late)
+                    scale += weight * ix.weight[j] * horizon
         if options.original and options.moved_weight:
             for k, (m, start) in options.original.items():
                 if k in options.fixed:
@@ -193,8 +198,10 @@ class JobShopModel:
                 elif (literal := self.presence[(k, m)]) is not None:
                     model.add_implication(moved.Not(), literal)
                 terms.append(options.moved_weight * moved)
+                scale += options.moved_weight
         total = sum(terms) if terms else model.new_constant(0)
-        bound = model.new_int_var(options.objective_lower, _big(horizon, terms), "objective")
+        upper = max(options.objective_lower, min(scale, 1 << 62))
+        bound = model.new_int_var(options.objective_lower, upper, "objective")
         model.add(bound == total)
         model.minimize(bound)
         return bound
@@ -239,10 +246,6 @@ class JobShopModel:
             )
         result.sort(key=lambda a: (a.start, a.machine_id))
         return tuple(result)
-
-
-def _big(horizon: int, terms: list[cp_model.LinearExprT]) -> int:
-    return max(1, horizon) * 10_000 * max(1, len(terms)) + 10**6
 
 
 def _heads_and_tails(ix: Indexed) -> tuple[list[int], list[int]]:

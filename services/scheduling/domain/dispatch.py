@@ -11,6 +11,7 @@ sequence-dependent setups. Hard deadlines are not looked at: the solver deals wi
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable, Mapping
 
 from services.scheduling.domain.indexed import Indexed, objective_value
@@ -31,7 +32,6 @@ RULES: dict[str, Rule] = {
     "ect-mwkr": lambda s, e, rem, due, j: (e, -rem, j),
     "est-mwkr": lambda s, e, rem, due, j: (s, -rem, e, j),
     "ect-edd": lambda s, e, rem, due, j: (e, due - rem if due else 1 << 62, j),
-    "mwkr-est": lambda s, e, rem, due, j: (s // max(1, e - s + 1), -rem, e, j),
 }
 
 
@@ -53,11 +53,12 @@ def best_dispatch(
     weights: ObjectiveWeights,
     fixed: Mapping[int, Assignment] | None = None,
     rules: tuple[str, ...] = tuple(RULES),
+    not_before: int = 0,
 ) -> tuple[str, tuple[Assignment, ...], int]:
     """The best schedule over several rules: (rule name, assignments, objective value)."""
     best: tuple[str, tuple[Assignment, ...], int] | None = None
     for name in rules:
-        assignments = dispatch_indexed(ix, RULES[name], fixed)
+        assignments = dispatch_indexed(ix, RULES[name], fixed, not_before)
         value = objective_value(ix.problem, assignments, objective, weights)
         if best is None or value < best[2]:
             best = (name, assignments, value)
@@ -66,7 +67,10 @@ def best_dispatch(
 
 
 def dispatch_indexed(
-    ix: Indexed, rule: Rule, fixed: Mapping[int, Assignment] | None = None
+    ix: Indexed,
+    rule: Rule,
+    fixed: Mapping[int, Assignment] | None = None,
+    not_before: int = 0,
 ) -> tuple[Assignment, ...]:
     """One list schedule; operations in ``fixed`` keep their given placement."""
     fixed = fixed or {}
@@ -96,7 +100,14 @@ def dispatch_indexed(
     remaining = [sum(ix.ops[k].min_duration for k in ks) for ks in ix.job_ops]
     indegree = [len(p) for p in ix.preds]
     ready: set[int] = set()
+    machines_of = [frozenset(m for m, _ in op.eligible) for op in ix.ops]
+    ready_on: list[set[int]] = [set() for _ in range(machines)]
     done = 0
+
+    def make_ready(k: int) -> None:
+        ready.add(k)
+        for m in machines_of[k]:
+            ready_on[m].add(k)
 
     def finish(k: int, assignment: Assignment) -> None:
         nonlocal done
@@ -107,44 +118,69 @@ def dispatch_indexed(
         for s in ix.succs[k]:
             indegree[s] -= 1
             if indegree[s] == 0:
-                ready.add(s)
+                make_ready(s)
 
     for k in range(n):
         if indegree[k] == 0:
-            ready.add(k)
-    # Fixed operations count as placed as soon as they become ready.
+            make_ready(k)
+    # Each ready operation's best (key, machine, start, duration) stays valid until a
+    # machine it may use gets busier, so only those are recomputed after a placement.
+    best_of: dict[int, tuple[tuple[int, ...], int, int, int]] = {}
+    heap: list[tuple[tuple[int, ...], int, int]] = []
+    version = [0] * n
+    evaluated: set[int] = set()
+
+    def evaluate(k: int) -> tuple[tuple[int, ...], int, int, int]:
+        op = ix.ops[k]
+        j = op.job
+        earliest = max(ix.release[j], not_before)
+        for p in ix.preds[k]:
+            earliest = max(earliest, end_of[p] or 0)
+        best: tuple[tuple[int, ...], int, int, int] | None = None
+        for m, d in op.eligible:
+            start = max(earliest, machine_free[m])
+            for other, duration in setup_into[m].get(j, ()):
+                if other in job_end_on[m]:
+                    start = max(start, job_end_on[m][other] + duration)
+            if busy[m]:
+                start = _fit(busy[m], busy_ends_max[m], start, d, j, ix.setup[m])
+            key = rule(start, start + d, remaining[j], ix.due[j], j)
+            if best is None or key < best[0]:
+                best = (key, m, start, d)
+        assert best is not None
+        return best
+
     while done < n:
-        for k in [k for k in ready if k in fixed]:
+        # Fixed operations count as placed as soon as they become ready.
+        for k in [k for k in ready if k in fixed] if fixed else ():
             ready.discard(k)
+            for mm in machines_of[k]:
+                ready_on[mm].discard(k)
             finish(k, fixed[k])
         if done == n:
             break
-        best: tuple[tuple[int, ...], int, int, int, int] | None = None
-        for k in ready:
-            op = ix.ops[k]
-            j = op.job
-            earliest = ix.release[j]
-            for p in ix.preds[k]:
-                earliest = max(earliest, end_of[p] or 0)
-            for m, d in op.eligible:
-                setup = ix.setup[m]
-                start = max(earliest, machine_free[m])
-                for other, duration in setup_into[m].get(j, ()):
-                    if other in job_end_on[m]:
-                        start = max(start, job_end_on[m][other] + duration)
-                if busy[m]:
-                    start = _fit(busy[m], busy_ends_max[m], start, d, j, setup)
-                key = rule(start, start + d, remaining[j], ix.due[j], j)
-                if best is None or key < best[0]:
-                    best = (key, k, m, start, d)
-        assert best is not None, "the precedence graph has a cycle"
-        _, k, m, start, d = best
+        assert ready, "the precedence graph has a cycle"
+        for k in ready - evaluated:
+            best_of[k] = evaluate(k)
+            version[k] += 1
+            heapq.heappush(heap, (best_of[k][0], k, version[k]))
+            evaluated.add(k)
+        while True:
+            _, k, seen = heapq.heappop(heap)
+            if seen == version[k] and k in ready:
+                break
+        _, m, start, d = best_of.pop(k)
+        evaluated.discard(k)
         op = ix.ops[k]
         ready.discard(k)
+        for mm in machines_of[k]:
+            ready_on[mm].discard(k)
         finish(k, Assignment(op.job_id, op.operation_id, ix.machine_ids[m], start, start + d))
         if d > 0:
             machine_free[m] = max(machine_free[m], start + d)
             job_end_on[m][op.job] = max(job_end_on[m].get(op.job, 0), start + d)
+            # Operations that may use this machine must be looked at again.
+            evaluated.difference_update(ready_on[m])
     result = [a for a in placed if a is not None]
     result.sort(key=lambda a: (a.start, a.machine_id))
     return tuple(result)

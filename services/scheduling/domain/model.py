@@ -150,4 +150,6 @@ class Schedule:
     objective: Objective
     problem: Problem
     solution: Solution
-    weights: ObjectiveWeights = ObjectiveWeights()
+    weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
+    # For a reschedule: the schedule it repairs.
+    based_on: str = ""

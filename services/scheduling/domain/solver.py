@@ -44,6 +44,8 @@ RESERVE_S = 0.05
 # Small neighbourhood models solve faster without LP relaxation and probing.
 LNS_PARAMETERS = {"linearization_level": 0, "cp_model_probing_level": 0, "symmetry_level": 0}
 
+DISPATCH_RULES = ("ect-mwkr", "est-mwkr", "ect-edd")
+
 OperationKey = tuple[str, str]
 Progress = Callable[[Solution], None]
 
@@ -60,6 +62,8 @@ class SolveOptions:
     # A previous schedule: each operation placed differently adds ``moved_weight``.
     original: Mapping[OperationKey, Assignment] = field(default_factory=dict)
     moved_weight: int = 0
+    # No operation that is not fixed starts before this time ("now" when rescheduling).
+    not_before: int = 0
     # Share of the time given to the full CP-SAT model before neighbourhood search.
     full_share: float = 0.4
     use_lns: bool = True
@@ -179,18 +183,24 @@ class _Search:
         reason = self.precheck()
         if reason:
             return self.solution(SolveStatus.INFEASIBLE, reason)
-        name, assignments, _ = best_dispatch(
-            self.ix,
-            self.options.objective,
-            self.options.weights,
-            self.fixed,
-            rules=("ect-mwkr",)
-            if len(self.ix.ops) > 3000
-            else ("ect-mwkr", "est-mwkr", "ect-edd", "mwkr-est"),
-        )
-        self.hint = assignments
-        if self.meets_deadlines(assignments):
-            self.offer(assignments, f"dispatch:{name}")
+        # The first rule's schedule is reported at once; the others only when time allows.
+        for rule in DISPATCH_RULES:
+            if rule != DISPATCH_RULES[0] and (
+                self.stopped() or self.remaining() < 0.5 * self.options.time_limit_s
+            ):
+                break
+            _, assignments, _ = best_dispatch(
+                self.ix,
+                self.options.objective,
+                self.options.weights,
+                self.fixed,
+                rules=(rule,),
+                not_before=self.options.not_before,
+            )
+            if self.hint is None or self.value(assignments) < self.value(self.hint):
+                self.hint = assignments
+            if self.meets_deadlines(assignments):
+                self.offer(assignments, f"dispatch:{rule}")
         if self.best_value is not None and self.best_value <= self.bound:
             return self.solution(SolveStatus.OPTIMAL)
         outcome = self.full_solve()
@@ -246,6 +256,7 @@ class _Search:
                 moved_weight=self.options.moved_weight,
                 objective_upper=self.best_value,
                 objective_lower=self.bound,
+                not_before=self.options.not_before,
             ),
         )
         if self.hint:
@@ -407,6 +418,7 @@ class _Search:
                 objective_upper=self.best_value,
                 objective_lower=self.bound,
                 sequenced_machines=sequenced,
+                not_before=self.options.not_before,
             ),
         )
         model.hint(incumbent)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -30,6 +31,10 @@ class _ObjectiveEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Objective.V
     """Not set; the service uses OBJECTIVE_MAKESPAN."""
     OBJECTIVE_MAKESPAN: _Objective.ValueType  # 1
     """Minimise the completion time of the last operation."""
+    OBJECTIVE_TOTAL_WEIGHTED_TARDINESS: _Objective.ValueType  # 2
+    """Minimise the sum over jobs of weight * max(0, end - due time)."""
+    OBJECTIVE_WEIGHTED_SUM: _Objective.ValueType  # 3
+    """Minimise a weighted sum of makespan and total weighted tardiness (ObjectiveWeights)."""
 
 class Objective(_Objective, metaclass=_ObjectiveEnumTypeWrapper):
     """What a solver optimises."""
@@ -38,6 +43,10 @@ OBJECTIVE_UNSPECIFIED: Objective.ValueType  # 0
 """Not set; the service uses OBJECTIVE_MAKESPAN."""
 OBJECTIVE_MAKESPAN: Objective.ValueType  # 1
 """Minimise the completion time of the last operation."""
+OBJECTIVE_TOTAL_WEIGHTED_TARDINESS: Objective.ValueType  # 2
+"""Minimise the sum over jobs of weight * max(0, end - due time)."""
+OBJECTIVE_WEIGHTED_SUM: Objective.ValueType  # 3
+"""Minimise a weighted sum of makespan and total weighted tardiness (ObjectiveWeights)."""
 Global___Objective: _TypeAlias = Objective  # noqa: Y015
 
 class _SolveStatus:
@@ -52,6 +61,10 @@ class _SolveStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SolveStat
     """Feasible; not proven optimal."""
     SOLVE_STATUS_OPTIMAL: _SolveStatus.ValueType  # 2
     """Feasible and proven optimal."""
+    SOLVE_STATUS_INFEASIBLE: _SolveStatus.ValueType  # 3
+    """No schedule meets every hard constraint (deadlines); status_reason says why."""
+    SOLVE_STATUS_UNKNOWN: _SolveStatus.ValueType  # 4
+    """The time ran out before a schedule meeting every deadline was found."""
 
 class SolveStatus(_SolveStatus, metaclass=_SolveStatusEnumTypeWrapper):
     """How good a returned schedule is known to be."""
@@ -62,33 +75,71 @@ SOLVE_STATUS_FEASIBLE: SolveStatus.ValueType  # 1
 """Feasible; not proven optimal."""
 SOLVE_STATUS_OPTIMAL: SolveStatus.ValueType  # 2
 """Feasible and proven optimal."""
+SOLVE_STATUS_INFEASIBLE: SolveStatus.ValueType  # 3
+"""No schedule meets every hard constraint (deadlines); status_reason says why."""
+SOLVE_STATUS_UNKNOWN: SolveStatus.ValueType  # 4
+"""The time ran out before a schedule meeting every deadline was found."""
 Global___SolveStatus: _TypeAlias = SolveStatus  # noqa: Y015
 
 @_typing.final
-class Machine(_message.Message):
+class TimeWindow(_message.Message):
     """All times in a problem and its schedule are integer time units counted from the
     start of the planning horizon (for example minutes); the caller chooses the unit.
 
-    A machine that can process operations, one at a time.
+    A half-open stretch of time [start, end), in time units.
     """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    start: _builtins.int
+    """First time unit of the window; zero or more."""
+    end: _builtins.int
+    """First time unit after the window; greater than start."""
+    def __init__(
+        self,
+        *,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeWindow: _TypeAlias = TimeWindow  # noqa: Y015
+
+@_typing.final
+class Machine(_message.Message):
+    """A machine that can process operations, one at a time."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Caller-chosen identifier, unique within the problem."""
     display_name: _builtins.str
     """Human-readable name, for display only."""
+    @_builtins.property
+    def unavailable(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimeWindow]:
+        """Times the machine cannot work (maintenance, breakdowns, shifts off). No operation
+        may overlap them; operations are not split around them.
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         display_name: _builtins.str = ...,
+        unavailable: _abc.Iterable[Global___TimeWindow] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "id", b"id", "unavailable", b"unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -156,8 +207,24 @@ class Job(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     OPERATIONS_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Caller-chosen identifier, unique within the problem."""
+    release_time: _builtins.int
+    """No operation of the job starts before this time; zero means from the start."""
+    due_time: _builtins.int
+    """Time the job should end by; zero means no due date. Ending later counts as
+    tardiness (end minus due time) in the tardiness objectives.
+    """
+    weight: _builtins.int
+    """Weight of the job's tardiness, 1 to 1000; zero means 1."""
+    deadline: _builtins.int
+    """Time the job must end by, a hard constraint; zero means none. When no schedule can
+    meet every deadline, the schedule's status is SOLVE_STATUS_INFEASIBLE with a reason.
+    """
     @_builtins.property
     def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Operation]:
         """Operations in processing order; at least one."""
@@ -167,23 +234,121 @@ class Job(_message.Message):
         *,
         id: _builtins.str = ...,
         operations: _abc.Iterable[Global___Operation] | None = ...,
+        release_time: _builtins.int = ...,
+        due_time: _builtins.int = ...,
+        weight: _builtins.int = ...,
+        deadline: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "operations", b"operations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "due_time", b"due_time", "id", b"id", "operations", b"operations", "release_time", b"release_time", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
 
 @_typing.final
+class OperationRef(_message.Message):
+    """A reference to one operation of one job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    OPERATION_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """Identifier of the job."""
+    operation_id: _builtins.str
+    """Identifier of the operation within the job."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        operation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "operation_id", b"operation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OperationRef: _TypeAlias = OperationRef  # noqa: Y015
+
+@_typing.final
+class Precedence(_message.Message):
+    """An ordering between operations beyond the order within each job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def before(self) -> Global___OperationRef:
+        """Operation that must end first."""
+
+    @_builtins.property
+    def after(self) -> Global___OperationRef:
+        """Operation that may start only when `before` has ended."""
+
+    def __init__(
+        self,
+        *,
+        before: Global___OperationRef | None = ...,
+        after: Global___OperationRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Precedence: _TypeAlias = Precedence  # noqa: Y015
+
+@_typing.final
+class SetupTime(_message.Message):
+    """Time a machine needs between an operation of one job and a later one of another job
+    (cleaning, retooling). It holds between any two such operations on the machine.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    FROM_JOB_ID_FIELD_NUMBER: _builtins.int
+    TO_JOB_ID_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine the setup happens on."""
+    from_job_id: _builtins.str
+    """Job whose operation comes first."""
+    to_job_id: _builtins.str
+    """Job whose operation comes later."""
+    duration: _builtins.int
+    """Setup time, in time units; zero or more."""
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        from_job_id: _builtins.str = ...,
+        to_job_id: _builtins.str = ...,
+        duration: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "from_job_id", b"from_job_id", "machine_id", b"machine_id", "to_job_id", b"to_job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetupTime: _TypeAlias = SetupTime  # noqa: Y015
+
+@_typing.final
 class Problem(_message.Message):
-    """A job-shop scheduling problem."""
+    """A job-shop scheduling problem (flexible: an operation may have several machines)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     MACHINES_FIELD_NUMBER: _builtins.int
     JOBS_FIELD_NUMBER: _builtins.int
+    PRECEDENCES_FIELD_NUMBER: _builtins.int
+    SETUP_TIMES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def machines(self) -> _containers.RepeatedCompositeFieldContainer[Global___Machine]:
         """Machines available; every eligible machine must be listed here."""
@@ -192,19 +357,57 @@ class Problem(_message.Message):
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]:
         """Jobs to schedule; at least one."""
 
+    @_builtins.property
+    def precedences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Precedence]:
+        """Extra precedences between operations, across jobs or within one; no cycles."""
+
+    @_builtins.property
+    def setup_times(self) -> _containers.RepeatedCompositeFieldContainer[Global___SetupTime]:
+        """Sequence-dependent setup times; pairs not listed need none."""
+
     def __init__(
         self,
         *,
         machines: _abc.Iterable[Global___Machine] | None = ...,
         jobs: _abc.Iterable[Global___Job] | None = ...,
+        precedences: _abc.Iterable[Global___Precedence] | None = ...,
+        setup_times: _abc.Iterable[Global___SetupTime] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "machines", b"machines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "machines", b"machines", "precedences", b"precedences", "setup_times", b"setup_times"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Problem: _TypeAlias = Problem  # noqa: Y015
+
+@_typing.final
+class ObjectiveWeights(_message.Message):
+    """Weights of OBJECTIVE_WEIGHTED_SUM: makespan * makespan weight + total weighted
+    tardiness * tardiness weight. Each 0 to 1000; both zero means 1 and 1.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAKESPAN_FIELD_NUMBER: _builtins.int
+    TARDINESS_FIELD_NUMBER: _builtins.int
+    makespan: _builtins.int
+    """Weight of the makespan."""
+    tardiness: _builtins.int
+    """Weight of the total weighted tardiness."""
+    def __init__(
+        self,
+        *,
+        makespan: _builtins.int = ...,
+        tardiness: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["makespan", b"makespan", "tardiness", b"tardiness"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObjectiveWeights: _TypeAlias = ObjectiveWeights  # noqa: Y015
 
 @_typing.final
 class ScheduledOperation(_message.Message):
@@ -258,6 +461,15 @@ class Schedule(_message.Message):
     SOLVER_FIELD_NUMBER: _builtins.int
     OPERATIONS_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_VALUE_FIELD_NUMBER: _builtins.int
+    LOWER_BOUND_FIELD_NUMBER: _builtins.int
+    GAP_FIELD_NUMBER: _builtins.int
+    WALL_TIME_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_WEIGHTS_FIELD_NUMBER: _builtins.int
+    MOVED_OPERATIONS_FIELD_NUMBER: _builtins.int
+    BASED_ON_SCHEDULE_ID_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier."""
     objective: Global___Objective.ValueType
@@ -268,6 +480,18 @@ class Schedule(_message.Message):
     """Completion time of the last operation, in time units."""
     solver: _builtins.str
     """Name of the algorithm that produced the schedule, e.g. "dispatch:mwkr"."""
+    objective_value: _builtins.int
+    """Value of the objective (plus the moved-operation cost for a reschedule)."""
+    lower_bound: _builtins.int
+    """Proven lower bound on the objective value."""
+    gap: _builtins.float
+    """(objective_value - lower_bound) / objective_value; zero when proven optimal."""
+    status_reason: _builtins.str
+    """Why the status is SOLVE_STATUS_INFEASIBLE or SOLVE_STATUS_UNKNOWN; empty otherwise."""
+    moved_operations: _builtins.int
+    """For a reschedule: operations placed differently from the schedule it repairs."""
+    based_on_schedule_id: _builtins.str
+    """For a reschedule: identifier of the schedule it repairs; empty otherwise."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the schedule was created."""
@@ -280,6 +504,18 @@ class Schedule(_message.Message):
     def problem(self) -> Global___Problem:
         """The problem the schedule solves."""
 
+    @_builtins.property
+    def wall_time(self) -> _duration_pb2.Duration:
+        """Time the solver took, model building included."""
+
+    @_builtins.property
+    def objective_weights(self) -> Global___ObjectiveWeights:
+        """Weights used with OBJECTIVE_WEIGHTED_SUM."""
+
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Remarks on how the schedule was made (for example, disruptions adjusted)."""
+
     def __init__(
         self,
         *,
@@ -291,10 +527,19 @@ class Schedule(_message.Message):
         solver: _builtins.str = ...,
         operations: _abc.Iterable[Global___ScheduledOperation] | None = ...,
         problem: Global___Problem | None = ...,
+        objective_value: _builtins.int = ...,
+        lower_bound: _builtins.int = ...,
+        gap: _builtins.float = ...,
+        wall_time: _duration_pb2.Duration | None = ...,
+        status_reason: _builtins.str = ...,
+        objective_weights: Global___ObjectiveWeights | None = ...,
+        moved_operations: _builtins.int = ...,
+        based_on_schedule_id: _builtins.str = ...,
+        notes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "problem", b"problem"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "objective_weights", b"objective_weights", "problem", b"problem", "wall_time", b"wall_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "id", b"id", "makespan", b"makespan", "objective", b"objective", "operations", b"operations", "problem", b"problem", "solver", b"solver", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["based_on_schedule_id", b"based_on_schedule_id", "create_time", b"create_time", "gap", b"gap", "id", b"id", "lower_bound", b"lower_bound", "makespan", b"makespan", "moved_operations", b"moved_operations", "notes", b"notes", "objective", b"objective", "objective_value", b"objective_value", "objective_weights", b"objective_weights", "operations", b"operations", "problem", b"problem", "solver", b"solver", "status", b"status", "status_reason", b"status_reason", "wall_time", b"wall_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

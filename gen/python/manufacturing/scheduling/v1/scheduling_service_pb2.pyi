@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from manufacturing.common.v1 import service_info_pb2 as _service_info_pb2
 from manufacturing.scheduling.v1 import schedule_pb2 as _schedule_pb2
 import builtins as _builtins
@@ -20,6 +21,54 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ConstraintKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConstraintKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConstraintKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONSTRAINT_KIND_UNSPECIFIED: _ConstraintKind.ValueType  # 0
+    """Not set."""
+    CONSTRAINT_KIND_COVERAGE: _ConstraintKind.ValueType  # 1
+    """An operation is missing, repeated, or not part of the problem."""
+    CONSTRAINT_KIND_ELIGIBILITY: _ConstraintKind.ValueType  # 2
+    """An operation is on a machine not eligible for it."""
+    CONSTRAINT_KIND_DURATION: _ConstraintKind.ValueType  # 3
+    """An operation's end minus start is not its duration on that machine."""
+    CONSTRAINT_KIND_RELEASE: _ConstraintKind.ValueType  # 4
+    """An operation starts before zero or before its job's release time."""
+    CONSTRAINT_KIND_PRECEDENCE: _ConstraintKind.ValueType  # 5
+    """Operations of a job out of order, or an extra precedence broken."""
+    CONSTRAINT_KIND_MACHINE_CAPACITY: _ConstraintKind.ValueType  # 6
+    """Two operations overlap on a machine, or are closer than their setup time."""
+    CONSTRAINT_KIND_UNAVAILABILITY: _ConstraintKind.ValueType  # 7
+    """An operation overlaps a time its machine is unavailable."""
+    CONSTRAINT_KIND_DEADLINE: _ConstraintKind.ValueType  # 8
+    """A job ends after its deadline."""
+
+class ConstraintKind(_ConstraintKind, metaclass=_ConstraintKindEnumTypeWrapper):
+    """Kinds of constraint a schedule can violate."""
+
+CONSTRAINT_KIND_UNSPECIFIED: ConstraintKind.ValueType  # 0
+"""Not set."""
+CONSTRAINT_KIND_COVERAGE: ConstraintKind.ValueType  # 1
+"""An operation is missing, repeated, or not part of the problem."""
+CONSTRAINT_KIND_ELIGIBILITY: ConstraintKind.ValueType  # 2
+"""An operation is on a machine not eligible for it."""
+CONSTRAINT_KIND_DURATION: ConstraintKind.ValueType  # 3
+"""An operation's end minus start is not its duration on that machine."""
+CONSTRAINT_KIND_RELEASE: ConstraintKind.ValueType  # 4
+"""An operation starts before zero or before its job's release time."""
+CONSTRAINT_KIND_PRECEDENCE: ConstraintKind.ValueType  # 5
+"""Operations of a job out of order, or an extra precedence broken."""
+CONSTRAINT_KIND_MACHINE_CAPACITY: ConstraintKind.ValueType  # 6
+"""Two operations overlap on a machine, or are closer than their setup time."""
+CONSTRAINT_KIND_UNAVAILABILITY: ConstraintKind.ValueType  # 7
+"""An operation overlaps a time its machine is unavailable."""
+CONSTRAINT_KIND_DEADLINE: ConstraintKind.ValueType  # 8
+"""A job ends after its deadline."""
+Global___ConstraintKind: _TypeAlias = ConstraintKind  # noqa: Y015
 
 @_typing.final
 class GetServiceInfoRequest(_message.Message):
@@ -71,6 +120,7 @@ class SolveRequest(_message.Message):
     PROBLEM_FIELD_NUMBER: _builtins.int
     OBJECTIVE_FIELD_NUMBER: _builtins.int
     TIME_LIMIT_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_WEIGHTS_FIELD_NUMBER: _builtins.int
     objective: _schedule_pb2.Objective.ValueType
     """Objective; OBJECTIVE_UNSPECIFIED means makespan."""
     @_builtins.property
@@ -83,16 +133,21 @@ class SolveRequest(_message.Message):
         when shorter, wins.
         """
 
+    @_builtins.property
+    def objective_weights(self) -> _schedule_pb2.ObjectiveWeights:
+        """Weights for OBJECTIVE_WEIGHTED_SUM; ignored otherwise."""
+
     def __init__(
         self,
         *,
         problem: _schedule_pb2.Problem | None = ...,
         objective: _schedule_pb2.Objective.ValueType = ...,
         time_limit: _duration_pb2.Duration | None = ...,
+        objective_weights: _schedule_pb2.ObjectiveWeights | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["objective", b"objective", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["objective", b"objective", "objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -121,6 +176,408 @@ class SolveResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SolveResponse: _TypeAlias = SolveResponse  # noqa: Y015
+
+@_typing.final
+class SolveStreamRequest(_message.Message):
+    """Request for SolveStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    TIME_LIMIT_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_WEIGHTS_FIELD_NUMBER: _builtins.int
+    objective: _schedule_pb2.Objective.ValueType
+    """Objective; OBJECTIVE_UNSPECIFIED means makespan."""
+    @_builtins.property
+    def problem(self) -> _schedule_pb2.Problem:
+        """Problem to solve."""
+
+    @_builtins.property
+    def time_limit(self) -> _duration_pb2.Duration:
+        """Longest the solver may run; unset means the service default. The call deadline,
+        when shorter, wins.
+        """
+
+    @_builtins.property
+    def objective_weights(self) -> _schedule_pb2.ObjectiveWeights:
+        """Weights for OBJECTIVE_WEIGHTED_SUM; ignored otherwise."""
+
+    def __init__(
+        self,
+        *,
+        problem: _schedule_pb2.Problem | None = ...,
+        objective: _schedule_pb2.Objective.ValueType = ...,
+        time_limit: _duration_pb2.Duration | None = ...,
+        objective_weights: _schedule_pb2.ObjectiveWeights | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["objective", b"objective", "objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SolveStreamRequest: _TypeAlias = SolveStreamRequest  # noqa: Y015
+
+@_typing.final
+class SolveStreamResponse(_message.Message):
+    """One message of SolveStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    LOWER_BOUND_FIELD_NUMBER: _builtins.int
+    FINAL_FIELD_NUMBER: _builtins.int
+    lower_bound: _builtins.int
+    """Lower bound on the objective known when the message was sent."""
+    final: _builtins.bool
+    """Whether this is the last message: the stored schedule."""
+    @_builtins.property
+    def schedule(self) -> _schedule_pb2.Schedule:
+        """An improving schedule (not stored, no id) or, when final is set, the stored result."""
+
+    def __init__(
+        self,
+        *,
+        schedule: _schedule_pb2.Schedule | None = ...,
+        lower_bound: _builtins.int = ...,
+        final: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "lower_bound", b"lower_bound", "schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SolveStreamResponse: _TypeAlias = SolveStreamResponse  # noqa: Y015
+
+@_typing.final
+class MachineDown(_message.Message):
+    """A machine stops working for a while."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine that is down."""
+    @_builtins.property
+    def window(self) -> _schedule_pb2.TimeWindow:
+        """When it is down; operations already started on it keep running to their end."""
+
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        window: _schedule_pb2.TimeWindow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["machine_id", b"machine_id", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MachineDown: _TypeAlias = MachineDown  # noqa: Y015
+
+@_typing.final
+class RushJob(_message.Message):
+    """A new, urgent job to fit in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> _schedule_pb2.Job:
+        """The job; its id must not be in the schedule yet. It starts no earlier than
+        current_time.
+        """
+
+    def __init__(
+        self,
+        *,
+        job: _schedule_pb2.Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RushJob: _TypeAlias = RushJob  # noqa: Y015
+
+@_typing.final
+class JobCancelled(_message.Message):
+    """A job that is no longer wanted: its operations not yet started are dropped."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """Identifier of the job."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobCancelled: _TypeAlias = JobCancelled  # noqa: Y015
+
+@_typing.final
+class OperationLate(_message.Message):
+    """An operation takes longer than planned."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    DELAY_FIELD_NUMBER: _builtins.int
+    delay: _builtins.int
+    """Extra time it needs, in time units; positive."""
+    @_builtins.property
+    def operation(self) -> _schedule_pb2.OperationRef:
+        """The operation."""
+
+    def __init__(
+        self,
+        *,
+        operation: _schedule_pb2.OperationRef | None = ...,
+        delay: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "operation", b"operation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OperationLate: _TypeAlias = OperationLate  # noqa: Y015
+
+@_typing.final
+class Disruption(_message.Message):
+    """Something that happened on the shop floor after the schedule was made."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_DOWN_FIELD_NUMBER: _builtins.int
+    RUSH_JOB_FIELD_NUMBER: _builtins.int
+    JOB_CANCELLED_FIELD_NUMBER: _builtins.int
+    OPERATION_LATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def machine_down(self) -> Global___MachineDown:
+        """A machine is down for an interval."""
+
+    @_builtins.property
+    def rush_job(self) -> Global___RushJob:
+        """A rush job is added."""
+
+    @_builtins.property
+    def job_cancelled(self) -> Global___JobCancelled:
+        """A job is cancelled."""
+
+    @_builtins.property
+    def operation_late(self) -> Global___OperationLate:
+        """An operation is running late."""
+
+    def __init__(
+        self,
+        *,
+        machine_down: Global___MachineDown | None = ...,
+        rush_job: Global___RushJob | None = ...,
+        job_cancelled: Global___JobCancelled | None = ...,
+        operation_late: Global___OperationLate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job_cancelled", b"job_cancelled", "kind", b"kind", "machine_down", b"machine_down", "operation_late", b"operation_late", "rush_job", b"rush_job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_cancelled", b"job_cancelled", "kind", b"kind", "machine_down", b"machine_down", "operation_late", b"operation_late", "rush_job", b"rush_job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["machine_down", "rush_job", "job_cancelled", "operation_late"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___Disruption: _TypeAlias = Disruption  # noqa: Y015
+
+@_typing.final
+class RescheduleRequest(_message.Message):
+    """Request for Reschedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
+    DISRUPTIONS_FIELD_NUMBER: _builtins.int
+    CURRENT_TIME_FIELD_NUMBER: _builtins.int
+    TIME_LIMIT_FIELD_NUMBER: _builtins.int
+    MOVED_OPERATION_WEIGHT_FIELD_NUMBER: _builtins.int
+    schedule_id: _builtins.str
+    """Identifier of the stored schedule to repair."""
+    current_time: _builtins.int
+    """Now, in the schedule's time units: operations that started before stay put and
+    nothing else starts earlier.
+    """
+    moved_operation_weight: _builtins.int
+    """Cost of moving one operation, in objective units, 0 to 1000000; zero means 1."""
+    @_builtins.property
+    def disruptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Disruption]:
+        """What happened; at least one."""
+
+    @_builtins.property
+    def time_limit(self) -> _duration_pb2.Duration:
+        """Longest the solver may run; unset means the service default."""
+
+    def __init__(
+        self,
+        *,
+        schedule_id: _builtins.str = ...,
+        disruptions: _abc.Iterable[Global___Disruption] | None = ...,
+        current_time: _builtins.int = ...,
+        time_limit: _duration_pb2.Duration | None = ...,
+        moved_operation_weight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_limit", b"time_limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_time", b"current_time", "disruptions", b"disruptions", "moved_operation_weight", b"moved_operation_weight", "schedule_id", b"schedule_id", "time_limit", b"time_limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RescheduleRequest: _TypeAlias = RescheduleRequest  # noqa: Y015
+
+@_typing.final
+class RescheduleResponse(_message.Message):
+    """Response for Reschedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> _schedule_pb2.Schedule:
+        """The repaired schedule, stored under a new id."""
+
+    def __init__(
+        self,
+        *,
+        schedule: _schedule_pb2.Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RescheduleResponse: _TypeAlias = RescheduleResponse  # noqa: Y015
+
+@_typing.final
+class ConstraintViolation(_message.Message):
+    """One violated constraint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    kind: Global___ConstraintKind.ValueType
+    """Which kind of constraint."""
+    description: _builtins.str
+    """What is wrong, in words."""
+    machine_id: _builtins.str
+    """Machine involved, when there is one."""
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[_schedule_pb2.OperationRef]:
+        """Operations involved (one or two)."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___ConstraintKind.ValueType = ...,
+        description: _builtins.str = ...,
+        operations: _abc.Iterable[_schedule_pb2.OperationRef] | None = ...,
+        machine_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "kind", b"kind", "machine_id", b"machine_id", "operations", b"operations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConstraintViolation: _TypeAlias = ConstraintViolation  # noqa: Y015
+
+@_typing.final
+class ValidateRequest(_message.Message):
+    """Request for Validate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_WEIGHTS_FIELD_NUMBER: _builtins.int
+    objective: _schedule_pb2.Objective.ValueType
+    """Objective to evaluate; OBJECTIVE_UNSPECIFIED means makespan."""
+    @_builtins.property
+    def problem(self) -> _schedule_pb2.Problem:
+        """The problem the schedule is for."""
+
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[_schedule_pb2.ScheduledOperation]:
+        """The schedule to check: one entry per operation."""
+
+    @_builtins.property
+    def objective_weights(self) -> _schedule_pb2.ObjectiveWeights:
+        """Weights for OBJECTIVE_WEIGHTED_SUM."""
+
+    def __init__(
+        self,
+        *,
+        problem: _schedule_pb2.Problem | None = ...,
+        operations: _abc.Iterable[_schedule_pb2.ScheduledOperation] | None = ...,
+        objective: _schedule_pb2.Objective.ValueType = ...,
+        objective_weights: _schedule_pb2.ObjectiveWeights | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["objective_weights", b"objective_weights", "problem", b"problem"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["objective", b"objective", "objective_weights", b"objective_weights", "operations", b"operations", "problem", b"problem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateRequest: _TypeAlias = ValidateRequest  # noqa: Y015
+
+@_typing.final
+class ValidateResponse(_message.Message):
+    """Response for Validate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEASIBLE_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    MAKESPAN_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_VALUE_FIELD_NUMBER: _builtins.int
+    feasible: _builtins.bool
+    """Whether the schedule violates no constraint."""
+    makespan: _builtins.int
+    """Completion time of the last operation."""
+    objective_value: _builtins.int
+    """Value of the objective for the schedule as given."""
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConstraintViolation]:
+        """Every violated constraint."""
+
+    def __init__(
+        self,
+        *,
+        feasible: _builtins.bool = ...,
+        violations: _abc.Iterable[Global___ConstraintViolation] | None = ...,
+        makespan: _builtins.int = ...,
+        objective_value: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feasible", b"feasible", "makespan", b"makespan", "objective_value", b"objective_value", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateResponse: _TypeAlias = ValidateResponse  # noqa: Y015
 
 @_typing.final
 class GetScheduleRequest(_message.Message):

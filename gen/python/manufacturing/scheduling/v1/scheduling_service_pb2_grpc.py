@@ -45,6 +45,21 @@ class SchedulingServiceStub:
                 request_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveRequest.SerializeToString,
                 response_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveResponse.FromString,
                 _registered_method=True)
+        self.SolveStream = channel.unary_stream(
+                '/manufacturing.scheduling.v1.SchedulingService/SolveStream',
+                request_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveStreamRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveStreamResponse.FromString,
+                _registered_method=True)
+        self.Reschedule = channel.unary_unary(
+                '/manufacturing.scheduling.v1.SchedulingService/Reschedule',
+                request_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.RescheduleRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.RescheduleResponse.FromString,
+                _registered_method=True)
+        self.Validate = channel.unary_unary(
+                '/manufacturing.scheduling.v1.SchedulingService/Validate',
+                request_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateResponse.FromString,
+                _registered_method=True)
         self.GetSchedule = channel.unary_unary(
                 '/manufacturing.scheduling.v1.SchedulingService/GetSchedule',
                 request_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.GetScheduleRequest.SerializeToString,
@@ -69,9 +84,40 @@ class SchedulingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Solve(self, request, context):
-        """Solves a problem, stores the schedule and returns it.
-        Errors: INVALID_ARGUMENT when the problem is malformed (field violations name the
-        offending fields).
+        """Solves a problem within the time limit (and the call deadline), stores the best
+        schedule found and returns it. A problem whose deadlines cannot all be met is
+        answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
+        Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
+        limits (field violations name the offending fields).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SolveStream(self, request, context):
+        """Solves like Solve and streams each improving schedule with the current lower bound
+        as soon as it is found (the first one comes from a dispatching heuristic within
+        moments); the last message is the stored schedule, marked final. Cancelling the call
+        stops the search. Errors: INVALID_ARGUMENT as for Solve.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reschedule(self, request, context):
+        """Repairs a stored schedule after disruptions: operations that started before
+        current_time stay where they are, the rest are placed again minimising the
+        objective plus the number of operations moved; the result is stored as a new
+        schedule. Errors: INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no
+        schedule has the id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Validate(self, request, context):
+        """Checks a schedule supplied by the caller against a problem and lists every violated
+        constraint. Stores nothing. Errors: INVALID_ARGUMENT when the problem is malformed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +149,21 @@ def add_SchedulingServiceServicer_to_server(servicer, server):
                     servicer.Solve,
                     request_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveRequest.FromString,
                     response_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveResponse.SerializeToString,
+            ),
+            'SolveStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.SolveStream,
+                    request_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveStreamRequest.FromString,
+                    response_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveStreamResponse.SerializeToString,
+            ),
+            'Reschedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reschedule,
+                    request_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.RescheduleRequest.FromString,
+                    response_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.RescheduleResponse.SerializeToString,
+            ),
+            'Validate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Validate,
+                    request_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateRequest.FromString,
+                    response_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateResponse.SerializeToString,
             ),
             'GetSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSchedule,
@@ -170,6 +231,87 @@ class SchedulingService:
             '/manufacturing.scheduling.v1.SchedulingService/Solve',
             manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveRequest.SerializeToString,
             manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SolveStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/manufacturing.scheduling.v1.SchedulingService/SolveStream',
+            manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveStreamRequest.SerializeToString,
+            manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.SolveStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reschedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.scheduling.v1.SchedulingService/Reschedule',
+            manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.RescheduleRequest.SerializeToString,
+            manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.RescheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Validate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.scheduling.v1.SchedulingService/Validate',
+            manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateRequest.SerializeToString,
+            manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,9 +36,28 @@ class SchedulingServiceStub:
     GetServiceInfo: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.GetServiceInfoRequest, _scheduling_service_pb2.GetServiceInfoResponse]
     """Describes this service instance: version, build and models."""
     Solve: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.SolveRequest, _scheduling_service_pb2.SolveResponse]
-    """Solves a problem, stores the schedule and returns it.
-    Errors: INVALID_ARGUMENT when the problem is malformed (field violations name the
-    offending fields).
+    """Solves a problem within the time limit (and the call deadline), stores the best
+    schedule found and returns it. A problem whose deadlines cannot all be met is
+    answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
+    Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
+    limits (field violations name the offending fields).
+    """
+    SolveStream: _grpc.UnaryStreamMultiCallable[_scheduling_service_pb2.SolveStreamRequest, _scheduling_service_pb2.SolveStreamResponse]
+    """Solves like Solve and streams each improving schedule with the current lower bound
+    as soon as it is found (the first one comes from a dispatching heuristic within
+    moments); the last message is the stored schedule, marked final. Cancelling the call
+    stops the search. Errors: INVALID_ARGUMENT as for Solve.
+    """
+    Reschedule: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.RescheduleRequest, _scheduling_service_pb2.RescheduleResponse]
+    """Repairs a stored schedule after disruptions: operations that started before
+    current_time stay where they are, the rest are placed again minimising the
+    objective plus the number of operations moved; the result is stored as a new
+    schedule. Errors: INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no
+    schedule has the id.
+    """
+    Validate: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.ValidateRequest, _scheduling_service_pb2.ValidateResponse]
+    """Checks a schedule supplied by the caller against a problem and lists every violated
+    constraint. Stores nothing. Errors: INVALID_ARGUMENT when the problem is malformed.
     """
     GetSchedule: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.GetScheduleRequest, _scheduling_service_pb2.GetScheduleResponse]
     """Returns a stored schedule. Errors: NOT_FOUND when no schedule has the id."""
@@ -53,9 +72,28 @@ class SchedulingServiceAsyncStub(SchedulingServiceStub):
     GetServiceInfo: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.GetServiceInfoRequest, _scheduling_service_pb2.GetServiceInfoResponse]  # type: ignore[assignment]
     """Describes this service instance: version, build and models."""
     Solve: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.SolveRequest, _scheduling_service_pb2.SolveResponse]  # type: ignore[assignment]
-    """Solves a problem, stores the schedule and returns it.
-    Errors: INVALID_ARGUMENT when the problem is malformed (field violations name the
-    offending fields).
+    """Solves a problem within the time limit (and the call deadline), stores the best
+    schedule found and returns it. A problem whose deadlines cannot all be met is
+    answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
+    Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
+    limits (field violations name the offending fields).
+    """
+    SolveStream: _aio.UnaryStreamMultiCallable[_scheduling_service_pb2.SolveStreamRequest, _scheduling_service_pb2.SolveStreamResponse]  # type: ignore[assignment]
+    """Solves like Solve and streams each improving schedule with the current lower bound
+    as soon as it is found (the first one comes from a dispatching heuristic within
+    moments); the last message is the stored schedule, marked final. Cancelling the call
+    stops the search. Errors: INVALID_ARGUMENT as for Solve.
+    """
+    Reschedule: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.RescheduleRequest, _scheduling_service_pb2.RescheduleResponse]  # type: ignore[assignment]
+    """Repairs a stored schedule after disruptions: operations that started before
+    current_time stay where they are, the rest are placed again minimising the
+    objective plus the number of operations moved; the result is stored as a new
+    schedule. Errors: INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no
+    schedule has the id.
+    """
+    Validate: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.ValidateRequest, _scheduling_service_pb2.ValidateResponse]  # type: ignore[assignment]
+    """Checks a schedule supplied by the caller against a problem and lists every violated
+    constraint. Stores nothing. Errors: INVALID_ARGUMENT when the problem is malformed.
     """
     GetSchedule: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.GetScheduleRequest, _scheduling_service_pb2.GetScheduleResponse]  # type: ignore[assignment]
     """Returns a stored schedule. Errors: NOT_FOUND when no schedule has the id."""
@@ -79,9 +117,46 @@ class SchedulingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _scheduling_service_pb2.SolveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scheduling_service_pb2.SolveResponse, _abc.Awaitable[_scheduling_service_pb2.SolveResponse]]:
-        """Solves a problem, stores the schedule and returns it.
-        Errors: INVALID_ARGUMENT when the problem is malformed (field violations name the
-        offending fields).
+        """Solves a problem within the time limit (and the call deadline), stores the best
+        schedule found and returns it. A problem whose deadlines cannot all be met is
+        answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
+        Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
+        limits (field violations name the offending fields).
+        """
+
+    @_abc_1.abstractmethod
+    def SolveStream(
+        self,
+        request: _scheduling_service_pb2.SolveStreamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_scheduling_service_pb2.SolveStreamResponse], _abc.AsyncIterator[_scheduling_service_pb2.SolveStreamResponse]]:
+        """Solves like Solve and streams each improving schedule with the current lower bound
+        as soon as it is found (the first one comes from a dispatching heuristic within
+        moments); the last message is the stored schedule, marked final. Cancelling the call
+        stops the search. Errors: INVALID_ARGUMENT as for Solve.
+        """
+
+    @_abc_1.abstractmethod
+    def Reschedule(
+        self,
+        request: _scheduling_service_pb2.RescheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduling_service_pb2.RescheduleResponse, _abc.Awaitable[_scheduling_service_pb2.RescheduleResponse]]:
+        """Repairs a stored schedule after disruptions: operations that started before
+        current_time stay where they are, the rest are placed again minimising the
+        objective plus the number of operations moved; the result is stored as a new
+        schedule. Errors: INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no
+        schedule has the id.
+        """
+
+    @_abc_1.abstractmethod
+    def Validate(
+        self,
+        request: _scheduling_service_pb2.ValidateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduling_service_pb2.ValidateResponse, _abc.Awaitable[_scheduling_service_pb2.ValidateResponse]]:
+        """Checks a schedule supplied by the caller against a problem and lists every violated
+        constraint. Stores nothing. Errors: INVALID_ARGUMENT when the problem is malformed.
         """
 
     @_abc_1.abstractmethod
