@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
-from manufacturing.quality.v1 import inspection_pb2
+from manufacturing.quality.v1 import control_chart_pb2, inspection_pb2
+from manufacturing.quality.v1 import quality_service_pb2 as pb
 
 from services.quality.domain.inspection.inspector import Inspection, Verdict
+from services.quality.domain.spc.capability import Capability, Interval
+from services.quality.domain.spc.charts import Chart, Frozen, Series
+from services.quality.domain.spc.rules import RuleViolation
+from services.quality.domain.spc.study import ATTRIBUTES, ChartStudy
 from services.quality.registry import VersionInfo
 from services.runtime.errors import InvalidArgument, ServiceError
 
@@ -79,4 +84,120 @@ def version_to_proto(info: VersionInfo) -> inspection_pb2.ModelVersion:
         data_fingerprint=manifest.data_fingerprint,
         sha256=next(iter(manifest.files.values()), ""),
         metrics=metrics,
+    )
+
+
+CHART_TYPES = {
+    control_chart_pb2.CHART_TYPE_XBAR_R: "xbar_r",
+    control_chart_pb2.CHART_TYPE_XBAR_S: "xbar_s",
+    control_chart_pb2.CHART_TYPE_I_MR: "i_mr",
+    control_chart_pb2.CHART_TYPE_P: "p",
+    control_chart_pb2.CHART_TYPE_NP: "np",
+    control_chart_pb2.CHART_TYPE_C: "c",
+    control_chart_pb2.CHART_TYPE_U: "u",
+    control_chart_pb2.CHART_TYPE_EWMA: "ewma",
+    control_chart_pb2.CHART_TYPE_CUSUM: "cusum",
+}
+RULE_SETS = {
+    control_chart_pb2.RULE_SET_WESTERN_ELECTRIC: "western_electric",
+    control_chart_pb2.RULE_SET_NELSON: "nelson",
+}
+
+
+def study_from_proto(request: pb.ComputeControlChartRequest, chart_type: str) -> ChartStudy:
+    subgroups = list(request.subgroups)
+    attributes = chart_type in ATTRIBUTES
+    return ChartStudy(
+        chart_type=chart_type,
+        values=[[] if attributes else list(s.values) for s in subgroups],
+        counts=[s.count for s in subgroups] if attributes else [],
+        sizes=[s.size for s in subgroups] if attributes else [],
+        excluded=list(request.excluded_subgroups),
+        auto_exclude=request.auto_exclude,
+        frozen=(
+            Frozen(request.frozen_limits.center, request.frozen_limits.sigma)
+            if request.HasField("frozen_limits")
+            else None
+        ),
+        rule_set=RULE_SETS.get(request.rules, ""),
+        ewma_lambda=request.ewma_lambda or 0.2,
+        ewma_width=request.ewma_width or 3.0,
+        cusum_k=request.cusum_k or 0.5,
+        cusum_h=request.cusum_h or 5.0,
+    )
+
+
+def _finite(value: float) -> float:
+    # One-sided CUSUM limits are infinite on the other side; proto readers get 0 there.
+    return value if value not in (float("inf"), float("-inf")) else 0.0
+
+
+def series_to_proto(series: Series) -> control_chart_pb2.ChartSeries:
+    outside = set(series.out_of_control())
+    return control_chart_pb2.ChartSeries(
+        statistic=series.statistic,
+        limits=control_chart_pb2.ControlLimits(
+            center_line=series.center_line,
+            upper_control_limit=_finite(series.upper[0]),
+            lower_control_limit=_finite(series.lower[0]),
+        ),
+        points=[
+            control_chart_pb2.ChartPoint(
+                subgroup_index=index,
+                value=value,
+                out_of_control=index in outside,
+                upper_control_limit=_finite(upper),
+                lower_control_limit=_finite(lower),
+            )
+            for index, (value, upper, lower) in enumerate(
+                zip(series.values, series.upper, series.lower, strict=True)
+            )
+        ],
+    )
+
+
+def chart_to_proto(
+    chart: Chart, found: list[RuleViolation], chart_type: int, subgroup_size: int
+) -> control_chart_pb2.ControlChart:
+    statistic = chart.series[0].statistic
+    return control_chart_pb2.ControlChart(
+        chart_type=chart_type,  # type: ignore[arg-type]
+        subgroup_size=subgroup_size,
+        series=[series_to_proto(s) for s in chart.series],
+        excluded_subgroups=list(chart.excluded),
+        violations=[
+            control_chart_pb2.RuleViolation(
+                rule=v.rule,
+                description=v.description,
+                statistic=statistic,
+                points=list(v.points),
+                at=v.at,
+            )
+            for v in found
+        ],
+        process_center=chart.process_mean,
+        process_sigma=chart.process_sigma,
+    )
+
+
+def _interval(interval: Interval) -> control_chart_pb2.IndexEstimate:
+    return control_chart_pb2.IndexEstimate(
+        estimate=_finite(interval.estimate),
+        lower=_finite(interval.lower),
+        upper=_finite(interval.upper),
+    )
+
+
+def capability_to_proto(result: Capability) -> control_chart_pb2.Capability:
+    return control_chart_pb2.Capability(
+        cp=_interval(result.cp),
+        cpk=_interval(result.cpk),
+        pp=_interval(result.pp),
+        ppk=_interval(result.ppk),
+        mean=result.mean,
+        sigma_within=result.sigma_within,
+        sigma_overall=result.sigma_overall,
+        normality_p_value=result.normality_p_value,
+        normal=result.normal,
+        count=result.count,
     )

@@ -8,37 +8,28 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from manufacturing.common.v1 import service_info_pb2
-from manufacturing.quality.v1 import control_chart_pb2, inspection_pb2, quality_service_pb2_grpc
+from manufacturing.quality.v1 import inspection_pb2, quality_service_pb2_grpc
 from manufacturing.quality.v1 import quality_service_pb2 as pb
 
-from services.quality.convert import error_to_proto, inspection_to_proto, version_to_proto
-from services.quality.domain.control_charts import Series, validate_subgroups, xbar_r_chart
+from services.quality.convert import (
+    CHART_TYPES,
+    capability_to_proto,
+    chart_to_proto,
+    error_to_proto,
+    inspection_to_proto,
+    study_from_proto,
+    version_to_proto,
+)
 from services.quality.domain.inspection.images import decode_gray
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.domain.inspection.pipeline import ordered_map
+from services.quality.domain.spc.capability import capability, validate_specification
+from services.quality.domain.spc.study import ChartStudy, compute, validate
 from services.quality.registry import ModelRegistry
 from services.runtime.errors import ServiceError, Violations
 from services.runtime.interceptors.errors import STATUS_OF
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QualityService"].full_name
-
-
-def _series_to_proto(series: Series) -> control_chart_pb2.ChartSeries:
-    limits = series.limits
-    return control_chart_pb2.ChartSeries(
-        statistic=series.statistic,
-        limits=control_chart_pb2.ControlLimits(
-            center_line=limits.center_line,
-            upper_control_limit=limits.upper,
-            lower_control_limit=limits.lower,
-        ),
-        points=[
-            control_chart_pb2.ChartPoint(
-                subgroup_index=index, value=value, out_of_control=not limits.contains(value)
-            )
-            for index, value in enumerate(series.values)
-        ],
-    )
 
 
 def _code_of(error: ServiceError) -> int:
@@ -141,19 +132,33 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         self, request: pb.ComputeControlChartRequest, context: grpc.ServicerContext
     ) -> pb.ComputeControlChartResponse:
         violations = Violations()
-        violations.check(
-            request.chart_type == control_chart_pb2.CHART_TYPE_XBAR_R,
-            "chart_type",
-            "must be CHART_TYPE_XBAR_R (the chart types this version computes)",
-        )
-        subgroups = [list(subgroup.values) for subgroup in request.subgroups]
-        validate_subgroups(subgroups, violations)
+        chart_type = CHART_TYPES.get(request.chart_type)
+        violations.check(chart_type is not None, "chart_type", "choose a chart type")
         violations.raise_if_any()
-        chart = xbar_r_chart(subgroups)
+        assert chart_type is not None
+        study = study_from_proto(request, chart_type)
+        validate(study, violations)
+        violations.raise_if_any()
+        chart, found = compute(study)
         return pb.ComputeControlChartResponse(
-            chart=control_chart_pb2.ControlChart(
-                chart_type=request.chart_type,
-                subgroup_size=chart.subgroup_size,
-                series=[_series_to_proto(chart.xbar), _series_to_proto(chart.range)],
-            )
+            chart=chart_to_proto(chart, found, request.chart_type, len(study.values[0]))
         )
+
+    def ComputeCapability(
+        self, request: pb.ComputeCapabilityRequest, context: grpc.ServicerContext
+    ) -> pb.ComputeCapabilityResponse:
+        violations = Violations()
+        subgroups = [list(s.values) for s in request.subgroups]
+        confidence = request.confidence or 0.95
+        validate(
+            ChartStudy("xbar_r" if subgroups and len(subgroups[0]) > 1 else "i_mr", subgroups),
+            violations,
+        )
+        validate_specification(
+            request.lower_spec_limit, request.upper_spec_limit, confidence, violations
+        )
+        violations.raise_if_any()
+        result = capability(
+            subgroups, request.lower_spec_limit, request.upper_spec_limit, confidence=confidence
+        )
+        return pb.ComputeCapabilityResponse(capability=capability_to_proto(result))

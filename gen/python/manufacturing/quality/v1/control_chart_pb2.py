@@ -25,23 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,manufacturing/quality/v1/control_chart.proto\x12\x18manufacturing.quality.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x08Subgroup\x12\x0e\n\x06values\x18\x01 \x03(\x01\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\rControlLimits\x12\x13\n\x0b\x63\x65nter_line\x18\x01 \x01(\x01\x12\x1b\n\x13upper_control_limit\x18\x02 \x01(\x01\x12\x1b\n\x13lower_control_limit\x18\x03 \x01(\x01\"K\n\nChartPoint\x12\x16\n\x0esubgroup_index\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x16\n\x0eout_of_control\x18\x03 \x01(\x08\"\x8f\x01\n\x0b\x43hartSeries\x12\x11\n\tstatistic\x18\x01 \x01(\t\x12\x37\n\x06limits\x18\x02 \x01(\x0b\x32\'.manufacturing.quality.v1.ControlLimits\x12\x34\n\x06points\x18\x03 \x03(\x0b\x32$.manufacturing.quality.v1.ChartPoint\"\x95\x01\n\x0c\x43ontrolChart\x12\x37\n\nchart_type\x18\x01 \x01(\x0e\x32#.manufacturing.quality.v1.ChartType\x12\x15\n\rsubgroup_size\x18\x02 \x01(\x05\x12\x35\n\x06series\x18\x03 \x03(\x0b\x32%.manufacturing.quality.v1.ChartSeries*>\n\tChartType\x12\x1a\n\x16\x43HART_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HART_TYPE_XBAR_R\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,manufacturing/quality/v1/control_chart.proto\x12\x18manufacturing.quality.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x08Subgroup\x12\x0e\n\x06values\x18\x01 \x03(\x01\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x03 \x01(\x01\x12\x0c\n\x04size\x18\x04 \x01(\x01\"-\n\x0c\x46rozenLimits\x12\x0e\n\x06\x63\x65nter\x18\x01 \x01(\x01\x12\r\n\x05sigma\x18\x02 \x01(\x01\"^\n\rControlLimits\x12\x13\n\x0b\x63\x65nter_line\x18\x01 \x01(\x01\x12\x1b\n\x13upper_control_limit\x18\x02 \x01(\x01\x12\x1b\n\x13lower_control_limit\x18\x03 \x01(\x01\"\x85\x01\n\nChartPoint\x12\x16\n\x0esubgroup_index\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x16\n\x0eout_of_control\x18\x03 \x01(\x08\x12\x1b\n\x13upper_control_limit\x18\x04 \x01(\x01\x12\x1b\n\x13lower_control_limit\x18\x05 \x01(\x01\"a\n\rRuleViolation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tstatistic\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x03(\x05\x12\n\n\x02\x61t\x18\x05 \x01(\x05\"\x8f\x01\n\x0b\x43hartSeries\x12\x11\n\tstatistic\x18\x01 \x01(\t\x12\x37\n\x06limits\x18\x02 \x01(\x0b\x32\'.manufacturing.quality.v1.ControlLimits\x12\x34\n\x06points\x18\x03 \x03(\x0b\x32$.manufacturing.quality.v1.ChartPoint\"\x9d\x02\n\x0c\x43ontrolChart\x12\x37\n\nchart_type\x18\x01 \x01(\x0e\x32#.manufacturing.quality.v1.ChartType\x12\x15\n\rsubgroup_size\x18\x02 \x01(\x05\x12\x35\n\x06series\x18\x03 \x03(\x0b\x32%.manufacturing.quality.v1.ChartSeries\x12\x1a\n\x12\x65xcluded_subgroups\x18\x04 \x03(\x05\x12;\n\nviolations\x18\x05 \x03(\x0b\x32\'.manufacturing.quality.v1.RuleViolation\x12\x16\n\x0eprocess_center\x18\x06 \x01(\x01\x12\x15\n\rprocess_sigma\x18\x07 \x01(\x01\"?\n\rIndexEstimate\x12\x10\n\x08\x65stimate\x18\x01 \x01(\x01\x12\r\n\x05lower\x18\x02 \x01(\x01\x12\r\n\x05upper\x18\x03 \x01(\x01\"\xd7\x02\n\nCapability\x12\x33\n\x02\x63p\x18\x01 \x01(\x0b\x32\'.manufacturing.quality.v1.IndexEstimate\x12\x34\n\x03\x63pk\x18\x02 \x01(\x0b\x32\'.manufacturing.quality.v1.IndexEstimate\x12\x33\n\x02pp\x18\x03 \x01(\x0b\x32\'.manufacturing.quality.v1.IndexEstimate\x12\x34\n\x03ppk\x18\x04 \x01(\x0b\x32\'.manufacturing.quality.v1.IndexEstimate\x12\x0c\n\x04mean\x18\x05 \x01(\x01\x12\x14\n\x0csigma_within\x18\x06 \x01(\x01\x12\x15\n\rsigma_overall\x18\x07 \x01(\x01\x12\x19\n\x11normality_p_value\x18\x08 \x01(\x01\x12\x0e\n\x06normal\x18\t \x01(\x08\x12\r\n\x05\x63ount\x18\n \x01(\x05*\xde\x01\n\tChartType\x12\x1a\n\x16\x43HART_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HART_TYPE_XBAR_R\x10\x01\x12\x15\n\x11\x43HART_TYPE_XBAR_S\x10\x02\x12\x13\n\x0f\x43HART_TYPE_I_MR\x10\x03\x12\x10\n\x0c\x43HART_TYPE_P\x10\x04\x12\x11\n\rCHART_TYPE_NP\x10\x05\x12\x10\n\x0c\x43HART_TYPE_C\x10\x06\x12\x10\n\x0c\x43HART_TYPE_U\x10\x07\x12\x13\n\x0f\x43HART_TYPE_EWMA\x10\x08\x12\x14\n\x10\x43HART_TYPE_CUSUM\x10\t*W\n\x07RuleSet\x12\x18\n\x14RULE_SET_UNSPECIFIED\x10\x00\x12\x1d\n\x19RULE_SET_WESTERN_ELECTRIC\x10\x01\x12\x13\n\x0fRULE_SET_NELSON\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'manufacturing.quality.v1.control_chart_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHARTTYPE']._serialized_start=648
-  _globals['_CHARTTYPE']._serialized_end=710
+  _globals['_CHARTTYPE']._serialized_start=1430
+  _globals['_CHARTTYPE']._serialized_end=1652
+  _globals['_RULESET']._serialized_start=1654
+  _globals['_RULESET']._serialized_end=1741
   _globals['_SUBGROUP']._serialized_start=107
-  _globals['_SUBGROUP']._serialized_end=175
-  _globals['_CONTROLLIMITS']._serialized_start=177
-  _globals['_CONTROLLIMITS']._serialized_end=271
-  _globals['_CHARTPOINT']._serialized_start=273
-  _globals['_CHARTPOINT']._serialized_end=348
-  _globals['_CHARTSERIES']._serialized_start=351
-  _globals['_CHARTSERIES']._serialized_end=494
-  _globals['_CONTROLCHART']._serialized_start=497
-  _globals['_CONTROLCHART']._serialized_end=646
+  _globals['_SUBGROUP']._serialized_end=204
+  _globals['_FROZENLIMITS']._serialized_start=206
+  _globals['_FROZENLIMITS']._serialized_end=251
+  _globals['_CONTROLLIMITS']._serialized_start=253
+  _globals['_CONTROLLIMITS']._serialized_end=347
+  _globals['_CHARTPOINT']._serialized_start=350
+  _globals['_CHARTPOINT']._serialized_end=483
+  _globals['_RULEVIOLATION']._serialized_start=485
+  _globals['_RULEVIOLATION']._serialized_end=582
+  _globals['_CHARTSERIES']._serialized_start=585
+  _globals['_CHARTSERIES']._serialized_end=728
+  _globals['_CONTROLCHART']._serialized_start=731
+  _globals['_CONTROLCHART']._serialized_end=1016
+  _globals['_INDEXESTIMATE']._serialized_start=1018
+  _globals['_INDEXESTIMATE']._serialized_end=1081
+  _globals['_CAPABILITY']._serialized_start=1084
+  _globals['_CAPABILITY']._serialized_end=1427
 # @@protoc_insertion_point(module_scope)

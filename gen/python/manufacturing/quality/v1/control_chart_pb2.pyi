@@ -30,6 +30,22 @@ class _ChartTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChartType.V
     """Not set; rejected."""
     CHART_TYPE_XBAR_R: _ChartType.ValueType  # 1
     """Subgroup means (X-bar) with subgroup ranges (R); subgroups of 2 to 25 values."""
+    CHART_TYPE_XBAR_S: _ChartType.ValueType  # 2
+    """Subgroup means (X-bar) with subgroup standard deviations (S); 2 to 25 values."""
+    CHART_TYPE_I_MR: _ChartType.ValueType  # 3
+    """Individual values with moving ranges of two; subgroups of one value."""
+    CHART_TYPE_P: _ChartType.ValueType  # 4
+    """Fraction nonconforming; each subgroup gives count (nonconforming) and size."""
+    CHART_TYPE_NP: _ChartType.ValueType  # 5
+    """Number nonconforming; count and size, the same size for every subgroup."""
+    CHART_TYPE_C: _ChartType.ValueType  # 6
+    """Nonconformities per inspection unit of constant size; count only."""
+    CHART_TYPE_U: _ChartType.ValueType  # 7
+    """Nonconformities per unit; count and size (units inspected)."""
+    CHART_TYPE_EWMA: _ChartType.ValueType  # 8
+    """Exponentially weighted moving average of individual values (or subgroup means)."""
+    CHART_TYPE_CUSUM: _ChartType.ValueType  # 9
+    """Tabular CUSUM of individual values (or subgroup means), upper and lower sides."""
 
 class ChartType(_ChartType, metaclass=_ChartTypeEnumTypeWrapper):
     """Kinds of control chart."""
@@ -38,7 +54,47 @@ CHART_TYPE_UNSPECIFIED: ChartType.ValueType  # 0
 """Not set; rejected."""
 CHART_TYPE_XBAR_R: ChartType.ValueType  # 1
 """Subgroup means (X-bar) with subgroup ranges (R); subgroups of 2 to 25 values."""
+CHART_TYPE_XBAR_S: ChartType.ValueType  # 2
+"""Subgroup means (X-bar) with subgroup standard deviations (S); 2 to 25 values."""
+CHART_TYPE_I_MR: ChartType.ValueType  # 3
+"""Individual values with moving ranges of two; subgroups of one value."""
+CHART_TYPE_P: ChartType.ValueType  # 4
+"""Fraction nonconforming; each subgroup gives count (nonconforming) and size."""
+CHART_TYPE_NP: ChartType.ValueType  # 5
+"""Number nonconforming; count and size, the same size for every subgroup."""
+CHART_TYPE_C: ChartType.ValueType  # 6
+"""Nonconformities per inspection unit of constant size; count only."""
+CHART_TYPE_U: ChartType.ValueType  # 7
+"""Nonconformities per unit; count and size (units inspected)."""
+CHART_TYPE_EWMA: ChartType.ValueType  # 8
+"""Exponentially weighted moving average of individual values (or subgroup means)."""
+CHART_TYPE_CUSUM: ChartType.ValueType  # 9
+"""Tabular CUSUM of individual values (or subgroup means), upper and lower sides."""
 Global___ChartType: _TypeAlias = ChartType  # noqa: Y015
+
+class _RuleSet:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RuleSetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RuleSet.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RULE_SET_UNSPECIFIED: _RuleSet.ValueType  # 0
+    """Only points beyond the control limits are flagged."""
+    RULE_SET_WESTERN_ELECTRIC: _RuleSet.ValueType  # 1
+    """Western Electric rules 1-4."""
+    RULE_SET_NELSON: _RuleSet.ValueType  # 2
+    """Nelson rules 1-8."""
+
+class RuleSet(_RuleSet, metaclass=_RuleSetEnumTypeWrapper):
+    """Which run rules to apply to the first series of a chart."""
+
+RULE_SET_UNSPECIFIED: RuleSet.ValueType  # 0
+"""Only points beyond the control limits are flagged."""
+RULE_SET_WESTERN_ELECTRIC: RuleSet.ValueType  # 1
+"""Western Electric rules 1-4."""
+RULE_SET_NELSON: RuleSet.ValueType  # 2
+"""Nelson rules 1-8."""
+Global___RuleSet: _TypeAlias = RuleSet  # noqa: Y015
 
 @_typing.final
 class Subgroup(_message.Message):
@@ -48,6 +104,12 @@ class Subgroup(_message.Message):
 
     VALUES_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    count: _builtins.float
+    """Attribute charts: nonconforming items (p, np) or nonconformities (c, u)."""
+    size: _builtins.float
+    """Attribute charts: items inspected (p, np) or inspection units (u); > 0."""
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Measured values; every subgroup of a chart has the same size."""
@@ -61,14 +123,44 @@ class Subgroup(_message.Message):
         *,
         values: _abc.Iterable[_builtins.float] | None = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        count: _builtins.float = ...,
+        size: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["time", b"time", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "size", b"size", "time", b"time", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Subgroup: _TypeAlias = Subgroup  # noqa: Y015
+
+@_typing.final
+class FrozenLimits(_message.Message):
+    """Phase II: limits frozen from an earlier Phase I study."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CENTER_FIELD_NUMBER: _builtins.int
+    SIGMA_FIELD_NUMBER: _builtins.int
+    center: _builtins.float
+    """Process centre: mean of individual values (variables charts, EWMA and CUSUM target)
+    or the standard fraction / rate (attribute charts).
+    """
+    sigma: _builtins.float
+    """Standard deviation of individual values (variables charts, EWMA, CUSUM)."""
+    def __init__(
+        self,
+        *,
+        center: _builtins.float = ...,
+        sigma: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["center", b"center", "sigma", b"sigma"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FrozenLimits: _TypeAlias = FrozenLimits  # noqa: Y015
 
 @_typing.final
 class ControlLimits(_message.Message):
@@ -109,26 +201,74 @@ class ChartPoint(_message.Message):
     SUBGROUP_INDEX_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     OUT_OF_CONTROL_FIELD_NUMBER: _builtins.int
+    UPPER_CONTROL_LIMIT_FIELD_NUMBER: _builtins.int
+    LOWER_CONTROL_LIMIT_FIELD_NUMBER: _builtins.int
     subgroup_index: _builtins.int
     """Zero-based index of the subgroup the point comes from."""
     value: _builtins.float
     """Value of the statistic."""
     out_of_control: _builtins.bool
     """True when the value lies outside the control limits."""
+    upper_control_limit: _builtins.float
+    """Upper control limit at this point (varies with sample size, and for EWMA)."""
+    lower_control_limit: _builtins.float
+    """Lower control limit at this point."""
     def __init__(
         self,
         *,
         subgroup_index: _builtins.int = ...,
         value: _builtins.float = ...,
         out_of_control: _builtins.bool = ...,
+        upper_control_limit: _builtins.float = ...,
+        lower_control_limit: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["out_of_control", b"out_of_control", "subgroup_index", b"subgroup_index", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lower_control_limit", b"lower_control_limit", "out_of_control", b"out_of_control", "subgroup_index", b"subgroup_index", "upper_control_limit", b"upper_control_limit", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChartPoint: _TypeAlias = ChartPoint  # noqa: Y015
+
+@_typing.final
+class RuleViolation(_message.Message):
+    """A run-rule violation with the points that formed it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    STATISTIC_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    """Rule id, e.g. "we_2" or "nelson_3"."""
+    description: _builtins.str
+    """What the rule looks for."""
+    statistic: _builtins.str
+    """Statistic the rule was applied to, e.g. "xbar"."""
+    at: _builtins.int
+    """Index of the point at which the pattern was complete."""
+    @_builtins.property
+    def points(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Indices of the points forming the pattern."""
+
+    def __init__(
+        self,
+        *,
+        rule: _builtins.str = ...,
+        description: _builtins.str = ...,
+        statistic: _builtins.str = ...,
+        points: _abc.Iterable[_builtins.int] | None = ...,
+        at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "description", b"description", "points", b"points", "rule", b"rule", "statistic", b"statistic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuleViolation: _TypeAlias = RuleViolation  # noqa: Y015
 
 @_typing.final
 class ChartSeries(_message.Message):
@@ -140,10 +280,13 @@ class ChartSeries(_message.Message):
     LIMITS_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     statistic: _builtins.str
-    """Statistic name: "xbar" or "range"."""
+    """Statistic name, e.g. "xbar", "range", "stdev", "individual", "moving_range",
+    "fraction_defective", "defectives", "nonconformities", "nonconformities_per_unit",
+    "ewma", "cusum_upper", "cusum_lower".
+    """
     @_builtins.property
     def limits(self) -> Global___ControlLimits:
-        """Limits computed from the subgroups."""
+        """Limits computed from the subgroups (those of the first point where they vary)."""
 
     @_builtins.property
     def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChartPoint]:
@@ -173,13 +316,29 @@ class ControlChart(_message.Message):
     CHART_TYPE_FIELD_NUMBER: _builtins.int
     SUBGROUP_SIZE_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
+    EXCLUDED_SUBGROUPS_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    PROCESS_CENTER_FIELD_NUMBER: _builtins.int
+    PROCESS_SIGMA_FIELD_NUMBER: _builtins.int
     chart_type: Global___ChartType.ValueType
     """Kind of chart."""
     subgroup_size: _builtins.int
     """Number of values in each subgroup."""
+    process_center: _builtins.float
+    """Estimated (Phase I) or given (Phase II) process centre."""
+    process_sigma: _builtins.float
+    """Estimated or given sigma of individual values; 0 for attribute charts."""
     @_builtins.property
     def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChartSeries]:
         """The chart's statistics, e.g. the X-bar series then the R series."""
+
+    @_builtins.property
+    def excluded_subgroups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Phase I: subgroups left out of the limit calculation (given or found)."""
+
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleViolation]:
+        """Run-rule violations of the first series, in order of completion."""
 
     def __init__(
         self,
@@ -187,11 +346,111 @@ class ControlChart(_message.Message):
         chart_type: Global___ChartType.ValueType = ...,
         subgroup_size: _builtins.int = ...,
         series: _abc.Iterable[Global___ChartSeries] | None = ...,
+        excluded_subgroups: _abc.Iterable[_builtins.int] | None = ...,
+        violations: _abc.Iterable[Global___RuleViolation] | None = ...,
+        process_center: _builtins.float = ...,
+        process_sigma: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chart_type", b"chart_type", "series", b"series", "subgroup_size", b"subgroup_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chart_type", b"chart_type", "excluded_subgroups", b"excluded_subgroups", "process_center", b"process_center", "process_sigma", b"process_sigma", "series", b"series", "subgroup_size", b"subgroup_size", "violations", b"violations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ControlChart: _TypeAlias = ControlChart  # noqa: Y015
+
+@_typing.final
+class IndexEstimate(_message.Message):
+    """An index with its confidence interval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESTIMATE_FIELD_NUMBER: _builtins.int
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    estimate: _builtins.float
+    """Point estimate."""
+    lower: _builtins.float
+    """Lower confidence bound."""
+    upper: _builtins.float
+    """Upper confidence bound."""
+    def __init__(
+        self,
+        *,
+        estimate: _builtins.float = ...,
+        lower: _builtins.float = ...,
+        upper: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimate", b"estimate", "lower", b"lower", "upper", b"upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IndexEstimate: _TypeAlias = IndexEstimate  # noqa: Y015
+
+@_typing.final
+class Capability(_message.Message):
+    """Process capability of a characteristic against its specification."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CP_FIELD_NUMBER: _builtins.int
+    CPK_FIELD_NUMBER: _builtins.int
+    PP_FIELD_NUMBER: _builtins.int
+    PPK_FIELD_NUMBER: _builtins.int
+    MEAN_FIELD_NUMBER: _builtins.int
+    SIGMA_WITHIN_FIELD_NUMBER: _builtins.int
+    SIGMA_OVERALL_FIELD_NUMBER: _builtins.int
+    NORMALITY_P_VALUE_FIELD_NUMBER: _builtins.int
+    NORMAL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    mean: _builtins.float
+    """Mean of all values."""
+    sigma_within: _builtins.float
+    """Within-subgroup sigma (R-bar / d2, or MR-bar / d2 for single values)."""
+    sigma_overall: _builtins.float
+    """Overall sample standard deviation."""
+    normality_p_value: _builtins.float
+    """p-value of the normality test (D'Agostino-Pearson for 20+ values, else Shapiro-Wilk)."""
+    normal: _builtins.bool
+    """False when normality is rejected at 5 %: the indices then mislead."""
+    count: _builtins.int
+    """Number of values."""
+    @_builtins.property
+    def cp(self) -> Global___IndexEstimate:
+        """Potential capability with within-subgroup sigma: (USL - LSL) / 6 sigma."""
+
+    @_builtins.property
+    def cpk(self) -> Global___IndexEstimate:
+        """Actual capability with within-subgroup sigma."""
+
+    @_builtins.property
+    def pp(self) -> Global___IndexEstimate:
+        """Potential performance with overall sigma."""
+
+    @_builtins.property
+    def ppk(self) -> Global___IndexEstimate:
+        """Actual performance with overall sigma."""
+
+    def __init__(
+        self,
+        *,
+        cp: Global___IndexEstimate | None = ...,
+        cpk: Global___IndexEstimate | None = ...,
+        pp: Global___IndexEstimate | None = ...,
+        ppk: Global___IndexEstimate | None = ...,
+        mean: _builtins.float = ...,
+        sigma_within: _builtins.float = ...,
+        sigma_overall: _builtins.float = ...,
+        normality_p_value: _builtins.float = ...,
+        normal: _builtins.bool = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cp", b"cp", "cpk", b"cpk", "pp", b"pp", "ppk", b"ppk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "cp", b"cp", "cpk", b"cpk", "mean", b"mean", "normal", b"normal", "normality_p_value", b"normality_p_value", "pp", b"pp", "ppk", b"ppk", "sigma_overall", b"sigma_overall", "sigma_within", b"sigma_within"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Capability: _TypeAlias = Capability  # noqa: Y015

@@ -70,21 +70,61 @@ class ComputeControlChartRequest(_message.Message):
 
     CHART_TYPE_FIELD_NUMBER: _builtins.int
     SUBGROUPS_FIELD_NUMBER: _builtins.int
+    EXCLUDED_SUBGROUPS_FIELD_NUMBER: _builtins.int
+    AUTO_EXCLUDE_FIELD_NUMBER: _builtins.int
+    FROZEN_LIMITS_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    EWMA_LAMBDA_FIELD_NUMBER: _builtins.int
+    EWMA_WIDTH_FIELD_NUMBER: _builtins.int
+    CUSUM_K_FIELD_NUMBER: _builtins.int
+    CUSUM_H_FIELD_NUMBER: _builtins.int
     chart_type: _control_chart_pb2.ChartType.ValueType
     """Kind of chart to compute."""
+    auto_exclude: _builtins.bool
+    """Phase I: also leave out every subgroup beyond the limits, repeatedly."""
+    rules: _control_chart_pb2.RuleSet.ValueType
+    """Run rules to apply."""
+    ewma_lambda: _builtins.float
+    """EWMA weight lambda in (0, 1]; default 0.2."""
+    ewma_width: _builtins.float
+    """EWMA limit width L in sigma; default 3."""
+    cusum_k: _builtins.float
+    """CUSUM reference value k in sigma; default 0.5."""
+    cusum_h: _builtins.float
+    """CUSUM decision interval h in sigma; default 5."""
     @_builtins.property
     def subgroups(self) -> _containers.RepeatedCompositeFieldContainer[_control_chart_pb2.Subgroup]:
         """Subgroups in time order; 2 to 10000."""
+
+    @_builtins.property
+    def excluded_subgroups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Phase I: zero-based indices of subgroups with an assignable cause, left out of the
+        limits (their points are still plotted).
+        """
+
+    @_builtins.property
+    def frozen_limits(self) -> _control_chart_pb2.FrozenLimits:
+        """Phase II: use these limits instead of estimating them. Required for EWMA and CUSUM
+        unless the target and sigma are to be estimated from the data.
+        """
 
     def __init__(
         self,
         *,
         chart_type: _control_chart_pb2.ChartType.ValueType = ...,
         subgroups: _abc.Iterable[_control_chart_pb2.Subgroup] | None = ...,
+        excluded_subgroups: _abc.Iterable[_builtins.int] | None = ...,
+        auto_exclude: _builtins.bool = ...,
+        frozen_limits: _control_chart_pb2.FrozenLimits | None = ...,
+        rules: _control_chart_pb2.RuleSet.ValueType = ...,
+        ewma_lambda: _builtins.float = ...,
+        ewma_width: _builtins.float = ...,
+        cusum_k: _builtins.float = ...,
+        cusum_h: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frozen_limits", b"frozen_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chart_type", b"chart_type", "subgroups", b"subgroups"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_exclude", b"auto_exclude", "chart_type", b"chart_type", "cusum_h", b"cusum_h", "cusum_k", b"cusum_k", "ewma_lambda", b"ewma_lambda", "ewma_width", b"ewma_width", "excluded_subgroups", b"excluded_subgroups", "frozen_limits", b"frozen_limits", "rules", b"rules", "subgroups", b"subgroups"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -113,6 +153,66 @@ class ComputeControlChartResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ComputeControlChartResponse: _TypeAlias = ComputeControlChartResponse  # noqa: Y015
+
+@_typing.final
+class ComputeCapabilityRequest(_message.Message):
+    """Request for ComputeCapability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBGROUPS_FIELD_NUMBER: _builtins.int
+    LOWER_SPEC_LIMIT_FIELD_NUMBER: _builtins.int
+    UPPER_SPEC_LIMIT_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    lower_spec_limit: _builtins.float
+    """Lower specification limit."""
+    upper_spec_limit: _builtins.float
+    """Upper specification limit; greater than the lower one."""
+    confidence: _builtins.float
+    """Confidence level of the intervals; default 0.95."""
+    @_builtins.property
+    def subgroups(self) -> _containers.RepeatedCompositeFieldContainer[_control_chart_pb2.Subgroup]:
+        """Subgroups of equal size (1 to 25 values), in time order."""
+
+    def __init__(
+        self,
+        *,
+        subgroups: _abc.Iterable[_control_chart_pb2.Subgroup] | None = ...,
+        lower_spec_limit: _builtins.float = ...,
+        upper_spec_limit: _builtins.float = ...,
+        confidence: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "lower_spec_limit", b"lower_spec_limit", "subgroups", b"subgroups", "upper_spec_limit", b"upper_spec_limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComputeCapabilityRequest: _TypeAlias = ComputeCapabilityRequest  # noqa: Y015
+
+@_typing.final
+class ComputeCapabilityResponse(_message.Message):
+    """Response for ComputeCapability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPABILITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def capability(self) -> _control_chart_pb2.Capability:
+        """The capability study."""
+
+    def __init__(
+        self,
+        *,
+        capability: _control_chart_pb2.Capability | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComputeCapabilityResponse: _TypeAlias = ComputeCapabilityResponse  # noqa: Y015
 
 @_typing.final
 class InspectRequest(_message.Message):

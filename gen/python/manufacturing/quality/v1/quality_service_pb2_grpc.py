@@ -46,6 +46,11 @@ class QualityServiceStub:
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.SerializeToString,
                 response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.FromString,
                 _registered_method=True)
+        self.ComputeCapability = channel.unary_unary(
+                '/manufacturing.quality.v1.QualityService/ComputeCapability',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeCapabilityRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeCapabilityResponse.FromString,
+                _registered_method=True)
         self.Inspect = channel.unary_unary(
                 '/manufacturing.quality.v1.QualityService/Inspect',
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectRequest.SerializeToString,
@@ -86,9 +91,22 @@ class QualityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ComputeControlChart(self, request, context):
-        """Computes a control chart (trial limits and points) from subgroups.
+        """Computes a control chart from subgroups: Phase I trial limits (leaving out the
+        excluded subgroups, and with auto_exclude every point beyond the limits, until none
+        remain) or Phase II against frozen limits, with run-rule violations.
         Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
-        subgroups, sizes differ or are out of range, or a value is not finite.
+        subgroups, a subgroup is empty, sizes differ or are out of range, a value, count or
+        size is not finite or out of range, or a parameter is out of range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ComputeCapability(self, request, context):
+        """Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
+        Errors: INVALID_ARGUMENT when there are fewer than two subgroups, a subgroup is
+        empty, sizes differ, a value is not finite, upper_spec_limit <= lower_spec_limit,
+        or confidence is not in (0, 1).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,6 +169,11 @@ def add_QualityServiceServicer_to_server(servicer, server):
                     servicer.ComputeControlChart,
                     request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.FromString,
                     response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.SerializeToString,
+            ),
+            'ComputeCapability': grpc.unary_unary_rpc_method_handler(
+                    servicer.ComputeCapability,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeCapabilityRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeCapabilityResponse.SerializeToString,
             ),
             'Inspect': grpc.unary_unary_rpc_method_handler(
                     servicer.Inspect,
@@ -234,6 +257,33 @@ class QualityService:
             '/manufacturing.quality.v1.QualityService/ComputeControlChart',
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.SerializeToString,
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ComputeCapability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.quality.v1.QualityService/ComputeCapability',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeCapabilityRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeCapabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,9 +38,18 @@ class QualityServiceStub:
     GetServiceInfo: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.GetServiceInfoRequest, _quality_service_pb2.GetServiceInfoResponse]
     """Describes this service instance: version, build and models."""
     ComputeControlChart: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.ComputeControlChartRequest, _quality_service_pb2.ComputeControlChartResponse]
-    """Computes a control chart (trial limits and points) from subgroups.
+    """Computes a control chart from subgroups: Phase I trial limits (leaving out the
+    excluded subgroups, and with auto_exclude every point beyond the limits, until none
+    remain) or Phase II against frozen limits, with run-rule violations.
     Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
-    subgroups, sizes differ or are out of range, or a value is not finite.
+    subgroups, a subgroup is empty, sizes differ or are out of range, a value, count or
+    size is not finite or out of range, or a parameter is out of range.
+    """
+    ComputeCapability: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.ComputeCapabilityRequest, _quality_service_pb2.ComputeCapabilityResponse]
+    """Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
+    Errors: INVALID_ARGUMENT when there are fewer than two subgroups, a subgroup is
+    empty, sizes differ, a value is not finite, upper_spec_limit <= lower_spec_limit,
+    or confidence is not in (0, 1).
     """
     Inspect: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.InspectRequest, _quality_service_pb2.InspectResponse]
     """Judges one encoded image (PNG, JPEG or BMP) with the active version of a model.
@@ -78,9 +87,18 @@ class QualityServiceAsyncStub(QualityServiceStub):
     GetServiceInfo: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.GetServiceInfoRequest, _quality_service_pb2.GetServiceInfoResponse]  # type: ignore[assignment]
     """Describes this service instance: version, build and models."""
     ComputeControlChart: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.ComputeControlChartRequest, _quality_service_pb2.ComputeControlChartResponse]  # type: ignore[assignment]
-    """Computes a control chart (trial limits and points) from subgroups.
+    """Computes a control chart from subgroups: Phase I trial limits (leaving out the
+    excluded subgroups, and with auto_exclude every point beyond the limits, until none
+    remain) or Phase II against frozen limits, with run-rule violations.
     Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
-    subgroups, sizes differ or are out of range, or a value is not finite.
+    subgroups, a subgroup is empty, sizes differ or are out of range, a value, count or
+    size is not finite or out of range, or a parameter is out of range.
+    """
+    ComputeCapability: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.ComputeCapabilityRequest, _quality_service_pb2.ComputeCapabilityResponse]  # type: ignore[assignment]
+    """Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
+    Errors: INVALID_ARGUMENT when there are fewer than two subgroups, a subgroup is
+    empty, sizes differ, a value is not finite, upper_spec_limit <= lower_spec_limit,
+    or confidence is not in (0, 1).
     """
     Inspect: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.InspectRequest, _quality_service_pb2.InspectResponse]  # type: ignore[assignment]
     """Judges one encoded image (PNG, JPEG or BMP) with the active version of a model.
@@ -127,9 +145,24 @@ class QualityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _quality_service_pb2.ComputeControlChartRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_quality_service_pb2.ComputeControlChartResponse, _abc.Awaitable[_quality_service_pb2.ComputeControlChartResponse]]:
-        """Computes a control chart (trial limits and points) from subgroups.
+        """Computes a control chart from subgroups: Phase I trial limits (leaving out the
+        excluded subgroups, and with auto_exclude every point beyond the limits, until none
+        remain) or Phase II against frozen limits, with run-rule violations.
         Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
-        subgroups, sizes differ or are out of range, or a value is not finite.
+        subgroups, a subgroup is empty, sizes differ or are out of range, a value, count or
+        size is not finite or out of range, or a parameter is out of range.
+        """
+
+    @_abc_1.abstractmethod
+    def ComputeCapability(
+        self,
+        request: _quality_service_pb2.ComputeCapabilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.ComputeCapabilityResponse, _abc.Awaitable[_quality_service_pb2.ComputeCapabilityResponse]]:
+        """Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
+        Errors: INVALID_ARGUMENT when there are fewer than two subgroups, a subgroup is
+        empty, sizes differ, a value is not finite, upper_spec_limit <= lower_spec_limit,
+        or confidence is not in (0, 1).
         """
 
     @_abc_1.abstractmethod
