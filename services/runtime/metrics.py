@@ -13,7 +13,14 @@ from collections.abc import Iterable
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
@@ -42,6 +49,8 @@ LATENCY_BUCKETS = (
 class ServiceMetrics:
     def __init__(self, *, service: str, version: str, git_revision: str, color: str) -> None:
         self.registry = CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes...: alerts and `ops check`.
+        ProcessCollector(registry=self.registry)
         calls = ("grpc_type", "grpc_service", "grpc_method")
         self.started = Counter(
             "grpc_server_started_total", "Calls started.", calls, registry=self.registry

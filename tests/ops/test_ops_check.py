@@ -1,0 +1,163 @@
+"""`ops check --daily` against the real local suite (`python -m services.devstack`: three
+services + Envoy), as an operator runs it: every service SERVING with its version; one
+stopped turns its line red and the exit code non-zero."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.ops import checks
+from tests.gateway.test_local_suite import free_ports
+from tests.harness import serve, settings_for
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("scheduling", "quality", "maintenance")
+RED = "\x1b[31m"
+
+
+@dataclass
+class RunningSuite:
+    gateway: int
+    admin: int
+    ports: dict[str, int]
+    data_dir: Path
+
+
+def pid_listening_on(port: int) -> int:
+    """The process with a TCP socket listening on 127.0.0.1/0.0.0.0:``port`` (Linux)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(fields[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    raise LookupError(f"nothing listens on port {port}")
+
+
+@pytest.fixture
+def local_suite(tmp_path) -> Iterator[RunningSuite]:
+    gateway, admin, *ports = free_ports(5)
+    suite = RunningSuite(gateway, admin, dict(zip(SERVICES, ports, strict=True)), tmp_path / "var")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "services.devstack",
+            "--gateway-port", str(gateway), "--admin-port", str(admin),
+            "--service-ports", ",".join(map(str, ports)), "--data-dir", str(suite.data_dir),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "MFG_METRICS__PORT": "0"},  # beside a suite already running here
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        output = []
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("ready in") or "could not start" in line:
+                break
+        assert any(line.startswith("ready in") for line in output), "".join(output)
+        yield suite
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ops_check(suite: RunningSuite, *extra: str) -> subprocess.CompletedProcess[str]:
+    targets = [
+        *(f"--service={s}=127.0.0.1:{port}" for s, port in suite.ports.items()),
+        f"--gateway=127.0.0.1:{suite.gateway}",
+        f"--admin=127.0.0.1:{suite.admin}",
+        f"--data-dir={suite.data_dir}",
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "services.ops", "check", "--daily", *targets, *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.envoy
+def test_daily_check_reports_every_service_then_turns_a_stopped_one_red(local_suite):
+    healthy = ops_check(local_suite, "--json")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    lines = {check["name"]: check for check in json.loads(healthy.stdout)["checks"]}
+    for service in SERVICES:
+        line = lines[f"service {service}"]
+        version = (ROOT / "services" / service / "VERSION").read_text().strip()
+        assert (line["status"], line["health"]) == ("OK", "SERVING")
+        assert line["info"]["version"] == version
+        assert (
+            line["info"]["service_name"] == f"manufacturing.{service}.v1.{service.title()}Service"
+        )
+        assert f"SERVING  v{version}" in line["summary"]
+        assert lines["gateway"]["services"][service]["version"] == version
+        assert lines["gateway"]["services"][service]["healthy"] >= 1
+    assert lines["gateway"]["status"] == "OK"
+    assert {"cpu_busy", "memory_available_bytes", "disk_free_bytes", "net_receive_bytes_per_s",
+            "disk_write_bytes_per_s"} <= set(lines["host"])  # fmt: skip
+
+    # Stop quality (SIGSTOP: the process hangs, as in an outage; the launcher, which
+    # would take the whole suite down if a service exited, does not notice).
+    quality = pid_listening_on(local_suite.ports["quality"])
+    os.kill(quality, signal.SIGSTOP)
+    try:
+        text = ops_check(local_suite, "--color=always")
+        as_json = json.loads(ops_check(local_suite, "--json").stdout)
+    finally:
+        os.kill(quality, signal.SIGCONT)
+
+    assert text.returncode == 2, text.stdout
+    shown = {
+        service: next(line for line in text.stdout.splitlines() if f"service {service} " in line)
+        for service in SERVICES
+    }
+    assert shown["quality"].startswith(RED) and "FAIL" in shown["quality"]
+    assert not shown["scheduling"].startswith(RED)
+    assert not shown["maintenance"].startswith(RED)
+
+    statuses = {check["name"]: check["status"] for check in as_json["checks"]}
+    assert statuses["service quality"] == "FAIL"
+    assert statuses["service scheduling"] == statuses["service maintenance"] == "OK"
+    assert statuses["gateway"] == "FAIL"  # quality is unreachable through it too
+
+
+def test_service_line_reads_availability_and_process_use_from_metrics(tmp_path):
+    with serve(settings_for("quality", tmp_path)) as service:
+        address = f"127.0.0.1:{service.port}"
+        metrics = f"127.0.0.1:{service.metrics_port}"
+        first = checks.check_service("quality", address, metrics)
+        second = checks.check_service("quality", address, metrics)
+    assert first.status.name == second.status.name == "OK"
+    calls = second.data["calls"]
+    # The first check's GetServiceInfo call is counted, with its status code.
+    assert calls["calls_by_code"]["OK"] >= 1
+    assert calls["availability"] == 1.0
+    assert second.data["process"]["rss_bytes"] > 10 * 1024 * 1024
+    assert second.data["process"]["cpu_seconds"] > 0
