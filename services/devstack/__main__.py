@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--service-ports", type=parse_ports, default=None, help="scheduling,quality,maintenance"
     )
+    parser.add_argument(
+        "--green-ports", type=parse_ports, default=None, help="idle colors' ports, same order"
+    )
     parser.add_argument("--data-dir", type=Path, default=Path("var"))
     options = parser.parse_args(argv)
 
@@ -40,18 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    ports = SuitePorts(options.gateway_port, options.admin_port, options.service_ports)
+    ports = SuitePorts(
+        options.gateway_port, options.admin_port, options.service_ports, options.green_ports
+    )
     suite = LocalSuite(ports, options.data_dir, options.data_dir / "logs")
     started = time.monotonic()
     print("Starting scheduling, quality, maintenance and the Envoy gateway ...", flush=True)
     try:
         suite.start()
-        print(banner(ports.gateway, suite.log_dir), flush=True)
+        print(banner(ports.gateway, suite.log_dir, options.data_dir), flush=True)
         print(f"ready in {time.monotonic() - started:.1f} s", flush=True)
         while not stop.wait(0.5):
             if exited := suite.first_exited():
                 print(
-                    f"{exited} stopped unexpectedly; see {suite.log_dir}/{exited}.log",
+                    f"{exited} stopped unexpectedly; see {suite.log_dir}/{exited}-*.log",
                     file=sys.stderr,
                 )
                 return 1

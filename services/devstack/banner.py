@@ -63,15 +63,35 @@ def example_calls(gateway: str) -> list[str]:
     return commands
 
 
-def banner(gateway_port: int, log_dir: Path) -> str:
+def rollout_command() -> str:
+    beside_python = Path(sys.executable).with_name("rollout")
+    if shutil.which("rollout"):
+        return "rollout"
+    if beside_python.exists():
+        return (
+            str(beside_python.relative_to(Path.cwd()))
+            if beside_python.is_relative_to(Path.cwd())
+            else str(beside_python)
+        )
+    return f"{sys.executable} -m services.rollout"
+
+
+def banner(gateway_port: int, log_dir: Path, data_dir: Path = Path("var")) -> str:
     gateway = f"localhost:{gateway_port}"
+    tool = rollout_command()
+    data = "" if data_dir == Path("var") else f" --data-dir {data_dir}"
     lines = [
         "",
         f"Manufacturing AI suite is up. Gateway (gRPC, reflection): {gateway}",
-        f"Service logs: {log_dir}/<service>.log   Stop: Ctrl-C",
+        f"Service logs: {log_dir}/<service>-<color>.log   Stop: Ctrl-C",
         "",
         "Try:",
         *(f"  {command}" for command in example_calls(gateway)),
+        "",
+        "Blue runs each service; green is idle. Roll out a version (a tree whose",
+        "services/<name>/VERSION says it), and see where everything is:",
+        f"  {tool} quality --version X.Y.Z --strategy canary --steps 10,50,100 --source DIR{data}",
+        f"  {tool} status{data}",
         "",
     ]
     return "\n".join(lines)

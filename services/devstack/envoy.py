@@ -220,7 +220,7 @@ class EnvoyProcess:
         self.config_path: Path | None = None
         self.log_path: Path | None = None
         self._admin_address_path: Path | None = None
-        self._xds_version = 0
+        self.xds_version = 0
 
     @property
     def xds_dir(self) -> Path:
@@ -229,8 +229,8 @@ class EnvoyProcess:
         return self._xds_dir
 
     def _next_version(self) -> str:
-        self._xds_version += 1
-        return str(self._xds_version)
+        self.xds_version += 1
+        return str(self.xds_version)
 
     def write_xds(self) -> None:
         """Write both watched files from ``self.layout`` (clusters first)."""

@@ -9,12 +9,14 @@ then each service gracefully.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +24,17 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.devstack.envoy import EnvoyProcess
+from services.rollout import processes
+from services.rollout.processes import REPOSITORY
+from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
+from services.rollout.xds import DEFAULT_PORTS
 from services.runtime.server import suite_service_names
 
 logger = logging.getLogger(__name__)
 
 SERVICES = ("scheduling", "quality", "maintenance")
 READY_TIMEOUT_S = 45.0
+HEALTH_CHECK_INTERVAL_S = 1.0
 
 
 class SuiteError(RuntimeError):
@@ -36,25 +43,52 @@ class SuiteError(RuntimeError):
 
 @dataclass(frozen=True)
 class SuitePorts:
+    """Gateway, admin, and each service's blue (``services``) and green ports.
+
+    Green defaults to 5006x with the default blue ports, else to free ports.
+    """
+
     gateway: int = 8080
     admin: int = 9901
     services: Mapping[str, int] | None = None
+    green: Mapping[str, int] | None = None
 
     def of(self, service: str) -> int:
-        defaults = {"scheduling": 50051, "quality": 50052, "maintenance": 50053}
-        return (self.services or defaults)[service]
+        return self.services[service] if self.services else DEFAULT_PORTS[service]["blue"][0]
+
+    def green_ports(self) -> dict[str, int]:
+        if self.green:
+            return dict(self.green)
+        if self.services is None:
+            return {s: DEFAULT_PORTS[s]["green"][0] for s in SERVICES}
+        return dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def full_name(service: str) -> str:
     return next(name for name in suite_service_names() if f".{service}." in name)
 
 
-def wait_until_serving(port: int, service_name: str, deadline: float) -> None:
+def wait_until_serving(
+    port: int, service_name: str, deadline: float, alive: Callable[[], bool] = lambda: True
+) -> None:
     """Poll grpc.health.v1 on ``port`` until ``service_name`` is SERVING."""
     request = health_pb2.HealthCheckRequest(service=service_name)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
+            if not alive():
+                raise SuiteError(f"{service_name} on port {port} exited while starting")
             try:
                 if stub.Check(request, timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
                     return
@@ -79,25 +113,29 @@ def wait_through_gateway(port: int, service_name: str, deadline: float) -> None:
 
 
 class LocalSuite:
-    """Owns the child processes; ``start()`` then ``stop()``, or use it as a context."""
+    """Owns the suite; ``start()`` then ``stop()``, or use it as a context.
+
+    Each service runs its blue color (from this repository); green is idle (no
+    weight, not running) until ``rollout`` starts it. The topology the rollout command
+    acts on is written under ``data_dir/rollout/``; ``stop()`` stops whatever colors
+    run then, including ones a rollout started.
+    """
 
     def __init__(self, ports: SuitePorts, data_dir: Path, log_dir: Path) -> None:
         self.ports = ports
         self.data_dir = data_dir
         self.log_dir = log_dir
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.store = TopologyStore(data_dir)
         self.envoy: EnvoyProcess | None = None
+        self._started_pids: list[int] = []
 
-    def _environ(self, service: str | None = None) -> dict[str, str]:
-        environ = {**os.environ, "DATA_DIR": str(self.data_dir), "APP_ENV": "development"}
-        if service is not None:
-            environ["MFG_SERVER__PORT"] = str(self.ports.of(service))
-        return environ
+    def _environ(self) -> dict[str, str]:
+        return {"DATA_DIR": str(self.data_dir.resolve()), "APP_ENV": "development"}
 
     def migrate(self) -> None:
         completed = subprocess.run(
             [sys.executable, "-m", "services.runtime.migrations", "all"],
-            env=self._environ(),
+            env={**os.environ, **self._environ()},
             capture_output=True,
             text=True,
             check=False,
@@ -109,51 +147,89 @@ class LocalSuite:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.migrate()
         deadline = time.monotonic() + READY_TIMEOUT_S
+        green = self.ports.green_ports()
+        services: dict[str, ServiceState] = {}
         for service in SERVICES:
-            log = (self.log_dir / f"{service}.log").open("ab")
-            self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}"],
-                env=self._environ(service),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Own session: Ctrl-C in the terminal reaches only the launcher, which
-                # then stops the gateway first and each service once, gracefully.
-                start_new_session=True,
+            port = self.ports.of(service)
+            pids = processes.start_color(
+                service, "blue", [port], REPOSITORY, self._environ(), self.log_dir
             )
-            log.close()  # the child holds its own descriptor
+            self._started_pids += pids
+            services[service] = ServiceState(
+                colors={
+                    "blue": ColorState(
+                        [port], processes.version_of(REPOSITORY, service), str(REPOSITORY), pids
+                    ),
+                    "green": ColorState([green[service]]),
+                }
+            )
         for service in SERVICES:
-            self._check_alive(service)
-            wait_until_serving(self.ports.of(service), full_name(service), deadline)
+            pid = services[service].colors["blue"].pids[0]
+            try:
+                wait_until_serving(
+                    self.ports.of(service),
+                    full_name(service),
+                    deadline,
+                    functools.partial(processes.alive, pid),
+                )
+            finally:
+                self._check_alive(service, pid)
+        xds_dir = self.data_dir.resolve() / "gateway" / "xds"
         self.envoy = EnvoyProcess(
-            {service: self.ports.of(service) for service in SERVICES},
+            {service: state.layout() for service, state in services.items()},
             port=self.ports.gateway,
             admin_port=self.ports.admin,
-            health_check_interval=1.0,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            xds_dir=xds_dir,
         )
         self.envoy.start()
+        with self.store.locked():
+            self.store.save(
+                Topology(
+                    data_dir=str(self.data_dir.resolve()),
+                    log_dir=str(self.log_dir.resolve()),
+                    admin_url=self.envoy.admin_url,
+                    gateway_port=self.envoy.port,
+                    xds_dir=str(xds_dir),
+                    services=services,
+                    xds_version=self.envoy.xds_version,
+                    environ=self._environ(),
+                    health_check_interval_s=HEALTH_CHECK_INTERVAL_S,
+                    health_check_timeout_s=self.envoy.timing.timeout_s,
+                )
+            )
         for service in SERVICES:
             wait_through_gateway(self.envoy.port, full_name(service), deadline)
 
-    def _check_alive(self, service: str) -> None:
-        code = self.processes[service].poll()
+    def _check_alive(self, service: str, pid: int) -> None:
+        code = processes.exit_code(pid)
         if code is not None:
-            log = self.log_dir / f"{service}.log"
+            log = self.log_dir / f"{service}-blue.log"
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
             raise SuiteError(f"{service} exited with code {code}; last log lines:\n{tail}")
 
     def first_exited(self) -> str | None:
-        return next((s for s, p in self.processes.items() if p.poll() is not None), None)
+        """A service whose live color lost a process (a rollout stops only idle ones)."""
+        if not self.store.exists():
+            return None
+        for name, state in self.store.load().services.items():
+            if not all(processes.alive(pid) for pid in state.colors[state.live].pids):
+                return name
+        return None
 
     def stop(self, grace_s: float = 20.0) -> None:
         if self.envoy is not None:
             self.envoy.stop()
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + grace_s
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        pids = set(self._started_pids)
+        if self.store.exists():
+            for state in self.store.load().services.values():
+                for color in state.colors.values():
+                    pids.update(color.pids)
+        processes.stop(sorted(pids), timeout=grace_s)
+        if self.store.exists():
+            with self.store.locked():
+                topology = self.store.load()
+                for state in topology.services.values():
+                    for color in state.colors.values():
+                        color.pids = []
+                self.store.save(topology)

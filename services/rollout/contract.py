@@ -50,6 +50,11 @@ def full_name(service: str) -> str:
     return name
 
 
+def service_descriptor(service: str) -> ServiceDescriptor:
+    full_name(service)  # a clear error for an unknown name
+    return _DESCRIPTORS[service]
+
+
 def _idempotent(method: MethodDescriptor) -> bool:
     options = descriptor_pb2.MethodOptions()
     if method.has_options:

@@ -26,6 +26,7 @@ contract (see :mod:`services.rollout.contract`):
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -56,7 +57,7 @@ DEFAULT_PORTS: dict[str, dict[str, tuple[int, ...]]] = {
 _TYPE = "type.googleapis.com/"
 _CLUSTER_TYPE = _TYPE + "envoy.config.cluster.v3.Cluster"
 _ROUTE_TYPE = _TYPE + "envoy.config.route.v3.RouteConfiguration"
-_PREVIOUS_HOSTS = {
+_PREVIOUS_HOSTS: dict[str, Any] = {
     "name": "envoy.retry_host_predicates.previous_hosts",
     "typed_config": {
         "@type": _TYPE + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
@@ -232,7 +233,8 @@ def _retry_policy(idempotent: bool) -> dict[str, Any]:
         "retry_on": retry_on,
         "num_retries": 2,
         "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.250s"},
-        "retry_host_predicate": [_PREVIOUS_HOSTS],
+        # A copy each: shared objects would come out as YAML anchors and aliases.
+        "retry_host_predicate": [copy.deepcopy(_PREVIOUS_HOSTS)],
         "host_selection_retry_max_attempts": 3,
     }
 

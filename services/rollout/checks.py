@@ -1,0 +1,175 @@
+"""Before any traffic moves: readiness, smoke calls and a parity check on a sample.
+
+All of it goes straight to the new color's own ports, not through the gateway, so no
+caller ever sees an answer of a version that has not passed.
+
+- readiness: grpc.health.v1 Check for the service's full name says SERVING;
+- smoke: GetServiceInfo answers with the expected version and color, and each sample
+  call ends without a server-side error;
+- parity: each sample call (read-only methods only) gets the same answer, status and
+  message, from the live color and the new one, floats compared to 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import json_format, message_factory
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.rollout import contract
+from services.rollout.envoy_admin import SERVER_ERROR_CODES
+
+CALL_TIMEOUT_S = 10.0
+
+
+class CheckFailed(RuntimeError):
+    """The new color is not fit for traffic; the message says why."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    method: str
+    request: dict[str, Any]  # proto3 JSON of the request
+
+
+def _chart(seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)  # noqa: S311  (reproducible test data, not secrets)
+    centre, spread = rng.uniform(10, 100), rng.uniform(0.1, 2.0)
+    subgroups = [
+        {"values": [round(rng.gauss(centre, spread), 4) for _ in range(4)]} for _ in range(8)
+    ]
+    return {"chartType": "CHART_TYPE_XBAR_R", "subgroups": subgroups}
+
+
+# Read-only calls whose answers must not change between versions of one contract.
+SAMPLES: dict[str, tuple[Sample, ...]] = {
+    "scheduling": (Sample("ListSchedules", {"pageSize": 5}),),
+    "quality": tuple(Sample("ComputeControlChart", _chart(seed)) for seed in range(6)),
+    "maintenance": (Sample("GetLatestReadings", {"machineId": "press-7"}),),
+}
+
+
+def _classes(service: str, method: str) -> tuple[type[Message], type[Message]]:
+    descriptor = contract.service_descriptor(service).methods_by_name[method]
+    return (
+        message_factory.GetMessageClass(descriptor.input_type),
+        message_factory.GetMessageClass(descriptor.output_type),
+    )
+
+
+def call(
+    channel: grpc.Channel, service: str, method: str, request: dict[str, Any]
+) -> tuple[grpc.StatusCode, Message | None]:
+    request_class, response_class = _classes(service, method)
+    stub = channel.unary_unary(
+        f"/{contract.full_name(service)}/{method}",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=response_class.FromString,
+    )
+    message = json_format.ParseDict(request, request_class())
+    try:
+        response = stub(message, timeout=CALL_TIMEOUT_S)
+    except grpc.RpcError as error:
+        return error.code(), None
+    return grpc.StatusCode.OK, response
+
+
+def wait_serving(
+    port: int,
+    service: str,
+    *,
+    startup_timeout: float,
+    ready_timeout: float,
+    alive: Callable[[], bool],
+) -> None:
+    """Until grpc.health.v1 says SERVING for the service; fails early if the process ends.
+
+    ``startup_timeout`` bounds the wait for any health answer (the process loading),
+    ``ready_timeout`` the wait from that first answer to SERVING.
+    """
+    request = health_pb2.HealthCheckRequest(service=contract.full_name(service))
+    deadline = time.monotonic() + startup_timeout
+    answered = False
+    last = "no answer"
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if not alive():
+                raise CheckFailed(f"readiness: the process on port {port} exited")
+            try:
+                status = stub.Check(request, timeout=1.0).status
+            except grpc.RpcError as error:
+                last = error.code().name
+            else:
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+                if not answered:
+                    answered = True
+                    deadline = time.monotonic() + ready_timeout
+            time.sleep(0.1)
+    waited = ready_timeout if answered else startup_timeout
+    raise CheckFailed(f"readiness: port {port} not SERVING within {waited:.0f} s ({last})")
+
+
+def smoke(port: int, service: str, version: str, color: str) -> int:
+    """GetServiceInfo and every sample once on ``port``; returns the number of calls."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        code, info = call(channel, service, "GetServiceInfo", {})
+        if code is not grpc.StatusCode.OK or info is None:
+            raise CheckFailed(f"smoke: GetServiceInfo on port {port} ended {code.name}")
+        found = info.info  # type: ignore[attr-defined]
+        if (found.version, found.color) != (version, color):
+            raise CheckFailed(
+                f"smoke: port {port} runs {found.version} ({found.color or 'no color'}), "
+                f"expected {version} ({color})"
+            )
+        for sample in SAMPLES[service]:
+            code, _ = call(channel, service, sample.method, sample.request)
+            if code.value[0] in SERVER_ERROR_CODES:
+                raise CheckFailed(f"smoke: {sample.method} on port {port} ended {code.name}")
+    return 1 + len(SAMPLES[service])
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, int | float)
+            and isinstance(b, int | float)
+            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _answer(code: grpc.StatusCode, response: Message | None) -> tuple[str, Any]:
+    body = None if response is None else json_format.MessageToDict(response)
+    return code.name, body
+
+
+def parity(live_port: int, new_port: int, service: str, samples: Sequence[Sample]) -> int:
+    """Every sample answered alike by both ports; returns the number compared."""
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{live_port}") as live,
+        grpc.insecure_channel(f"127.0.0.1:{new_port}") as new,
+    ):
+        for sample in samples:
+            expected = _answer(*call(live, service, sample.method, sample.request))
+            found = _answer(*call(new, service, sample.method, sample.request))
+            if not _same(expected, found):
+                raise CheckFailed(
+                    f"parity: {sample.method} differs from the live color: "
+                    f"live {str(expected)[:300]} new {str(found)[:300]}"
+                )
+    return len(samples)

@@ -1,0 +1,150 @@
+"""``rollout``: move a service to a new version through the gateway, or show where it is.
+
+    rollout SERVICE --version V --strategy blue-green|canary [--steps 10,50,100]
+            [--max-error-rate 0.001] [--step-seconds 30] [--source DIR]
+    rollout status [--json]
+    rollout history [--limit 20]
+
+It acts on the topology that ``make up`` (``python -m services.devstack``) wrote under
+its data directory (``--data-dir``, default ``var``). Exit code 0: completed; 1: rolled
+back (the reason is printed and kept in the history); 2: could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.rollout.contract import SERVICES
+from services.rollout.controller import (
+    STRATEGIES,
+    RolloutController,
+    RolloutError,
+    RolloutOptions,
+    status,
+)
+from services.rollout.envoy_admin import AdminError
+from services.rollout.processes import LaunchError
+from services.rollout.state import StateError, TopologyStore
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"steps are percentages like 10,50,100: {text!r}"
+        ) from None
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    print(f"gateway: localhost:{report['gateway_port']}")
+    header = ("service", "color", "version", "weight", "live", "health", "processes")
+    print("{:<13}{:<7}{:<14}{:>7}  {:<5}{:<10}{}".format(*header))
+    for name, colors in report["services"].items():
+        for color, c in colors.items():
+            health = f"{c['healthy_hosts']}/{c['hosts']}" if c["hosts"] else "-"
+            version = c["version"] if c["processes"] else f"({c['version'] or '-'})"
+            live = "yes" if c["live"] else ""
+            pids = ",".join(map(str, c["processes"])) or "stopped"
+            print(
+                f"{name:<13}{color:<7}{version:<14}{c['weight']:>6}%  {live:<5}{health:<10}{pids}"
+            )
+    if error := report.get("envoy_error"):
+        print(f"envoy admin: {error}")
+    if report["last_rollouts"]:
+        print("last rollouts:")
+        for r in report["last_rollouts"]:
+            reason = f" ({r['reason']})" if r.get("reason") else ""
+            to = r.get("to") or {}
+            print(
+                f"  {r['finished_at']} {r['service']} -> {to.get('version')} "
+                f"{r['strategy']}: {r['outcome']}{reason}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=Path("var"))
+    if argv and argv[0] in ("status", "history"):
+        parser = argparse.ArgumentParser(prog=f"rollout {argv[0]}", parents=[common])
+        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--limit", type=int, default=20)
+        options = parser.parse_args(argv[1:])
+        try:
+            if argv[0] == "status":
+                report = status(options.data_dir)
+                if options.json:
+                    print(json.dumps(report, indent=2))
+                else:
+                    _print_status(report)
+            else:
+                for record in TopologyStore(options.data_dir).history()[-options.limit :]:
+                    print(json.dumps(record) if options.json else _history_line(record))
+        except StateError as error:
+            print(f"rollout: {error}", file=sys.stderr)
+            return 2
+        return 0
+
+    parser = argparse.ArgumentParser(
+        prog="rollout",
+        parents=[common],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("service", choices=SERVICES)
+    parser.add_argument("--version", required=True, help="the version to roll out")
+    parser.add_argument("--strategy", choices=STRATEGIES, required=True)
+    parser.add_argument("--steps", type=_steps, default=(), help="canary weights, e.g. 10,50,100")
+    parser.add_argument("--max-error-rate", type=float, default=0.001)
+    parser.add_argument("--step-seconds", type=float, default=30.0, help="observation per step")
+    parser.add_argument(
+        "--min-step-calls", type=int, default=0, help="calls the new color must answer per step"
+    )
+    parser.add_argument("--startup-timeout", type=float, default=90.0)
+    parser.add_argument("--ready-timeout", type=float, default=60.0, help="after startup")
+    parser.add_argument("--drain-quiet-seconds", type=float, default=2.0)
+    parser.add_argument("--source", type=Path, default=None, help="release tree of the version")
+    parser.add_argument("--json", action="store_true", help="print the history record as JSON")
+    options = parser.parse_args(argv)
+    rollout_options = RolloutOptions(
+        strategy=options.strategy,
+        steps=options.steps,
+        max_error_rate=options.max_error_rate,
+        step_s=options.step_seconds,
+        min_step_calls=options.min_step_calls,
+        startup_timeout_s=options.startup_timeout,
+        ready_timeout_s=options.ready_timeout,
+        drain_quiet_s=options.drain_quiet_seconds,
+    )
+    controller = RolloutController(options.data_dir, echo=lambda line: print(line, flush=True))
+    try:
+        record = controller.run(options.service, options.version, rollout_options, options.source)
+    except (RolloutError, StateError, LaunchError, AdminError) as error:
+        print(f"rollout: {error}", file=sys.stderr)
+        return 2
+    if options.json:
+        print(json.dumps(record))
+    if record["outcome"] != "completed":
+        print(f"rolled back: {record['reason']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _history_line(record: dict[str, Any]) -> str:
+    finished = record.get("finished_at") or datetime.now(UTC).isoformat()
+    reason = f" ({record['reason']})" if record.get("reason") else ""
+    return (
+        f"{finished} {record['service']} {record['from']['version']} -> "
+        f"{record['to']['version']} {record['strategy']} {record['steps']}: "
+        f"{record['outcome']}{reason} in {record.get('duration_s')} s"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
