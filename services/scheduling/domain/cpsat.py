@@ -39,6 +39,10 @@ class ModelOptions:
     original: Mapping[int, tuple[int, int]] | None = None
     moved_weight: int = 0
     objective_upper: int | None = None
+    # Break ties between schedules of equal objective by the sum of job ends: a
+    # neighbourhood that cannot improve the objective still compacts the schedule,
+    # which gives the next neighbourhoods room to improve it.
+    tie_break_ends: bool = False
     objective_lower: int = 0
     # Machines whose order ``sequence`` fixes completely: no NoOverlap needed there.
     sequenced_machines: frozenset[int] = frozenset()
@@ -203,7 +207,11 @@ class JobShopModel:
         upper = max(options.objective_lower, min(scale, 1 << 62))
         bound = model.new_int_var(options.objective_lower, upper, "objective")
         model.add(bound == total)
-        model.minimize(bound)
+        tie_scale = len(job_ends) * (horizon + 1) + 1
+        if options.tie_break_ends and (upper + 1) * tie_scale < 1 << 62:
+            model.minimize(tie_scale * bound + sum(job_ends))
+        else:
+            model.minimize(bound)
         return bound
 
     def hint(self, assignments: Iterable[Assignment]) -> None:

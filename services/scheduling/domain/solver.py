@@ -65,7 +65,7 @@ class SolveOptions:
     # No operation that is not fixed starts before this time ("now" when rescheduling).
     not_before: int = 0
     # Share of the time given to the full CP-SAT model before neighbourhood search.
-    full_share: float = 0.4
+    full_share: float = 0.5
     use_lns: bool = True
 
 
@@ -105,6 +105,7 @@ class _Search:
         self.best: tuple[Assignment, ...] | None = None
         self.best_value: int | None = None
         self.best_name = ""
+        self.best_ends = 0
         self.bound = self.ix.trivial_lower_bound(options.objective, options.weights)
         self.hint: tuple[Assignment, ...] | None = None
         self.proven_optimal = False
@@ -146,13 +147,16 @@ class _Search:
     ) -> bool:
         """Take ``assignments`` as the incumbent if they are better; report them."""
         value = self.value(assignments)
+        ends = _sum_of_job_ends(assignments)
         with self.lock:
             if self.best_value is not None and (
-                value > self.best_value or (value == self.best_value and not equal_ok)
+                value > self.best_value
+                or (value == self.best_value and (not equal_ok or ends > self.best_ends))
             ):
                 return False
             improved = self.best_value is None or value < self.best_value
             self.best, self.best_value, self.best_name = assignments, value, name
+            self.best_ends = ends
         if improved and self.on_improvement is not None:
             self.on_improvement(self.solution(SolveStatus.FEASIBLE))
         return True
@@ -313,8 +317,9 @@ class _Search:
         if not free:
             return
         fraction = min(0.5, max(0.02, 20 / max(1, len(free))))
-        slice_s = min(2.0, 0.3 + n / 2000)
-        kinds = ["window", "jobs", "machines"]
+        slice_s = min(2.0, 0.5 + n / 2000)
+        # Whole jobs make neighbourhoods that rarely solve in a slice; they come less often.
+        kinds = ["window", "machines", "window", "machines", "jobs"]
         iteration = 0
         while not self.stopped():
             if self.best_value is not None and self.best_value <= self.bound:
@@ -418,6 +423,7 @@ class _Search:
                 objective_upper=self.best_value,
                 objective_lower=self.bound,
                 sequenced_machines=sequenced,
+                tie_break_ends=True,
                 not_before=self.options.not_before,
             ),
         )
@@ -433,3 +439,10 @@ class _Search:
             should_stop=self.external_stop,
             parameters=LNS_PARAMETERS,
         )
+
+
+def _sum_of_job_ends(assignments: tuple[Assignment, ...]) -> int:
+    ends: dict[str, int] = {}
+    for a in assignments:
+        ends[a.job_id] = max(ends.get(a.job_id, 0), a.end)
+    return sum(ends.values())
