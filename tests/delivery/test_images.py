@@ -48,6 +48,7 @@ def test_final_stage_is_small_and_unprivileged():
     for word in ("apt-get", "gcc", "build-essential", "pip install"):
         assert word not in final, word
     assert "pip uninstall --yes setuptools pip" in build
+    assert "/usr/local/bin/python -m pip uninstall --yes --quiet pip setuptools wheel" in final
     user = re.findall(r"(?m)^USER (\S+)$", final)
     assert user == ["10001:10001"], "numeric so Kubernetes can verify runAsNonRoot"
     assert "HEALTHCHECK" in final
