@@ -46,8 +46,8 @@ def scheduling(tmp_path, database_environ) -> Iterator[GrpcService]:
 
 
 @pytest.fixture
-def quality(tmp_path) -> Iterator[GrpcService]:
-    with serve(settings_for("quality", tmp_path)) as service:
+def quality(tmp_path, database_environ) -> Iterator[GrpcService]:
+    with serve(settings_for("quality", tmp_path, **database_environ)) as service:
         yield service
 
 

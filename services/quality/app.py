@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
 
 import grpc
 from manufacturing.quality.v1 import quality_service_pb2_grpc
 
 from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
 from services.quality.domain.inspection.inspector import Inspector
+from services.quality.persistence import MeasurementRepository
 from services.quality.registry import SHIPPED_MODELS, ModelRegistry
 from services.quality.servicer import SERVICE_NAME, QualityServicer
+from services.runtime import db
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import Settings
 from services.runtime.info import service_info
 from services.runtime.server import ServiceParts
+from services.runtime.unit_of_work import repository_scope
 
 logger = logging.getLogger(__name__)
 
 
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
+    engine = db.create_engine_for(settings)
+    sessions = db.make_session_factory(engine)
     registry = ModelRegistry(shipped=SHIPPED_MODELS, trained=settings.data_dir / "models")
     # Two workers: the machines have two cores; OpenCV releases the GIL while it works.
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inspect")
@@ -29,6 +36,8 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
             settings, build, SERVICE_NAME, model_versions=registry.active_versions()
         ),
         registry=registry,
+        measurements=repository_scope(sessions, MeasurementRepository),
+        clock=lambda: datetime.now(UTC),
         inspector=Inspector(),
         executor=executor,
         max_pixels=DEFAULT_MAX_PIXELS,
@@ -46,9 +55,13 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     def register(server: grpc.Server) -> None:
         quality_service_pb2_grpc.add_QualityServiceServicer_to_server(servicer, server)
 
+    def close() -> None:
+        executor.shutdown(wait=False, cancel_futures=True)
+        engine.dispose()
+
     return ServiceParts(
         service_name=SERVICE_NAME,
         register=register,
-        readiness_checks={"models": models_ready},
-        close=lambda: executor.shutdown(wait=False, cancel_futures=True),
+        readiness_checks={"database": partial(db.database_ready, engine), "models": models_ready},
+        close=close,
     )

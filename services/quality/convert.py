@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from manufacturing.quality.v1 import control_chart_pb2, inspection_pb2
@@ -13,6 +13,7 @@ from services.quality.domain.spc.capability import Capability, Interval
 from services.quality.domain.spc.charts import Chart, Frozen, Series
 from services.quality.domain.spc.rules import RuleViolation
 from services.quality.domain.spc.study import ATTRIBUTES, ChartStudy
+from services.quality.persistence import StoredSubgroup
 from services.quality.registry import VersionInfo
 from services.runtime.errors import InvalidArgument, ServiceError
 
@@ -201,3 +202,22 @@ def capability_to_proto(result: Capability) -> control_chart_pb2.Capability:
         normal=result.normal,
         count=result.count,
     )
+
+
+def subgroup_from_proto(subgroup: control_chart_pb2.Subgroup) -> StoredSubgroup:
+    return StoredSubgroup(
+        sequence=0,
+        values=tuple(subgroup.values),
+        count=subgroup.count,
+        size=subgroup.size,
+        taken_at=subgroup.time.ToDatetime(tzinfo=UTC) if subgroup.HasField("time") else None,
+    )
+
+
+def stored_to_proto(stored: StoredSubgroup) -> control_chart_pb2.Subgroup:
+    subgroup = control_chart_pb2.Subgroup(
+        values=list(stored.values), count=stored.count, size=stored.size
+    )
+    if stored.taken_at is not None:
+        subgroup.time.FromDatetime(stored.taken_at)
+    return subgroup

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from datetime import datetime
 
 import grpc
 from manufacturing.common.v1 import service_info_pb2
@@ -17,18 +20,29 @@ from services.quality.convert import (
     chart_to_proto,
     error_to_proto,
     inspection_to_proto,
+    stored_to_proto,
     study_from_proto,
+    subgroup_from_proto,
     version_to_proto,
 )
 from services.quality.domain.inspection.images import decode_gray
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.domain.inspection.pipeline import ordered_map
 from services.quality.domain.spc.capability import capability, validate_specification
-from services.quality.domain.spc.study import ChartStudy, compute, validate
+from services.quality.domain.spc.study import (
+    MAX_SUBGROUPS,
+    ChartStudy,
+    compute,
+    validate,
+    validate_recorded,
+)
+from services.quality.persistence import MeasurementRepository
 from services.quality.registry import ModelRegistry
 from services.runtime.errors import ServiceError, Violations
 from services.runtime.interceptors.errors import STATUS_OF
 
+CHARACTERISTIC = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
+MAX_RECORD = 1000
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QualityService"].full_name
 
 
@@ -45,6 +59,8 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         *,
         info: Callable[[], service_info_pb2.ServiceInfo],
         registry: ModelRegistry,
+        measurements: Callable[[], AbstractContextManager[MeasurementRepository]],
+        clock: Callable[[], datetime],
         inspector: Inspector,
         executor: ThreadPoolExecutor,
         max_pixels: int,
@@ -52,6 +68,8 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
     ) -> None:
         self._info = info
         self._registry = registry
+        self._measurements = measurements
+        self._clock = clock
         self._inspector = inspector
         self._executor = executor
         self._max_pixels = max_pixels
@@ -136,6 +154,19 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         violations.check(chart_type is not None, "chart_type", "choose a chart type")
         violations.raise_if_any()
         assert chart_type is not None
+        if request.characteristic and not request.subgroups:
+            violations.check(
+                CHARACTERISTIC.fullmatch(request.characteristic) is not None,
+                "characteristic",
+                "1 to 128 letters, digits and . _ - / :",
+            )
+            violations.raise_if_any()
+            with self._measurements() as repository:
+                stored = repository.latest(request.characteristic, MAX_SUBGROUPS)
+            merged = pb.ComputeControlChartRequest()
+            merged.CopyFrom(request)
+            merged.subgroups.extend(stored_to_proto(s) for s in stored)
+            request = merged
         study = study_from_proto(request, chart_type)
         validate(study, violations)
         violations.raise_if_any()
@@ -143,6 +174,27 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         return pb.ComputeControlChartResponse(
             chart=chart_to_proto(chart, found, request.chart_type, len(study.values[0]))
         )
+
+    def RecordMeasurements(
+        self, request: pb.RecordMeasurementsRequest, context: grpc.ServicerContext
+    ) -> pb.RecordMeasurementsResponse:
+        violations = Violations()
+        violations.check(
+            CHARACTERISTIC.fullmatch(request.characteristic) is not None,
+            "characteristic",
+            "1 to 128 letters, digits and . _ - / :",
+        )
+        violations.check(
+            1 <= len(request.subgroups) <= MAX_RECORD,
+            "subgroups",
+            f"send 1 to {MAX_RECORD} subgroups, got {len(request.subgroups)}",
+        )
+        subgroups = [subgroup_from_proto(s) for s in request.subgroups]
+        validate_recorded(subgroups, violations)
+        violations.raise_if_any()
+        with self._measurements() as repository:
+            total = repository.append(request.characteristic, subgroups, now=self._clock())
+        return pb.RecordMeasurementsResponse(recorded=len(subgroups), total=total)
 
     def ComputeCapability(
         self, request: pb.ComputeCapabilityRequest, context: grpc.ServicerContext

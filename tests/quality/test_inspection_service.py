@@ -32,11 +32,11 @@ def texture(seed: int = 0, size: int = 200) -> np.ndarray:
     return np.clip(rng.normal(128, 20, (size, size)), 0, 255).astype(np.uint8)
 
 
-def test_inspect_classifies_held_out_neu_images(quality_stub):
+def test_inspect_classifies_held_out_neu_images(shared_quality_stub):
     _, test = blocked_split(neu_samples(shared_data("neu_det")), 2 / 3)
     chosen = [s for s in test if s.number == 200]  # last image of each class
     for sample in chosen:
-        result = quality_stub.Inspect(
+        result = shared_quality_stub.Inspect(
             pb.InspectRequest(image=sample.path.read_bytes(), model=NEU)
         ).result
         assert result.defect_class == sample.label
@@ -49,8 +49,10 @@ def test_inspect_classifies_held_out_neu_images(quality_stub):
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp"])
-def test_inspect_accepts_each_encoding(quality_stub, ext):
-    result = quality_stub.Inspect(pb.InspectRequest(image=encode(texture(), ext), model=TILE))
+def test_inspect_accepts_each_encoding(shared_quality_stub, ext):
+    result = shared_quality_stub.Inspect(
+        pb.InspectRequest(image=encode(texture(), ext), model=TILE)
+    )
     assert result.result.model_name == TILE
     assert result.result.verdict in (inspection_pb2.VERDICT_GOOD, inspection_pb2.VERDICT_DEFECTIVE)
     assert result.result.anomaly_threshold > 0
@@ -66,25 +68,25 @@ def test_inspect_accepts_each_encoding(quality_stub, ext):
         (pb.InspectRequest(image=png_header_only(100_000, 100_000), model=NEU), "image"),
     ],
 )
-def test_bad_input_is_invalid_argument_naming_the_field(quality_stub, request_, field):
+def test_bad_input_is_invalid_argument_naming_the_field(shared_quality_stub, request_, field):
     with pytest.raises(grpc.RpcError) as caught:
-        quality_stub.Inspect(request_)
+        shared_quality_stub.Inspect(request_)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in field_violations(caught.value)
 
 
-def test_unknown_model_is_not_found(quality_stub):
+def test_unknown_model_is_not_found(shared_quality_stub):
     with pytest.raises(grpc.RpcError) as caught:
-        quality_stub.Inspect(pb.InspectRequest(image=encode(texture()), model="nope"))
+        shared_quality_stub.Inspect(pb.InspectRequest(image=encode(texture()), model="nope"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_stream_replies_in_order_and_survives_bad_images(quality_stub):
+def test_stream_replies_in_order_and_survives_bad_images(shared_quality_stub):
     frames = []
     for index in range(12):
         image = b"\x89PNG broken" if index in (3, 7) else encode(texture(index))
         frames.append(pb.InspectStreamRequest(frame_id=f"f{index}", image=image, model=NEU))
-    replies = list(quality_stub.InspectStream(iter(frames)))
+    replies = list(shared_quality_stub.InspectStream(iter(frames)))
     assert [r.frame_id for r in replies] == [f"f{i}" for i in range(12)]
     assert [r.sequence for r in replies] == list(range(12))
     for index, reply in enumerate(replies):
@@ -118,8 +120,8 @@ def test_models_list_promote_and_rollback(quality_stub):
     assert promoted.active and promoted.version == "1"
 
 
-def test_service_info_reports_model_versions(quality_stub):
-    info = quality_stub.GetServiceInfo(pb.GetServiceInfoRequest()).info
+def test_service_info_reports_model_versions(shared_quality_stub):
+    info = shared_quality_stub.GetServiceInfo(pb.GetServiceInfoRequest()).info
     assert info.model_versions[NEU] == "1"
     assert info.model_versions[TILE] == "1"
 

@@ -21,9 +21,9 @@ def variables(*subgroups: list[float]) -> list[cc.Subgroup]:
     return [cc.Subgroup(values=s) for s in subgroups]
 
 
-def test_xbar_s_piston_rings_over_grpc(quality_stub):
+def test_xbar_s_piston_rings_over_grpc(shared_quality_stub):
     # Example 6.3: S chart CL 0.0094, UCL 0.0196; X-bar UCL 74.014, LCL 73.988.
-    chart = quality_stub.ComputeControlChart(
+    chart = shared_quality_stub.ComputeControlChart(
         pb.ComputeControlChartRequest(
             chart_type=cc.CHART_TYPE_XBAR_S,
             subgroups=variables(*PISTON_RINGS),
@@ -40,8 +40,8 @@ def test_xbar_s_piston_rings_over_grpc(quality_stub):
     assert list(chart.violations) == []  # the rings are in control (Example 6.1)
 
 
-def test_p_chart_phase_one_with_assignable_causes_example_7_1(quality_stub):
-    chart = quality_stub.ComputeControlChart(
+def test_p_chart_phase_one_with_assignable_causes_example_7_1(shared_quality_stub):
+    chart = shared_quality_stub.ComputeControlChart(
         pb.ComputeControlChartRequest(
             chart_type=cc.CHART_TYPE_P,
             subgroups=[cc.Subgroup(count=c, size=50) for c in JUICE],
@@ -57,8 +57,8 @@ def test_p_chart_phase_one_with_assignable_causes_example_7_1(quality_stub):
     assert [p.subgroup_index for p in series.points if p.out_of_control] == [14, 20, 22]
 
 
-def test_c_chart_auto_exclusion_example_7_3(quality_stub):
-    chart = quality_stub.ComputeControlChart(
+def test_c_chart_auto_exclusion_example_7_3(shared_quality_stub):
+    chart = shared_quality_stub.ComputeControlChart(
         pb.ComputeControlChartRequest(
             chart_type=cc.CHART_TYPE_C,
             subgroups=[cc.Subgroup(count=c) for c in BOARDS],
@@ -70,8 +70,8 @@ def test_c_chart_auto_exclusion_example_7_3(quality_stub):
     assert printed(chart.series[0].limits.upper_control_limit, 32.97, 2)
 
 
-def test_cusum_phase_two_example_9_1(quality_stub):
-    chart = quality_stub.ComputeControlChart(
+def test_cusum_phase_two_example_9_1(shared_quality_stub):
+    chart = shared_quality_stub.ComputeControlChart(
         pb.ComputeControlChartRequest(
             chart_type=cc.CHART_TYPE_CUSUM,
             subgroups=variables(*[[x] for x in SHIFT]),
@@ -85,8 +85,8 @@ def test_cusum_phase_two_example_9_1(quality_stub):
     assert [p.subgroup_index for p in upper.points if p.out_of_control] == [28, 29]
 
 
-def test_ewma_varying_limits_example_9_2(quality_stub):
-    chart = quality_stub.ComputeControlChart(
+def test_ewma_varying_limits_example_9_2(shared_quality_stub):
+    chart = shared_quality_stub.ComputeControlChart(
         pb.ComputeControlChartRequest(
             chart_type=cc.CHART_TYPE_EWMA,
             subgroups=variables(*[[x] for x in SHIFT]),
@@ -101,10 +101,10 @@ def test_ewma_varying_limits_example_9_2(quality_stub):
     assert printed(points[29].lower_control_limit, 9.38, 2)
 
 
-def test_nelson_rules_name_the_points(quality_stub):
+def test_nelson_rules_name_the_points(shared_quality_stub):
     values = [10.0, 10.2, 9.9, 10.1, 9.8, 10.0, 10.1, 9.9, 10.2, 9.8] * 3
     values += [10.3 + 0.01 * i for i in range(9)]  # 9 above the centre line
-    chart = quality_stub.ComputeControlChart(
+    chart = shared_quality_stub.ComputeControlChart(
         pb.ComputeControlChartRequest(
             chart_type=cc.CHART_TYPE_I_MR,
             subgroups=variables(*[[v] for v in values]),
@@ -117,8 +117,8 @@ def test_nelson_rules_name_the_points(quality_stub):
     assert nelson_2[0].statistic == "individual"
 
 
-def test_capability_over_grpc(quality_stub):
-    result = quality_stub.ComputeCapability(
+def test_capability_over_grpc(shared_quality_stub):
+    result = shared_quality_stub.ComputeCapability(
         pb.ComputeCapabilityRequest(
             subgroups=variables(*PISTON_RINGS), lower_spec_limit=73.95, upper_spec_limit=74.05
         )
@@ -152,9 +152,9 @@ def test_capability_over_grpc(quality_stub):
         ),
     ],
 )
-def test_bad_capability_requests(quality_stub, message, field):
+def test_bad_capability_requests(shared_quality_stub, message, field):
     with pytest.raises(grpc.RpcError) as caught:
-        quality_stub.ComputeCapability(message)
+        shared_quality_stub.ComputeCapability(message)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in field_violations(caught.value)
 
@@ -207,8 +207,61 @@ def test_bad_capability_requests(quality_stub, message, field):
         ),
     ],
 )
-def test_bad_chart_requests(quality_stub, message, field):
+def test_bad_chart_requests(shared_quality_stub, message, field):
     with pytest.raises(grpc.RpcError) as caught:
-        quality_stub.ComputeControlChart(message)
+        shared_quality_stub.ComputeControlChart(message)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in field_violations(caught.value)
+
+
+def test_recorded_measurements_are_charted(quality_stub):
+    name = "line-3/piston-ring/inside-diameter"
+    first = quality_stub.RecordMeasurements(
+        pb.RecordMeasurementsRequest(characteristic=name, subgroups=variables(*PISTON_RINGS[:10]))
+    )
+    assert (first.recorded, first.total) == (10, 10)
+    second = quality_stub.RecordMeasurements(
+        pb.RecordMeasurementsRequest(characteristic=name, subgroups=variables(*PISTON_RINGS[10:]))
+    )
+    assert (second.recorded, second.total) == (15, 25)
+    chart = quality_stub.ComputeControlChart(
+        pb.ComputeControlChartRequest(chart_type=cc.CHART_TYPE_XBAR_R, characteristic=name)
+    ).chart
+    assert len(chart.series[0].points) == 25
+    assert printed(chart.series[0].limits.center_line, 74.001, 3)  # Example 6.1
+    assert printed(chart.series[1].limits.upper_control_limit, 0.049, 3)
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (
+            pb.RecordMeasurementsRequest(characteristic="", subgroups=variables([1.0])),
+            "characteristic",
+        ),
+        (
+            pb.RecordMeasurementsRequest(characteristic="a b", subgroups=variables([1.0])),
+            "characteristic",
+        ),
+        (pb.RecordMeasurementsRequest(characteristic="x"), "subgroups"),
+        (
+            pb.RecordMeasurementsRequest(characteristic="x", subgroups=variables([])),
+            "subgroups[0].values",
+        ),
+        (
+            pb.RecordMeasurementsRequest(
+                characteristic="x", subgroups=variables([1.0], [math.nan])
+            ),
+            "subgroups[1].values",
+        ),
+        (
+            pb.RecordMeasurementsRequest(characteristic="x", subgroups=variables([-math.inf])),
+            "subgroups[0].values",
+        ),
+    ],
+)
+def test_bad_measurements_are_refused(shared_quality_stub, message, field):
+    with pytest.raises(grpc.RpcError) as caught:
+        shared_quality_stub.RecordMeasurements(message)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in field_violations(caught.value)

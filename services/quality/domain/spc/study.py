@@ -4,8 +4,10 @@ the run rules. Field paths in errors follow the contract (``subgroups[3].values`
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol
 
 from services.quality.domain.control_charts import RANGE_CONSTANTS
 from services.quality.domain.spc import charts, rules
@@ -177,3 +179,40 @@ def compute(study: ChartStudy) -> tuple[Chart, list[RuleViolation]]:
     elif study.rule_set == "nelson":
         found = rules.nelson(series.values, series.center_line, series.sigma)
     return chart, found
+
+
+class RecordedSubgroup(Protocol):
+    @property
+    def values(self) -> tuple[float, ...]: ...
+    @property
+    def count(self) -> float: ...
+    @property
+    def size(self) -> float: ...
+
+
+def validate_recorded(subgroups: Sequence[RecordedSubgroup], violations: Violations) -> None:
+    """Measurements to store: values (1..25, finite) or an attribute count (and size)."""
+    for index, subgroup in enumerate(subgroups):
+        path = f"subgroups[{index}]"
+        values = subgroup.values
+        if values:
+            violations.check(len(values) <= 25, f"{path}.values", "at most 25 values")
+            violations.check(
+                all(math.isfinite(v) for v in values), f"{path}.values", "values must be finite"
+            )
+            continue
+        has_count = subgroup.count != 0 or subgroup.size != 0
+        if not violations.check(
+            has_count, f"{path}.values", "a subgroup needs values, or a count and size"
+        ):
+            continue
+        violations.check(
+            math.isfinite(subgroup.count) and subgroup.count >= 0,
+            f"{path}.count",
+            "must be a finite count >= 0",
+        )
+        violations.check(
+            math.isfinite(subgroup.size) and subgroup.size >= 0,
+            f"{path}.size",
+            "must be a finite size >= 0",
+        )

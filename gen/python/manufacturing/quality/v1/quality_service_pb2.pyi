@@ -78,6 +78,7 @@ class ComputeControlChartRequest(_message.Message):
     EWMA_WIDTH_FIELD_NUMBER: _builtins.int
     CUSUM_K_FIELD_NUMBER: _builtins.int
     CUSUM_H_FIELD_NUMBER: _builtins.int
+    CHARACTERISTIC_FIELD_NUMBER: _builtins.int
     chart_type: _control_chart_pb2.ChartType.ValueType
     """Kind of chart to compute."""
     auto_exclude: _builtins.bool
@@ -92,6 +93,10 @@ class ComputeControlChartRequest(_message.Message):
     """CUSUM reference value k in sigma; default 0.5."""
     cusum_h: _builtins.float
     """CUSUM decision interval h in sigma; default 5."""
+    characteristic: _builtins.str
+    """When set and subgroups is empty: chart the last 10000 stored subgroups of this
+    characteristic (see RecordMeasurements).
+    """
     @_builtins.property
     def subgroups(self) -> _containers.RepeatedCompositeFieldContainer[_control_chart_pb2.Subgroup]:
         """Subgroups in time order; 2 to 10000."""
@@ -121,14 +126,73 @@ class ComputeControlChartRequest(_message.Message):
         ewma_width: _builtins.float = ...,
         cusum_k: _builtins.float = ...,
         cusum_h: _builtins.float = ...,
+        characteristic: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["frozen_limits", b"frozen_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_exclude", b"auto_exclude", "chart_type", b"chart_type", "cusum_h", b"cusum_h", "cusum_k", b"cusum_k", "ewma_lambda", b"ewma_lambda", "ewma_width", b"ewma_width", "excluded_subgroups", b"excluded_subgroups", "frozen_limits", b"frozen_limits", "rules", b"rules", "subgroups", b"subgroups"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_exclude", b"auto_exclude", "characteristic", b"characteristic", "chart_type", b"chart_type", "cusum_h", b"cusum_h", "cusum_k", b"cusum_k", "ewma_lambda", b"ewma_lambda", "ewma_width", b"ewma_width", "excluded_subgroups", b"excluded_subgroups", "frozen_limits", b"frozen_limits", "rules", b"rules", "subgroups", b"subgroups"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ComputeControlChartRequest: _TypeAlias = ComputeControlChartRequest  # noqa: Y015
+
+@_typing.final
+class RecordMeasurementsRequest(_message.Message):
+    """Request for RecordMeasurements."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTERISTIC_FIELD_NUMBER: _builtins.int
+    SUBGROUPS_FIELD_NUMBER: _builtins.int
+    characteristic: _builtins.str
+    """Characteristic measured, e.g. "line-3/piston-ring/inside-diameter"; 1 to 128
+    characters of letters, digits and . _ - / :
+    """
+    @_builtins.property
+    def subgroups(self) -> _containers.RepeatedCompositeFieldContainer[_control_chart_pb2.Subgroup]:
+        """New subgroups in time order (values for variables charts, count and size for
+        attribute charts); 1 to 1000.
+        """
+
+    def __init__(
+        self,
+        *,
+        characteristic: _builtins.str = ...,
+        subgroups: _abc.Iterable[_control_chart_pb2.Subgroup] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characteristic", b"characteristic", "subgroups", b"subgroups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordMeasurementsRequest: _TypeAlias = RecordMeasurementsRequest  # noqa: Y015
+
+@_typing.final
+class RecordMeasurementsResponse(_message.Message):
+    """Response for RecordMeasurements."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    recorded: _builtins.int
+    """Subgroups stored by this call."""
+    total: _builtins.int
+    """Subgroups stored for the characteristic in all."""
+    def __init__(
+        self,
+        *,
+        recorded: _builtins.int = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordMeasurementsResponse: _TypeAlias = RecordMeasurementsResponse  # noqa: Y015
 
 @_typing.final
 class ComputeControlChartResponse(_message.Message):

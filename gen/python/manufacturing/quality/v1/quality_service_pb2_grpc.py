@@ -46,6 +46,11 @@ class QualityServiceStub:
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.SerializeToString,
                 response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.FromString,
                 _registered_method=True)
+        self.RecordMeasurements = channel.unary_unary(
+                '/manufacturing.quality.v1.QualityService/RecordMeasurements',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsResponse.FromString,
+                _registered_method=True)
         self.ComputeCapability = channel.unary_unary(
                 '/manufacturing.quality.v1.QualityService/ComputeCapability',
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeCapabilityRequest.SerializeToString,
@@ -97,6 +102,16 @@ class QualityServiceServicer:
         Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
         subgroups, a subgroup is empty, sizes differ or are out of range, a value, count or
         size is not finite or out of range, or a parameter is out of range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordMeasurements(self, request, context):
+        """Stores subgroups of a characteristic after the ones stored before.
+        Errors: INVALID_ARGUMENT when the characteristic is empty or malformed, there are no
+        subgroups or more than 1000, a subgroup is empty or holds more than 25 values, or a
+        value, count or size is not finite (or negative).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,6 +184,11 @@ def add_QualityServiceServicer_to_server(servicer, server):
                     servicer.ComputeControlChart,
                     request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.FromString,
                     response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.SerializeToString,
+            ),
+            'RecordMeasurements': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordMeasurements,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsResponse.SerializeToString,
             ),
             'ComputeCapability': grpc.unary_unary_rpc_method_handler(
                     servicer.ComputeCapability,
@@ -257,6 +277,33 @@ class QualityService:
             '/manufacturing.quality.v1.QualityService/ComputeControlChart',
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartRequest.SerializeToString,
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeControlChartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordMeasurements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.quality.v1.QualityService/RecordMeasurements',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,12 @@ class QualityServiceStub:
     subgroups, a subgroup is empty, sizes differ or are out of range, a value, count or
     size is not finite or out of range, or a parameter is out of range.
     """
+    RecordMeasurements: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.RecordMeasurementsRequest, _quality_service_pb2.RecordMeasurementsResponse]
+    """Stores subgroups of a characteristic after the ones stored before.
+    Errors: INVALID_ARGUMENT when the characteristic is empty or malformed, there are no
+    subgroups or more than 1000, a subgroup is empty or holds more than 25 values, or a
+    value, count or size is not finite (or negative).
+    """
     ComputeCapability: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.ComputeCapabilityRequest, _quality_service_pb2.ComputeCapabilityResponse]
     """Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
     Errors: INVALID_ARGUMENT when there are fewer than two subgroups, a subgroup is
@@ -93,6 +99,12 @@ class QualityServiceAsyncStub(QualityServiceStub):
     Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
     subgroups, a subgroup is empty, sizes differ or are out of range, a value, count or
     size is not finite or out of range, or a parameter is out of range.
+    """
+    RecordMeasurements: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.RecordMeasurementsRequest, _quality_service_pb2.RecordMeasurementsResponse]  # type: ignore[assignment]
+    """Stores subgroups of a characteristic after the ones stored before.
+    Errors: INVALID_ARGUMENT when the characteristic is empty or malformed, there are no
+    subgroups or more than 1000, a subgroup is empty or holds more than 25 values, or a
+    value, count or size is not finite (or negative).
     """
     ComputeCapability: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.ComputeCapabilityRequest, _quality_service_pb2.ComputeCapabilityResponse]  # type: ignore[assignment]
     """Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
@@ -151,6 +163,18 @@ class QualityServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT when the chart type is unset, there are fewer than two
         subgroups, a subgroup is empty, sizes differ or are out of range, a value, count or
         size is not finite or out of range, or a parameter is out of range.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordMeasurements(
+        self,
+        request: _quality_service_pb2.RecordMeasurementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.RecordMeasurementsResponse, _abc.Awaitable[_quality_service_pb2.RecordMeasurementsResponse]]:
+        """Stores subgroups of a characteristic after the ones stored before.
+        Errors: INVALID_ARGUMENT when the characteristic is empty or malformed, there are no
+        subgroups or more than 1000, a subgroup is empty or holds more than 25 values, or a
+        value, count or size is not finite (or negative).
         """
 
     @_abc_1.abstractmethod

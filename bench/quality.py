@@ -1,0 +1,155 @@
+"""Inspection quality and speed: held-out accuracy/AUROC and InspectStream throughput.
+
+Run with ``.venv/bin/python -m bench.quality`` (about two minutes on 2 cores), or
+``--neu DIR --tile DIR`` to evaluate the shipped models on other folders in the layout
+of ../shared/data/neu_det and ../shared/data/magnetic_tile (every image of such a
+folder is used; on the default folders only the held-out block, which training never
+saw: per class, and for tiles per capture group, the last third by file number).
+
+Throughput: ``--images`` 200x200 NEU images streamed through InspectStream of a real
+server on loopback (2 inspection workers), against the same pipeline (decode, features,
+classifier, regions; same workers and in-flight bound) called in-process in the same
+run. The last line is
+``quality: neu_accuracy=A neu_macro_f1=F tile_auroc=U imgs_per_s=R grpc_vs_inprocess=Q``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+from manufacturing.quality.v1 import quality_service_pb2 as pb
+from manufacturing.quality.v1 import quality_service_pb2_grpc
+
+from services.quality import app
+from services.quality.datasets import Sample, blocked_split, neu_samples, tile_samples
+from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS, decode_gray
+from services.quality.domain.inspection.inspector import Inspector
+from services.quality.domain.inspection.pipeline import ordered_map
+from services.quality.evaluation import evaluate_anomaly, evaluate_classifier
+from services.quality.registry import SHIPPED_MODELS, ModelRegistry
+from services.quality.train import NEU_MODEL, SHARED_DATA, TILE_MODEL, TRAIN_FRACTION
+from services.runtime.build_info import BuildInfo
+from services.runtime.config import load_settings
+from services.runtime.server import GrpcService
+
+WORKERS = 2
+IN_FLIGHT = 4
+
+
+def held_out(samples: list[Sample], default: bool) -> list[Sample]:
+    return blocked_split(samples, TRAIN_FRACTION)[1] if default else samples
+
+
+def stream_throughput(port: int, images: list[bytes]) -> float:
+    requests = (
+        pb.InspectStreamRequest(frame_id=str(i), image=data, model=NEU_MODEL)
+        for i, data in enumerate(images)
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        stub = quality_service_pb2_grpc.QualityServiceStub(channel)
+        warm_up = [pb.InspectStreamRequest(image=d, model=NEU_MODEL) for d in images[:20]]
+        list(stub.InspectStream(iter(warm_up)))
+        started = time.perf_counter()
+        replies = list(stub.InspectStream(requests))
+        elapsed = time.perf_counter() - started
+    if len(replies) != len(images) or any(r.WhichOneof("outcome") != "result" for r in replies):
+        raise SystemExit("InspectStream did not judge every image")
+    return len(images) / elapsed
+
+
+def inprocess_throughput(registry: ModelRegistry, images: list[bytes]) -> float:
+    inspector = Inspector()
+    model = registry.active(NEU_MODEL)
+
+    def judge(data: bytes) -> object:
+        return inspector.inspect(model, decode_gray(data, "image", max_pixels=DEFAULT_MAX_PIXELS))
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as executor:
+        list(ordered_map(judge, images[:20], executor, in_flight=IN_FLIGHT))  # warm up
+        started = time.perf_counter()
+        results = list(ordered_map(judge, images, executor, in_flight=IN_FLIGHT))
+        elapsed = time.perf_counter() - started
+    assert len(results) == len(images)
+    return len(images) / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--neu", type=Path, default=SHARED_DATA / "neu_det")
+    parser.add_argument("--tile", type=Path, default=SHARED_DATA / "magnetic_tile")
+    parser.add_argument("--images", type=int, default=400, help="images for throughput")
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    registry = ModelRegistry(shipped=SHIPPED_MODELS, trained=Path(tempfile.mkdtemp()) / "m")
+    inspector = Inspector()
+    neu_model, tile_model = registry.active(NEU_MODEL), registry.active(TILE_MODEL)
+
+    neu_default = args.neu.resolve() == (SHARED_DATA / "neu_det").resolve()
+    neu_test = held_out(neu_samples(args.neu), neu_default)
+    neu = evaluate_classifier(neu_model, neu_test, inspector)
+    out.write(
+        f"NEU ({'held-out block' if neu_default else 'all images'} of {args.neu}, "
+        f"{neu.images} images, model {neu_model.name} {neu_model.version}): "
+        f"accuracy {neu.accuracy:.4f}, macro F1 {neu.macro_f1:.4f}\n"
+    )
+    out.write("  confusion (rows true, columns predicted): " + ", ".join(neu.classes) + "\n")
+    for label, row in zip(neu.classes, neu.confusion, strict=True):
+        out.write(f"  {label:>16} {row}\n")
+
+    tile_default = args.tile.resolve() == (SHARED_DATA / "magnetic_tile").resolve()
+    tile_test = held_out(tile_samples(args.tile), tile_default)
+    tile = evaluate_anomaly(tile_model, tile_test, inspector)
+    out.write(
+        f"Magnetic tile ({'held-out block' if tile_default else 'all images'}, "
+        f"{tile.images} images, model {tile_model.name} {tile_model.version}, good-only): "
+        f"AUROC {tile.auroc:.4f}; at the shipped threshold recall {tile.recall_at_threshold:.3f}, "
+        f"false alarms {tile.false_alarm_rate:.3f}\n"
+    )
+    out.write(
+        "  per defect type AUROC: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in tile.per_class_auroc.items())
+        + "\n"
+    )
+
+    stream_source = neu_test if len(neu_test) >= 1 else neu_samples(args.neu)
+    images = [stream_source[i % len(stream_source)].path.read_bytes() for i in range(args.images)]
+    inprocess = inprocess_throughput(registry, images)
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = load_settings(
+            "quality",
+            environ={
+                "DATA_DIR": data_dir,
+                "MFG_SERVER__PORT": "0",
+                "MFG_SERVER__SHUTDOWN_DELAY_S": "0",
+            },
+        )
+        build = BuildInfo(version="bench", git_revision="bench", start_time=datetime.now(UTC))
+        service = GrpcService(settings, build, app.compose(settings, build))
+        service.start()
+        try:
+            over_grpc = stream_throughput(service.port, images)
+        finally:
+            service.stop(grace_s=1, delay_s=0)
+    ratio = over_grpc / inprocess
+    out.write(
+        f"Throughput, {args.images} images of 200x200, {WORKERS} workers: InspectStream over "
+        f"gRPC {over_grpc:.1f} images/s, same pipeline in-process {inprocess:.1f} images/s\n"
+    )
+    out.write(
+        f"quality: neu_accuracy={neu.accuracy:.4f} neu_macro_f1={neu.macro_f1:.4f} "
+        f"tile_auroc={tile.auroc:.4f} imgs_per_s={over_grpc:.1f} "
+        f"grpc_vs_inprocess={ratio:.2f}\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
