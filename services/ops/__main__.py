@@ -143,7 +143,11 @@ def _backup(options: argparse.Namespace) -> int:
         print(json.dumps({"written": str(written), "pruned": [str(p) for p in removed]}))
         return 0
     backrest = PgBackRest(
-        options.config, stanza=options.stanza, state_dir=options.state_dir, os_user=options.os_user
+        options.config,
+        stanza=options.stanza,
+        state_dir=options.state_dir,
+        os_user=options.os_user,
+        pushgateway=os.environ.get("PUSHGATEWAY_URL") or None,
     )
     if options.action == "stanza-create":
         backrest.stanza_create()

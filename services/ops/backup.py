@@ -15,6 +15,7 @@ import json
 import shutil
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,6 +154,19 @@ def metrics_text(stanza: str, state: BackupState) -> str:
     return "\n".join(lines) + "\n"
 
 
+def push_metrics(pushgateway: str, stanza: str, text: str) -> None:
+    """PUT the backup timestamps to a Prometheus Pushgateway (group job/stanza)."""
+    if not pushgateway.startswith(("http://", "https://")):
+        raise BackupError(f"pushgateway must be an http(s) URL, got {pushgateway!r}")
+    url = f"{pushgateway.rstrip('/')}/metrics/job/ops_backup/stanza/{stanza}"
+    request = urllib.request.Request(url, data=text.encode(), method="PUT")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (scheme checked)
+            pass
+    except OSError as error:
+        raise BackupError(f"pushing backup metrics to {url} failed: {error}") from error
+
+
 class PgBackRest:
     """pgBackRest for one stanza, run as ``os_user`` when this process is root."""
 
@@ -164,12 +178,15 @@ class PgBackRest:
         state_dir: Path,
         os_user: str | None = "postgres",
         binary: str = "pgbackrest",
+        pushgateway: str | None = None,
     ) -> None:
         self.config = config
         self.stanza = stanza
         self.state_dir = state_dir
         self.os_user = os_user
         self.binary = shutil.which(binary) or binary
+        # Kubernetes: Jobs push their timestamps, as node_exporter cannot read their volume.
+        self.pushgateway = pushgateway
 
     @property
     def state_path(self) -> Path:
@@ -182,8 +199,11 @@ class PgBackRest:
         state.save(self.state_path)
         metrics = self.state_dir / "ops_backup.prom"
         temporary = metrics.with_suffix(".tmp")
-        temporary.write_text(metrics_text(self.stanza, state), encoding="utf-8")
+        text = metrics_text(self.stanza, state)
+        temporary.write_text(text, encoding="utf-8")
         temporary.replace(metrics)
+        if self.pushgateway:
+            push_metrics(self.pushgateway, self.stanza, text)
 
     def run(self, command: str, *options: str, timeout: float = 3600) -> str:
         args = [self.binary, f"--config={self.config}", f"--stanza={self.stanza}", *options]

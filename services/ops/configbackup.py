@@ -30,7 +30,14 @@ def _files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+            # Kubernetes mounts hold each file twice (name -> ..data/name): skip "..*".
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and not any(part.startswith("..") for part in p.parts)
+                )
+            )
         elif path.is_file():
             found.append(path)
         else:

@@ -21,7 +21,7 @@ def alerts() -> list[dict]:
 
 
 def test_promtool_checks_the_rules_and_the_scrape_config():
-    promtool = require_tool("promtool", "prometheus")
+    promtool = require_tool("promtool", "Debian package prometheus")
     for args in (["check", "rules", str(RULES)], ["check", "config", "prometheus.yml"]):
         done = subprocess.run(
             [promtool, *args], cwd=OPS / "prometheus", capture_output=True, text=True, timeout=60
@@ -30,7 +30,7 @@ def test_promtool_checks_the_rules_and_the_scrape_config():
 
 
 def test_promtool_unit_tests_pass():
-    promtool = require_tool("promtool", "prometheus")
+    promtool = require_tool("promtool", "Debian package prometheus")
     assert TESTS
     done = subprocess.run(
         [promtool, "test", "rules", *map(str, TESTS)], capture_output=True, text=True, timeout=60

@@ -59,7 +59,7 @@ def workspace() -> Iterator[Path]:
 @pytest.fixture
 def source(workspace: Path) -> Iterator[tuple[ScratchCluster, PgBackRest]]:
     require_postgres_bin()
-    require_tool("pgbackrest", "pgbackrest")
+    require_tool("pgbackrest", "Debian package pgbackrest")
     cluster = ScratchCluster(workspace / "source" / "data", free_port())
     config = workspace / "pgbackrest.conf"
     for sub in ("repo", "log", "lock", "spool", "state"):

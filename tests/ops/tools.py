@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -23,9 +25,11 @@ def missing(reason: str) -> NoReturn:
 
 
 def require_tool(name: str, package: str) -> str:
-    found = shutil.which(name)
+    """Path of ``name``: beside this Python (virtualenv tools) or on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.is_file() else shutil.which(name)
     if found is None:
-        missing(f"{name} not on PATH (Debian package {package})")
+        missing(f"{name} not found (install {package})")
     return found
 
 
