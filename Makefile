@@ -25,9 +25,11 @@ up: $(INSTALLED)
 
 protos: $(INSTALLED)
 	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/python scripts/gen_sdk.py
 
 protos-check: $(INSTALLED)
 	$(BIN)/python scripts/gen_protos.py --check
+	$(BIN)/python scripts/gen_sdk.py --check
 
 lint: $(INSTALLED) $(TOOLS)
 	$(BUF) lint
