@@ -295,8 +295,8 @@ def _deployment(service: str, color: str, ports: dict[str, int]) -> dict[str, An
         "kind": "Deployment",
         "metadata": {"name": name, "labels": _labels(service, color)},
         "spec": {
-            # The HorizontalPodAutoscaler owns the replica count after the first apply.
-            "replicas": 2,
+            # No replicas: the HorizontalPodAutoscaler owns the count, and a re-apply (every
+            # deploy) must not reset what it scaled to.
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": _selector(service, color)},
             "strategy": {
