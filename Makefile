@@ -26,6 +26,7 @@ up: $(INSTALLED)
 protos: $(INSTALLED)
 	$(BIN)/python scripts/gen_protos.py
 	$(BIN)/python scripts/gen_sdk.py
+	$(BIN)/python -m services.rollout.xds
 
 protos-check: $(INSTALLED)
 	$(BIN)/python scripts/gen_protos.py --check
