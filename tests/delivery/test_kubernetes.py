@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from services.runtime.config import load_settings
-from tests.delivery.tools import ROOT, SERVICES, run, tool
+from tests.delivery.tools import ROOT, SERVICES, module, run, tool
 
 OVERLAYS = ("staging", "production")
 COLORS = ("blue", "green")
@@ -85,7 +85,7 @@ def test_generated_manifests_are_never_committed(generated):
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_every_object_validates_against_the_schemas(rendered, version):
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate = module("kubernetes_validate", "pip package kubernetes-validate")
     _, documents = rendered
     failures = []
     for document in documents:

@@ -7,6 +7,7 @@ an unchecked artifact.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -31,6 +32,17 @@ def tool(name: str, why: str = "") -> str:
     if os.environ.get("CI"):
         pytest.fail(message + "; CI must install requirements/dev.txt")
     pytest.skip(message)
+
+
+def module(name: str, why: str = ""):
+    """Import a pinned Python package; skip without it locally, fail in CI."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python package {name} is not installed" + (f" ({why})" if why else "")
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must install requirements/dev.txt")
+        pytest.skip(message)
 
 
 def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 60):
