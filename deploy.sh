@@ -254,6 +254,9 @@ apply_secrets() {
     elif ! "$KUBECTL" -n "$NAMESPACE" get secret manufacturing-ai-secrets >/dev/null 2>&1; then
         die "secret manufacturing-ai-secrets missing in $NAMESPACE: see k8s/secrets/secret.template.yaml or pass --secrets-env"
     fi
+    # The overlays turn caller authentication on; its key digests come from this Secret.
+    "$KUBECTL" -n "$NAMESPACE" get secret manufacturing-ai-auth >/dev/null 2>&1 \
+        || die "secret manufacturing-ai-auth missing in $NAMESPACE: see k8s/secrets/secret.template.yaml"
 }
 
 # Per service, the color a --switch moves traffic to (resolved before the apply).
