@@ -38,8 +38,10 @@ from services.scheduling.domain.model import (
 )
 
 SOLVER_NAME = "cpsat-lns"
-# Time kept back at the end of a call for building the reply.
-RESERVE_S = 0.05
+# Time kept back at the end of a call (a share of the limit, within these bounds), so
+# threads that a busy machine schedules late still finish inside the promised limit.
+RESERVE_S = (0.05, 0.3)
+RESERVE_SHARE = 0.03
 
 # Small neighbourhood models solve faster without LP relaxation and probing.
 LNS_PARAMETERS = {"linearization_level": 0, "cp_model_probing_level": 0, "symmetry_level": 0}
@@ -89,7 +91,9 @@ class _Search:
         should_stop: Callable[[], bool] | None,
     ) -> None:
         self.started = time.monotonic()
-        self.deadline = self.started + max(0.0, options.time_limit_s) - RESERVE_S
+        limit = max(0.0, options.time_limit_s)
+        reserve = min(RESERVE_S[1], max(RESERVE_S[0], RESERVE_SHARE * limit))
+        self.deadline = self.started + max(limit * 0.5, limit - reserve)
         self.problem = problem
         self.options = options
         self.on_improvement = on_improvement
@@ -273,7 +277,7 @@ class _Search:
             time_limit_s=budget,
             workers=self.options.workers,
             seed=self.options.seed,
-            should_stop=self.external_stop,
+            should_stop=self.stopped,
             on_solution=lambda _, a: self._offer_quietly(a),
         )
         if result.assignments is not None:
@@ -326,7 +330,7 @@ class _Search:
                 self.proven_optimal = True
                 return
             budget = min(slice_s, self.remaining())
-            if budget < 0.05:
+            if budget < 0.1:
                 return
             kind = kinds[(iteration + worker) % len(kinds)]
             iteration += 1
@@ -436,7 +440,7 @@ class _Search:
             time_limit_s=budget,
             workers=1,
             seed=seed,
-            should_stop=self.external_stop,
+            should_stop=self.stopped,
             parameters=LNS_PARAMETERS,
         )
 
