@@ -21,6 +21,15 @@ NEU = "neu-surface"
 TILE = "magnetic-tile"
 
 
+def shipped_version(name: str) -> str:
+    (directory,) = (SHIPPED_MODELS / name).iterdir()
+    return directory.name
+
+
+NEU_VERSION = shipped_version(NEU)
+TILE_VERSION = shipped_version(TILE)
+
+
 def encode(image: np.ndarray, ext: str = ".png") -> bytes:
     ok, data = cv2.imencode(ext, image)
     assert ok
@@ -44,7 +53,7 @@ def test_inspect_classifies_held_out_neu_images(shared_quality_stub):
         assert sum(p.probability for p in result.probabilities) == pytest.approx(1.0)
         assert result.probabilities[0].label == sample.label
         assert (result.width, result.height) == (200, 200)
-        assert result.model_version == "1"
+        assert result.model_version == NEU_VERSION
         assert result.latency.ToNanoseconds() > 0
 
 
@@ -102,7 +111,7 @@ def test_stream_replies_in_order_and_survives_bad_images(shared_quality_stub):
 def test_models_list_promote_and_rollback(quality_stub):
     listed = quality_stub.ListModels(pb.ListModelsRequest()).models
     names = {(m.name, m.version, m.active) for m in listed}
-    assert {(NEU, "1", True), (TILE, "1", True)} <= names
+    assert {(NEU, NEU_VERSION, True), (TILE, TILE_VERSION, True)} <= names
     neu = next(m for m in listed if m.name == NEU)
     assert neu.kind == inspection_pb2.MODEL_KIND_CLASSIFIER
     assert neu.metrics["accuracy"] >= 0.97
@@ -116,19 +125,21 @@ def test_models_list_promote_and_rollback(quality_stub):
     with pytest.raises(grpc.RpcError) as caught:
         quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU))
     assert "version" in field_violations(caught.value)
-    promoted = quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="1")).model
-    assert promoted.active and promoted.version == "1"
+    promoted = quality_stub.PromoteModel(
+        pb.PromoteModelRequest(name=NEU, version=NEU_VERSION)
+    ).model
+    assert promoted.active and promoted.version == NEU_VERSION
 
 
 def test_service_info_reports_model_versions(shared_quality_stub):
     info = shared_quality_stub.GetServiceInfo(pb.GetServiceInfoRequest()).info
-    assert info.model_versions[NEU] == "1"
-    assert info.model_versions[TILE] == "1"
+    assert info.model_versions[NEU] == NEU_VERSION
+    assert info.model_versions[TILE] == TILE_VERSION
 
 
 def copy_version(tmp_path, version: str, *, tamper: bool = False) -> None:
     """A trained-looking version of the NEU model in the service's data directory."""
-    source = SHIPPED_MODELS / NEU / "1"
+    source = SHIPPED_MODELS / NEU / NEU_VERSION
     target = tmp_path / "models" / NEU / version
     target.mkdir(parents=True)
     manifest = json.loads((source / "manifest.json").read_text())
@@ -142,23 +153,26 @@ def copy_version(tmp_path, version: str, *, tamper: bool = False) -> None:
 
 
 def test_promotion_switches_serving_and_rollback_returns(quality_stub, tmp_path):
-    copy_version(tmp_path, "2")
-    copy_version(tmp_path, "3", tamper=True)
+    copy_version(tmp_path, "trained-a")
+    copy_version(tmp_path, "trained-b", tamper=True)
     image = encode(texture())
+
+    def serving() -> str:
+        return quality_stub.Inspect(pb.InspectRequest(image=image, model=NEU)).result.model_version
+
     listed = quality_stub.ListModels(pb.ListModelsRequest(name=NEU)).models
-    assert {(m.version, m.active) for m in listed} == {("1", True), ("2", False), ("3", False)}
-    assert (
-        quality_stub.Inspect(pb.InspectRequest(image=image, model=NEU)).result.model_version == "1"
-    )
-    quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="2"))
-    assert (
-        quality_stub.Inspect(pb.InspectRequest(image=image, model=NEU)).result.model_version == "2"
-    )
+    assert {(m.version, m.active) for m in listed} == {
+        (NEU_VERSION, True),
+        ("trained-a", False),
+        ("trained-b", False),
+    }
+    assert serving() == NEU_VERSION  # trained versions wait for promotion
+    quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="trained-a"))
+    assert serving() == "trained-a"
     with pytest.raises(grpc.RpcError) as caught:
-        quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="3"))
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        quality_stub.PromoteModel(pb.PromoteModelRequest(name=NEU, version="trained-b"))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # hash mismatch
+    assert serving() == "trained-a"
     rolled = quality_stub.RollbackModel(pb.RollbackModelRequest(name=NEU)).model
-    assert rolled.version == "1"
-    assert (
-        quality_stub.Inspect(pb.InspectRequest(image=image, model=NEU)).result.model_version == "1"
-    )
+    assert rolled.version == NEU_VERSION
+    assert serving() == NEU_VERSION

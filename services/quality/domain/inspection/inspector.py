@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from services.quality.domain.inspection.anomaly import PATCH, AnomalyModel, patch_descriptors
+from services.quality.domain.inspection.anomaly import (
+    PATCH,
+    PATCH_FEATURE_VERSION,
+    AnomalyModel,
+    patch_descriptors,
+)
 from services.quality.domain.inspection.artifacts import Manifest, read_artifact
 from services.quality.domain.inspection.classifier import DefectClassifier
-from services.quality.domain.inspection.features import TextureFeatures
+from services.quality.domain.inspection.features import FEATURE_VERSION, TextureFeatures
 from services.quality.domain.inspection.regions import Box, boxes_from_map, texture_saliency
+from services.runtime.errors import FailedPrecondition
 
 GOOD_CLASSES = frozenset({"good", "free", "ok"})
 SALIENCY_THRESHOLD = 3.5
@@ -56,6 +62,12 @@ class LoadedModel:
 def load_model(directory: Path) -> LoadedModel:
     """A model version from disk, hash-verified (see ``artifacts.read_artifact``)."""
     manifest, arrays = read_artifact(directory)
+    expected = {"classifier": FEATURE_VERSION, "anomaly": PATCH_FEATURE_VERSION}.get(manifest.kind)
+    if manifest.feature_version != expected:
+        raise FailedPrecondition(
+            f"model {manifest.name} {manifest.version} was trained on features "
+            f"{manifest.feature_version!r}; this build computes {expected!r}"
+        )
     if manifest.kind == "classifier":
         return LoadedModel(
             manifest, classifier=DefectClassifier.from_arrays(manifest.classes, arrays)
