@@ -86,6 +86,8 @@ def check_service(service: str, address: str, metrics: str | None) -> Check:
     name = f"service {service}"
     data: dict[str, Any] = {"service": service, "address": address}
     data["health"] = probes.health(address, service)
+    if data["health"] == "UNREACHABLE" or data["health"] == "DEADLINE_EXCEEDED":
+        return Check(name, Status.FAIL, f"{data['health']} at {address}", data)
     try:
         data["info"] = probes.service_info(address, service)
     except grpc.RpcError as error:

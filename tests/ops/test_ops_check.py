@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from services.ops import checks
-from tests.gateway.test_local_suite import free_ports
+from services.ops.report import Report
 from tests.harness import serve, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,17 @@ class RunningSuite:
     admin: int
     ports: dict[str, int]
     data_dir: Path
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def pid_listening_on(port: int) -> int:
@@ -103,11 +115,25 @@ def ops_check(suite: RunningSuite, *extra: str) -> subprocess.CompletedProcess[s
     )
 
 
+def daily_in_process(suite: RunningSuite) -> Report:
+    return checks.daily(
+        checks.Targets(
+            services={s: f"127.0.0.1:{port}" for s, port in suite.ports.items()},
+            metrics={},
+            gateway=f"127.0.0.1:{suite.gateway}",
+            admin=f"127.0.0.1:{suite.admin}",
+            data_dir=suite.data_dir,
+        )
+    )
+
+
 @pytest.mark.envoy
 def test_daily_check_reports_every_service_then_turns_a_stopped_one_red(local_suite):
     healthy = ops_check(local_suite, "--json")
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     lines = {check["name"]: check for check in json.loads(healthy.stdout)["checks"]}
+    assert {"service scheduling", "service quality", "service maintenance", "gateway", "host",
+            "alerts"} == set(lines)  # fmt: skip
     for service in SERVICES:
         line = lines[f"service {service}"]
         version = (ROOT / "services" / service / "VERSION").read_text().strip()
@@ -129,7 +155,7 @@ def test_daily_check_reports_every_service_then_turns_a_stopped_one_red(local_su
     os.kill(quality, signal.SIGSTOP)
     try:
         text = ops_check(local_suite, "--color=always")
-        as_json = json.loads(ops_check(local_suite, "--json").stdout)
+        as_json = json.loads(daily_in_process(local_suite).to_json())
     finally:
         os.kill(quality, signal.SIGCONT)
 
