@@ -223,6 +223,17 @@ class _Search:
             )
         return self.solution(SolveStatus.OPTIMAL if self.proven_optimal else SolveStatus.FEASIBLE)
 
+    def build_cost(self) -> float:
+        """A pessimistic guess of the seconds needed to build the CP-SAT model."""
+        ix = self.ix
+        setup_ops = sum(
+            len([op for op in ix.ops if any(m == mm for mm, _ in op.eligible)]) ** 2
+            for m, pairs in enumerate(ix.setup)
+            if pairs
+        )
+        choices = sum(len(op.eligible) for op in ix.ops)
+        return 0.0003 * choices + 0.00001 * min(setup_ops, cpsat.MAX_SETUP_PAIRS)
+
     def precheck(self) -> str:
         """A reason the problem surely has no schedule, found without search; or ''."""
         ix = self.ix
@@ -251,7 +262,8 @@ class _Search:
     def full_solve(self) -> Solution | None:
         share = self.options.full_share if self.options.use_lns and self.best else 1.0
         budget = self.remaining() * share
-        if budget <= 0.01 or self.external_stop():
+        if budget <= 0.01 or self.external_stop() or self.build_cost() > 0.5 * budget:
+            # Building the model alone would eat the time: the heuristic schedule stands.
             return None
         model = cpsat.JobShopModel(
             self.ix,
@@ -322,6 +334,8 @@ class _Search:
             return
         fraction = min(0.5, max(0.02, 20 / max(1, len(free))))
         slice_s = min(2.0, 0.5 + n / 2000)
+        if self.build_cost() > 0.5 * slice_s:
+            return  # every neighbourhood model would cost more to build than to solve
         # Whole jobs make neighbourhoods that rarely solve in a slice; they come less often.
         kinds = ["window", "machines", "window", "machines", "jobs"]
         iteration = 0
