@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from services.rollout import processes
 from services.rollout.processes import REPOSITORY
 from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
 from services.rollout.xds import DEFAULT_PORTS
+from services.runtime.config import load_settings
 from services.runtime.server import suite_service_names
 
 logger = logging.getLogger(__name__)
@@ -65,14 +67,23 @@ class SuitePorts:
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """Ports free now, below the kernel's ephemeral range.
+
+    A port the kernel hands out as the local end of outgoing connections (32768+ by
+    default) can be taken by any client between this check and a server binding it.
+    """
+    found: list[int] = []
+    candidates = random.sample(range(20_000, 32_000), 200)
+    for port in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise SuiteError(f"no {count} free ports found between 20000 and 32000")
 
 
 def full_name(service: str) -> str:
@@ -151,16 +162,18 @@ class LocalSuite:
         services: dict[str, ServiceState] = {}
         for service in SERVICES:
             port = self.ports.of(service)
+            # Blue serves metrics where ops/prometheus looks (config), green 10 above it.
+            metrics = load_settings(service, {**os.environ, **self._environ()}).metrics.port
+            blue_metrics, green_metrics = ([metrics], [metrics + 10]) if metrics else ([], [])
             pids = processes.start_color(
-                service, "blue", [port], REPOSITORY, self._environ(), self.log_dir
+                service, "blue", [port], REPOSITORY, self._environ(), self.log_dir, blue_metrics
             )
             self._started_pids += pids
+            version = processes.version_of(REPOSITORY, service)
             services[service] = ServiceState(
                 colors={
-                    "blue": ColorState(
-                        [port], processes.version_of(REPOSITORY, service), str(REPOSITORY), pids
-                    ),
-                    "green": ColorState([green[service]]),
+                    "blue": ColorState([port], version, str(REPOSITORY), pids, blue_metrics),
+                    "green": ColorState([green[service]], metrics_ports=green_metrics),
                 }
             )
         for service in SERVICES:

@@ -181,8 +181,13 @@ class RolloutController:
                 known = (_Abort, LaunchError, AdminError, OSError)
                 reason = str(failure) if isinstance(failure, known) else repr(failure)
                 self._event(run, "rolling back", reason=reason)
-                self._roll_back(run, live, idle)
-                record.update(outcome="rolled_back", reason=reason)
+                try:
+                    self._roll_back(run, live, idle)
+                except Exception as error:  # keep the record; the operator must look
+                    self._event(run, "rollback failed", error=repr(error))
+                    record.update(outcome="rollback_failed", reason=f"{reason}; {error!r}")
+                else:
+                    record.update(outcome="rolled_back", reason=reason)
             else:
                 record.update(outcome="completed", reason="")
             record["finished_at"] = datetime.now(UTC).isoformat()
@@ -248,8 +253,13 @@ class RolloutController:
             t.service(service).live = idle
 
         self._update(switched)
-        self._drain(run, admin, xds.cluster_name(service, live))
-        self._stop_color(run, live)
+        # From here the new color is live: a failure to retire the old one is reported,
+        # never "rolled back" onto a color that may be half stopped.
+        try:
+            self._drain(run, admin, xds.cluster_name(service, live))
+            self._stop_color(run, live)
+        except Exception as error:
+            self._event(run, "old color not retired cleanly", color=live, error=repr(error))
 
     def _wait_healthy_in_envoy(
         self, run: _Run, admin: EnvoyAdmin, cluster: str, hosts: int

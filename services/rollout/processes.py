@@ -91,8 +91,13 @@ def start_color(
     source: Path,
     environ: Mapping[str, str],
     log_dir: Path,
+    metrics_ports: Sequence[int] = (),
 ) -> list[int]:
-    """Start one process per port; returns their pids (not waiting for readiness)."""
+    """Start one process per port; returns their pids (not waiting for readiness).
+
+    Replica ``i`` serves metrics on ``metrics_ports[i]`` if given, else on a free port:
+    two colors (or replicas) on one host must not both claim the configured one.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     pids = []
     for index, port in enumerate(ports):
@@ -103,7 +108,14 @@ def start_color(
                 [sys.executable, "-m", f"services.{service}"],
                 env=_environ(
                     source,
-                    {**environ, "MFG_SERVER__PORT": str(port), "DEPLOY_COLOR": color},
+                    {
+                        **environ,
+                        "MFG_SERVER__PORT": str(port),
+                        "MFG_METRICS__PORT": str(
+                            metrics_ports[index] if index < len(metrics_ports) else 0
+                        ),
+                        "DEPLOY_COLOR": color,
+                    },
                 ),
                 cwd=source,
                 stdout=log,

@@ -39,6 +39,8 @@ class ColorState:
     version: str = ""
     source: str = ""  # the tree it runs from (its ``services/`` package)
     pids: list[int] = field(default_factory=list)
+    # Prometheus port of each replica; none given: each picks a free one.
+    metrics_ports: list[int] = field(default_factory=list)
 
     @property
     def running(self) -> bool:

@@ -152,6 +152,14 @@ def render_cluster(
         },
         # Default 50%: with few hosts, unhealthy ones would get traffic in panic mode.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        # Retries are bounded by a budget (a share of the calls in flight) instead of
+        # the default 3 concurrent retries: when a host dies with a dozen calls on it,
+        # every one of them must be retried on another host.
+        "circuit_breakers": {
+            "thresholds": [
+                {"retry_budget": {"budget_percent": {"value": 25.0}, "min_retry_concurrency": 32}}
+            ]
+        },
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [

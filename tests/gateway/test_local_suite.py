@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from services.devstack.suite import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_NAMES = (
     "manufacturing.scheduling.v1.SchedulingService",
@@ -25,17 +27,6 @@ SERVICE_NAMES = (
 )
 
 pytestmark = pytest.mark.envoy
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def port_open(port: int) -> bool:

@@ -104,7 +104,7 @@ class Window:
     def streams_failed(self) -> int:
         return sum(n for outcome, n in self.streams.items() if outcome != "ok")
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
         return (
             f"unary {dict(self.unary)} streams {dict(self.streams)} colors {dict(self.colors)} "
             f"failures {self.failures[:5]}"
@@ -384,33 +384,34 @@ def test_kill_9_of_a_backend_under_load(stack: Stack) -> None:
         time.sleep(0.05)
     time.sleep(1.0)  # both replicas take calls
 
-    before = stack.snapshot()
     victim = live.pids[0]
-    os.kill(victim, signal.SIGKILL)
-    time.sleep(4.0)
-    window = stack.window(before)
-    assert not processes.alive(victim)
-    calls = window.unary.total()
-    assert calls >= RATE * 3, window
-    assert window.unary_failed <= 0.001 * calls, window
-    # A server stream cannot be retried once it has begun: those open on the killed
-    # replica end UNAVAILABLE and the caller opens the next one (never more than the
-    # streams open at once).
-    assert window.streams_failed <= 2, window
-    assert window.streams["ok"] >= 2, window
-    _, retries = stack.envoy.admin_get(f"/stats?filter=cluster.{cluster}.upstream_rq_retry$")
-    print(f"kill -9: {window}; {retries.strip()}")
-
-    # Back to one replica: the survivor.
-    topology = stack.store.load()
-    live = topology.service(SERVICE).colors[topology.service(SERVICE).live]
-    live.ports.remove(live.ports[0])
-    live.pids.remove(victim)
-    xds.write_clusters(
-        Path(topology.xds_dir), topology.layout(), topology.next_xds_version(),
-        timing=topology.timing(),
-    )  # fmt: skip
-    stack.store.save(topology)
+    try:
+        before = stack.snapshot()
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(4.0)
+        window = stack.window(before)
+        assert not processes.alive(victim)
+        calls = window.unary.total()
+        assert calls >= RATE * 3, window
+        assert window.unary_failed <= 0.001 * calls, window
+        # A server stream cannot be retried once it has begun: those open on the killed
+        # replica end with an error and the caller opens the next one (never more than
+        # the streams open at once).
+        assert window.streams_failed <= 2, window
+        assert window.streams["ok"] >= 2, window
+        _, retries = stack.envoy.admin_get(f"/stats?filter=cluster.{cluster}.upstream_rq_retry")
+        print(f"kill -9: {window}; {retries.strip()}")
+    finally:
+        # Back to one replica: the survivor.
+        topology = stack.store.load()
+        live = topology.service(SERVICE).colors[topology.service(SERVICE).live]
+        index = live.pids.index(victim)
+        del live.ports[index], live.pids[index]
+        xds.write_clusters(
+            Path(topology.xds_dir), topology.layout(), topology.next_xds_version(),
+            timing=topology.timing(),
+        )  # fmt: skip
+        stack.store.save(topology)
 
 
 def test_status_and_history_commands(stack: Stack) -> None:
