@@ -15,7 +15,14 @@ import sys
 from pathlib import Path
 
 from services.ops import checks, configbackup
-from services.ops.backup import BACKUP_TYPES, RETENTION_DAYS, BackupError, PgBackRest
+from services.ops.backup import (
+    BACKUP_TYPES,
+    RETENTION_DAYS,
+    BackupError,
+    PgBackRest,
+    archive_settings,
+    render_config,
+)
 from services.ops.configbackup import ConfigBackupError
 
 
@@ -96,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--scratch-dir", type=Path, default=None)
     restore = actions.add_parser("restore", help="restore the latest backup into a directory")
     restore.add_argument("--target", type=Path, required=True)
+    render = actions.add_parser(
+        "render-config", help="print a pgbackrest.conf and the PostgreSQL archive settings"
+    )
+    render.add_argument("--pg-path", required=True, help="PostgreSQL data directory")
+    render.add_argument("--pg-port", type=int, default=5432)
+    render.add_argument("--pg-socket-path", default="/var/run/postgresql")
+    render.add_argument("--repo-path", default="/var/lib/pgbackrest")
+    render.add_argument("--log-path", default="/var/log/pgbackrest")
+    render.add_argument("--lock-path", default="/tmp/pgbackrest")  # noqa: S108 (its default)
+    render.add_argument("--spool-path", default="/var/spool/pgbackrest")
     config = actions.add_parser("config", help="back up configuration and secret files")
     config.add_argument("--output", type=Path, required=True)
     config.add_argument(
@@ -141,6 +158,24 @@ def _backup(options: argparse.Namespace) -> int:
         )
         removed = configbackup.prune(options.output, options.keep_days)
         print(json.dumps({"written": str(written), "pruned": [str(p) for p in removed]}))
+        return 0
+    if options.action == "render-config":
+        print(
+            render_config(
+                stanza=options.stanza,
+                pg_path=options.pg_path,
+                pg_port=options.pg_port,
+                pg_socket_path=options.pg_socket_path,
+                repo_path=options.repo_path,
+                log_path=options.log_path,
+                lock_path=options.lock_path,
+                spool_path=options.spool_path,
+            )
+        )
+        print("# PostgreSQL (then restart it), e.g. in psql as a superuser:")
+        for key, value in archive_settings(options.config, options.stanza).items():
+            quoted = value.replace("'", "''")
+            print(f"#   ALTER SYSTEM SET {key} = '{quoted}';")
         return 0
     backrest = PgBackRest(
         options.config,
