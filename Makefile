@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
 INSTALLED := $(VENV)/.installed
 TOOLS := node_modules/.installed
+TS := sdk/typescript
+TS_TOOLS := $(TS)/node_modules/.installed
 
-.PHONY: up test lint typecheck protos protos-check unit clean
+.PHONY: up test lint typecheck protos protos-check unit clean ts-sdk
 
 $(INSTALLED): requirements/runtime.txt requirements/dev.txt requirements/constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +22,22 @@ $(TOOLS): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(TS_TOOLS): $(TS)/package.json $(TS)/package-lock.json
+	npm --prefix $(TS) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The TypeScript SDK, compiled with tsc --strict (its tests run it against the suite).
+ts-sdk: $(TS_TOOLS)
+	cd $(TS) && node_modules/.bin/tsc -p tsconfig.json
+
 up: $(INSTALLED)
 	$(BIN)/python -m services.devstack
 
-protos: $(INSTALLED)
+protos: $(INSTALLED) $(TS_TOOLS)
 	$(BIN)/python scripts/gen_protos.py
 	$(BIN)/python scripts/gen_sdk.py
 	$(BIN)/python -m services.rollout.xds
+	cd $(TS) && node_modules/.bin/buf generate --template buf.gen.yaml
 
 protos-check: $(INSTALLED)
 	$(BIN)/python scripts/gen_protos.py --check
@@ -41,7 +52,7 @@ lint: $(INSTALLED) $(TOOLS)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
-test: lint typecheck protos-check
+test: lint typecheck protos-check ts-sdk
 	$(BIN)/pytest
 
 unit: $(INSTALLED)
