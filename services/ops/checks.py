@@ -61,6 +61,8 @@ def daily(targets: Targets) -> Report:
         report.add(check_gateway(targets.gateway, targets.admin, list(targets.services)))
     report.add(check_host(targets.data_dir))
     report.add(check_alerts(targets))
+    if "maintenance" in targets.services:
+        report.add(check_machine_alerts(targets.services["maintenance"]))
     return report
 
 
@@ -196,6 +198,27 @@ def check_alerts(targets: Targets) -> Check:
     status = Status.FAIL if by_severity["P0"] else Status.WARN if by_severity["P1"] else Status.OK
     summary = "  ".join(f"{s}: {n}" for s, n in by_severity.items()) + f"  (from {source})"
     return Check("alerts", status, summary, {"open": by_severity, "source": source})
+
+
+def check_machine_alerts(address: str) -> Check:
+    """Open (unacknowledged) machine alerts the maintenance service raised, by severity."""
+    try:
+        counts = probes.maintenance_open_alerts(address)
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.UNIMPLEMENTED:
+            return Check("machine alerts", Status.WARN, f"cannot read: {error.code().name}", {})
+        counts = None  # an older service version, without the stream
+    if counts is None:
+        return Check(
+            "machine alerts",
+            Status.OK,
+            "skipped: this maintenance contract has no alert stream",
+            {"skipped": True},
+        )
+    summary = "  ".join(f"{s}: {n}" for s, n in counts.items()) + "  (unacknowledged)"
+    return Check(
+        "machine alerts", Status.WARN if counts.get("P0") else Status.OK, summary, {"open": counts}
+    )
 
 
 def check_trend(service: str, targets: Targets) -> Check:

@@ -239,3 +239,34 @@ def alertmanager_alerts(base_url: str, timeout: float = 5) -> list[dict[str, Any
         http_get(f"{base_url.rstrip('/')}/api/v2/alerts?active=true&silenced=false", timeout)
     )
     return alerts
+
+
+def maintenance_open_alerts(address: str, wait_s: float = 1.5) -> dict[str, int] | None:
+    """Unacknowledged machine alerts by severity, replayed from the maintenance service's
+    WatchAlerts stream (``resume_after="0"``: every retained alert, then new ones until
+    ``wait_s``); None when this contract has no alert stream."""
+    messages = importlib.import_module("manufacturing.maintenance.v1.maintenance_service_pb2")
+    stubs = importlib.import_module("manufacturing.maintenance.v1.maintenance_service_pb2_grpc")
+    if not hasattr(messages, "WatchAlertsRequest"):
+        return None
+    latest: dict[str, Any] = {}
+    with grpc.insecure_channel(address) as channel:
+        stream = stubs.MaintenanceServiceStub(channel).WatchAlerts(
+            messages.WatchAlertsRequest(resume_after="0"), timeout=wait_s
+        )
+        try:
+            for reply in stream:
+                latest[reply.alert.id] = reply.alert
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+    counts = {"P0": 0, "P1": 0, "P2": 0}
+    for alert in latest.values():
+        if not alert.acknowledged:
+            name = (
+                alert.DESCRIPTOR.fields_by_name["severity"]
+                .enum_type.values_by_number[alert.severity]
+                .name.removeprefix("SEVERITY_")
+            )
+            counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -4,16 +4,21 @@ stopped turns its line red and the exit code non-zero."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
 from services.ops import checks
@@ -133,7 +138,8 @@ def test_daily_check_reports_every_service_then_turns_a_stopped_one_red(local_su
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     lines = {check["name"]: check for check in json.loads(healthy.stdout)["checks"]}
     assert {"service scheduling", "service quality", "service maintenance", "gateway", "host",
-            "alerts"} == set(lines)  # fmt: skip
+            "alerts", "machine alerts"} == set(lines)  # fmt: skip
+    assert lines["machine alerts"]["status"] == "OK"
     for service in SERVICES:
         line = lines[f"service {service}"]
         version = (ROOT / "services" / service / "VERSION").read_text().strip()
@@ -187,3 +193,41 @@ def test_service_line_reads_availability_and_process_use_from_metrics(tmp_path):
     assert calls["availability"] == 1.0
     assert second.data["process"]["rss_bytes"] > 10 * 1024 * 1024
     assert second.data["process"]["cpu_seconds"] > 0
+
+
+def test_machine_alerts_count_the_unacknowledged_ones_by_severity():
+    # Loaded dynamically: the alert stream is newer than some versions of the contract.
+    pb: Any = importlib.import_module("manufacturing.maintenance.v1.maintenance_service_pb2")
+    pb_grpc: Any = importlib.import_module(
+        "manufacturing.maintenance.v1.maintenance_service_pb2_grpc"
+    )
+    if not hasattr(pb, "WatchAlertsRequest"):
+        pytest.skip("this maintenance contract has no WatchAlerts")
+    alert_pb2: Any = importlib.import_module("manufacturing.maintenance.v1.alert_pb2")
+
+    def watch_alerts(request, context):
+        assert request.resume_after == "0"
+        for i, (severity, acknowledged) in enumerate(
+            [("P0", False), ("P1", True), ("P2", False), ("P2", False)]
+        ):
+            alert = alert_pb2.Alert(
+                id=f"a{i}",
+                severity=alert_pb2.Severity.Value(f"SEVERITY_{severity}"),
+                acknowledged=acknowledged,
+            )
+            yield pb.WatchAlertsResponse(alert=alert, cursor=str(i + 1))
+        while context.is_active():  # then waits for new alerts, as the service does
+            time.sleep(0.05)
+
+    servicer = type("Alerts", (pb_grpc.MaintenanceServiceServicer,), {})()
+    servicer.WatchAlerts = watch_alerts
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_MaintenanceServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        check = checks.check_machine_alerts(f"127.0.0.1:{port}")
+    finally:
+        server.stop(grace=None)
+    assert check.data["open"] == {"P0": 1, "P1": 0, "P2": 2}
+    assert check.status.name == "WARN"  # an open P0 machine alert
