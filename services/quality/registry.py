@@ -40,6 +40,10 @@ class ModelRegistry:
         self._history: dict[str, list[str]] = self._read_history()
         self._found: dict[str, dict[str, tuple[Manifest, Path, bool]]] | None = None
 
+    @property
+    def trained_root(self) -> Path:
+        return self._trained
+
     # ----- discovery -------------------------------------------------------------
     def _scan(self) -> dict[str, dict[str, tuple[Manifest, Path, bool]]]:
         """Versions on disk, read once and again after ``refresh`` (listing, promotion)."""
@@ -63,13 +67,16 @@ class ModelRegistry:
                 )
         return found
 
-    def _default_version(self, versions: dict[str, tuple[Manifest, Path, bool]]) -> str:
-        shipped = [m for m, _, is_shipped in versions.values() if is_shipped] or [
-            m for m, _, _ in versions.values()
-        ]
+    def _default_version(self, versions: dict[str, tuple[Manifest, Path, bool]]) -> str | None:
+        """The newest shipped version; trained versions serve only once promoted."""
+        shipped = [m for m, _, is_shipped in versions.values() if is_shipped]
+        if not shipped:
+            return None
         return max(shipped, key=lambda m: (m.created, m.version)).version
 
-    def _active_version(self, name: str, versions: dict[str, tuple[Manifest, Path, bool]]) -> str:
+    def _active_version(
+        self, name: str, versions: dict[str, tuple[Manifest, Path, bool]]
+    ) -> str | None:
         history = [v for v in self._history.get(name, []) if v in versions]
         return history[-1] if history else self._default_version(versions)
 
@@ -96,6 +103,10 @@ class ModelRegistry:
         with self._lock:
             versions = self._scan_one(name)
             version = self._active_version(name, versions)
+            if version is None:
+                raise FailedPrecondition(
+                    f"model {name!r} has no active version yet; promote one with PromoteModel"
+                )
             return self._load(name, version, versions)
 
     def _scan_one(self, name: str) -> dict[str, tuple[Manifest, Path, bool]]:
@@ -117,7 +128,8 @@ class ModelRegistry:
     def active_versions(self) -> dict[str, str]:
         with self._lock:
             found = self._scan()
-            return {name: self._active_version(name, v) for name, v in found.items()}
+            active = {name: self._active_version(name, v) for name, v in found.items()}
+            return {name: version for name, version in active.items() if version is not None}
 
     def load_active(self) -> None:
         """Loads (and hash-checks) every active model; raises if one cannot be served."""
@@ -132,8 +144,9 @@ class ModelRegistry:
             model = self._load(name, version, versions)  # refuses a tampered file
             history = self._history.setdefault(name, [])
             if self._active_version(name, versions) != version:
-                if not history:
-                    history.append(self._default_version(versions))
+                default = self._default_version(versions)
+                if not history and default is not None:
+                    history.append(default)
                 history.append(version)
                 self._write_history()
             _, directory, shipped = versions[version]

@@ -25,6 +25,7 @@ from services.quality.convert import (
     subgroup_from_proto,
     version_to_proto,
 )
+from services.quality.domain.inspection.artifacts import sha256_bytes
 from services.quality.domain.inspection.images import decode_gray
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.domain.inspection.pipeline import ordered_map
@@ -38,7 +39,9 @@ from services.quality.domain.spc.study import (
 )
 from services.quality.persistence import MeasurementRepository
 from services.quality.registry import ModelRegistry
-from services.runtime.errors import ServiceError, Violations
+from services.quality.training import LABEL, MODEL_NAME, train_classifier_version
+from services.quality.training import MAX_IMAGES as MAX_TRAINING_IMAGES
+from services.runtime.errors import FailedPrecondition, ServiceError, Unavailable, Violations
 from services.runtime.interceptors.errors import STATUS_OF
 
 CHARACTERISTIC = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
@@ -112,6 +115,71 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
 
         yield from ordered_map(
             reply, enumerate(request_iterator), self._executor, in_flight=self._stream_in_flight
+        )
+
+    def TrainInspectionModel(
+        self,
+        request_iterator: Iterator[pb.TrainInspectionModelRequest],
+        context: grpc.ServicerContext,
+    ) -> pb.TrainInspectionModelResponse:
+        name = ""
+        features, labels, hashes = [], [], []
+        violations = Violations()
+        for index, request in enumerate(request_iterator):
+            path = f"requests[{index}]"
+            if index == 0:
+                name = request.model
+                violations.check(
+                    MODEL_NAME.fullmatch(name) is not None,
+                    f"{path}.model",
+                    "name the model: lowercase letters, digits and -",
+                )
+                violations.raise_if_any()
+            else:
+                violations.check(
+                    request.model in ("", name), f"{path}.model", f"must stay {name!r}"
+                )
+            violations.check(
+                index < MAX_TRAINING_IMAGES,
+                "requests",
+                f"at most {MAX_TRAINING_IMAGES} images per training run",
+            )
+            violations.check(
+                LABEL.fullmatch(request.label) is not None,
+                f"{path}.label",
+                "1 to 64 letters, digits and _ . -",
+            )
+            violations.raise_if_any()
+            pixels = decode_gray(request.image, f"{path}.image", max_pixels=self._max_pixels)
+            features.append(self._inspector.features(pixels))
+            labels.append(request.label)
+            hashes.append(sha256_bytes(request.image))
+            if not context.is_active():
+                raise Unavailable("the caller went away; training stopped")
+        violations.check(bool(labels), "requests", "send labelled images")
+        violations.raise_if_any()
+        existing = {v.manifest.kind for v in self._registry.versions() if v.manifest.name == name}
+        if "anomaly" in existing:
+            raise FailedPrecondition(f"{name!r} is an anomaly model; train it with the CLI")
+        result = train_classifier_version(
+            name=name,
+            features=features,
+            labels=labels,
+            image_hashes=hashes,
+            out=self._registry.trained_root,
+            now=self._clock(),
+        )
+        info = next(
+            v
+            for v in self._registry.versions(name)
+            if v.manifest.version == result.manifest.version
+        )
+        return pb.TrainInspectionModelResponse(
+            model=version_to_proto(info),
+            confusion_matrix=pb.ConfusionMatrix(
+                labels=list(result.labels),
+                rows=[pb.ConfusionRow(counts=row) for row in result.confusion],
+            ),
         )
 
     def ListModels(

@@ -176,3 +176,59 @@ def test_promotion_switches_serving_and_rollback_returns(quality_stub, tmp_path)
     rolled = quality_stub.RollbackModel(pb.RollbackModelRequest(name=NEU)).model
     assert rolled.version == NEU_VERSION
     assert serving() == NEU_VERSION
+
+
+def training_stream(
+    per_label: int, *, name: str = "line-7"
+) -> list[pb.TrainInspectionModelRequest]:
+    """Two visibly different synthetic textures: smooth noise vs. vertical stripes."""
+    requests = []
+    for index in range(per_label):
+        smooth = texture(index, 64)
+        stripes = smooth.copy()
+        stripes[:, ::4] = 255
+        requests.append(pb.TrainInspectionModelRequest(image=encode(smooth), label="good"))
+        requests.append(pb.TrainInspectionModelRequest(image=encode(stripes), label="striped"))
+    requests[0].model = name
+    return requests
+
+
+def test_training_creates_an_inactive_version_with_metrics(quality_stub):
+    reply = quality_stub.TrainInspectionModel(iter(training_stream(6)))
+    assert reply.model.name == "line-7" and not reply.model.active
+    assert reply.model.metrics["accuracy"] == 1.0
+    assert list(reply.confusion_matrix.labels) == ["good", "striped"]
+    assert [list(r.counts) for r in reply.confusion_matrix.rows] == [[2, 0], [0, 2]]
+    stripes = texture(99, 64)
+    stripes[:, ::4] = 255
+    with pytest.raises(grpc.RpcError) as caught:  # not served before promotion
+        quality_stub.Inspect(pb.InspectRequest(image=encode(stripes), model="line-7"))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    quality_stub.PromoteModel(pb.PromoteModelRequest(name="line-7", version=reply.model.version))
+    result = quality_stub.Inspect(pb.InspectRequest(image=encode(stripes), model="line-7")).result
+    assert result.defect_class == "striped"
+    assert result.model_version == reply.model.version
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (
+            lambda r: r.__setitem__(
+                0, pb.TrainInspectionModelRequest(image=r[0].image, label="good")
+            ),
+            "requests[0].model",
+        ),
+        (lambda r: setattr(r[3], "image", b"junk"), "requests[3].image"),
+        (lambda r: setattr(r[2], "label", ""), "requests[2].label"),
+        (lambda r: setattr(r[4], "model", "other"), "requests[4].model"),
+        (lambda r: r.__delitem__(slice(4, None)), "requests"),
+    ],
+)
+def test_bad_training_streams_name_the_field(shared_quality_stub, mutate, field):
+    requests = training_stream(4)
+    mutate(requests)
+    with pytest.raises(grpc.RpcError) as caught:
+        shared_quality_stub.TrainInspectionModel(iter(requests))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in field_violations(caught.value)

@@ -539,3 +539,119 @@ class RollbackModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RollbackModelResponse: _TypeAlias = RollbackModelResponse  # noqa: Y015
+
+@_typing.final
+class TrainInspectionModelRequest(_message.Message):
+    """Request for TrainInspectionModel: one labelled image."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Model to train a new version of, e.g. "neu-surface"; required in the first message,
+    and if repeated later it must be the same.
+    """
+    image: _builtins.bytes
+    """Encoded image: PNG, JPEG or BMP."""
+    label: _builtins.str
+    """Class of the image, e.g. "scratches" (or "good")."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        image: _builtins.bytes = ...,
+        label: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "label", b"label", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrainInspectionModelRequest: _TypeAlias = TrainInspectionModelRequest  # noqa: Y015
+
+@_typing.final
+class ConfusionRow(_message.Message):
+    """One row of a confusion matrix."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Held-out images of the row's true label, by predicted label (columns)."""
+
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfusionRow: _TypeAlias = ConfusionRow  # noqa: Y015
+
+@_typing.final
+class ConfusionMatrix(_message.Message):
+    """Held-out confusion matrix; rows are true labels, columns predicted labels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABELS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Labels in row and column order."""
+
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfusionRow]:
+        """One row per label."""
+
+    def __init__(
+        self,
+        *,
+        labels: _abc.Iterable[_builtins.str] | None = ...,
+        rows: _abc.Iterable[Global___ConfusionRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfusionMatrix: _TypeAlias = ConfusionMatrix  # noqa: Y015
+
+@_typing.final
+class TrainInspectionModelResponse(_message.Message):
+    """Response for TrainInspectionModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    CONFUSION_MATRIX_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> _inspection_pb2.ModelVersion:
+        """The new (inactive) version with its held-out metrics."""
+
+    @_builtins.property
+    def confusion_matrix(self) -> Global___ConfusionMatrix:
+        """Held-out confusion matrix."""
+
+    def __init__(
+        self,
+        *,
+        model: _inspection_pb2.ModelVersion | None = ...,
+        confusion_matrix: Global___ConfusionMatrix | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confusion_matrix", b"confusion_matrix", "model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confusion_matrix", b"confusion_matrix", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrainInspectionModelResponse: _TypeAlias = TrainInspectionModelResponse  # noqa: Y015

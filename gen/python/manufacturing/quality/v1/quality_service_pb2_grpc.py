@@ -66,6 +66,11 @@ class QualityServiceStub:
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamRequest.SerializeToString,
                 response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamResponse.FromString,
                 _registered_method=True)
+        self.TrainInspectionModel = channel.stream_unary(
+                '/manufacturing.quality.v1.QualityService/TrainInspectionModel',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.TrainInspectionModelRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.TrainInspectionModelResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/manufacturing.quality.v1.QualityService/ListModels',
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ListModelsRequest.SerializeToString,
@@ -146,6 +151,21 @@ class QualityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrainInspectionModel(self, request_iterator, context):
+        """Trains a new version of a defect classifier from labelled images streamed by the
+        caller. Per label, the last third of that label's images (in the order sent) is held
+        out for the reported metrics and confusion matrix; neighbouring frames of a line are
+        near-duplicates, so the split is never random. The new version is stored but not
+        active until PromoteModel.
+        Errors: INVALID_ARGUMENT when the model name is empty, malformed or changes within
+        the stream, an image is bad (as for Inspect) or unlabelled, there are fewer than two
+        labels with 3 or more images each, or more than 5000 images; FAILED_PRECONDITION when
+        the name belongs to an anomaly model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Lists the versions of the inspection models, newest first within each name.
         Errors: NOT_FOUND when a name is given and no such model exists.
@@ -204,6 +224,11 @@ def add_QualityServiceServicer_to_server(servicer, server):
                     servicer.InspectStream,
                     request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamRequest.FromString,
                     response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamResponse.SerializeToString,
+            ),
+            'TrainInspectionModel': grpc.stream_unary_rpc_method_handler(
+                    servicer.TrainInspectionModel,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.TrainInspectionModelRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.TrainInspectionModelResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -385,6 +410,33 @@ class QualityService:
             '/manufacturing.quality.v1.QualityService/InspectStream',
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamRequest.SerializeToString,
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.InspectStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainInspectionModel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/manufacturing.quality.v1.QualityService/TrainInspectionModel',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.TrainInspectionModelRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.TrainInspectionModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

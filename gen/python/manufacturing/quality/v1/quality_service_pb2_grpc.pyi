@@ -68,6 +68,17 @@ class QualityServiceStub:
     per image; an image that cannot be judged gets a reply carrying its error (same
     rules as Inspect) and the stream goes on.
     """
+    TrainInspectionModel: _grpc.StreamUnaryMultiCallable[_quality_service_pb2.TrainInspectionModelRequest, _quality_service_pb2.TrainInspectionModelResponse]
+    """Trains a new version of a defect classifier from labelled images streamed by the
+    caller. Per label, the last third of that label's images (in the order sent) is held
+    out for the reported metrics and confusion matrix; neighbouring frames of a line are
+    near-duplicates, so the split is never random. The new version is stored but not
+    active until PromoteModel.
+    Errors: INVALID_ARGUMENT when the model name is empty, malformed or changes within
+    the stream, an image is bad (as for Inspect) or unlabelled, there are fewer than two
+    labels with 3 or more images each, or more than 5000 images; FAILED_PRECONDITION when
+    the name belongs to an anomaly model.
+    """
     ListModels: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.ListModelsRequest, _quality_service_pb2.ListModelsResponse]
     """Lists the versions of the inspection models, newest first within each name.
     Errors: NOT_FOUND when a name is given and no such model exists.
@@ -122,6 +133,17 @@ class QualityServiceAsyncStub(QualityServiceStub):
     """Judges a camera line's images as they arrive. Replies come in request order, one
     per image; an image that cannot be judged gets a reply carrying its error (same
     rules as Inspect) and the stream goes on.
+    """
+    TrainInspectionModel: _aio.StreamUnaryMultiCallable[_quality_service_pb2.TrainInspectionModelRequest, _quality_service_pb2.TrainInspectionModelResponse]  # type: ignore[assignment]
+    """Trains a new version of a defect classifier from labelled images streamed by the
+    caller. Per label, the last third of that label's images (in the order sent) is held
+    out for the reported metrics and confusion matrix; neighbouring frames of a line are
+    near-duplicates, so the split is never random. The new version is stored but not
+    active until PromoteModel.
+    Errors: INVALID_ARGUMENT when the model name is empty, malformed or changes within
+    the stream, an image is bad (as for Inspect) or unlabelled, there are fewer than two
+    labels with 3 or more images each, or more than 5000 images; FAILED_PRECONDITION when
+    the name belongs to an anomaly model.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.ListModelsRequest, _quality_service_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Lists the versions of the inspection models, newest first within each name.
@@ -210,6 +232,23 @@ class QualityServiceServicer(metaclass=_abc_1.ABCMeta):
         """Judges a camera line's images as they arrive. Replies come in request order, one
         per image; an image that cannot be judged gets a reply carrying its error (same
         rules as Inspect) and the stream goes on.
+        """
+
+    @_abc_1.abstractmethod
+    def TrainInspectionModel(
+        self,
+        request_iterator: _MaybeAsyncIterator[_quality_service_pb2.TrainInspectionModelRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_service_pb2.TrainInspectionModelResponse, _abc.Awaitable[_quality_service_pb2.TrainInspectionModelResponse]]:
+        """Trains a new version of a defect classifier from labelled images streamed by the
+        caller. Per label, the last third of that label's images (in the order sent) is held
+        out for the reported metrics and confusion matrix; neighbouring frames of a line are
+        near-duplicates, so the split is never random. The new version is stored but not
+        active until PromoteModel.
+        Errors: INVALID_ARGUMENT when the model name is empty, malformed or changes within
+        the stream, an image is bad (as for Inspect) or unlabelled, there are fewer than two
+        labels with 3 or more images each, or more than 5000 images; FAILED_PRECONDITION when
+        the name belongs to an anomaly model.
         """
 
     @_abc_1.abstractmethod
