@@ -63,6 +63,17 @@ def example_calls(gateway: str) -> list[str]:
     return commands
 
 
+def rest_example(gateway: str) -> str:
+    """The same chart over REST/JSON (Envoy transcodes), for callers without gRPC."""
+    chart = {"chartType": "CHART_TYPE_XBAR_R", "subgroups": [{"values": [74.03, 74.0]},
+                                                          {"values": [73.99, 74.01]}]}  # fmt: skip
+    data = shlex.quote(json.dumps(chart, separators=(",", ":")))
+    return (
+        f"curl -sS --fail-with-body -H 'content-type: application/json' -d {data} "
+        f"http://{gateway}/manufacturing.quality.v1.QualityService/ComputeControlChart"
+    )
+
+
 def rollout_command() -> str:
     beside_python = Path(sys.executable).with_name("rollout")
     if shutil.which("rollout"):
@@ -87,6 +98,9 @@ def banner(gateway_port: int, log_dir: Path, data_dir: Path = Path("var")) -> st
         "",
         "Try:",
         *(f"  {command}" for command in example_calls(gateway)),
+        "",
+        "REST/JSON (unary methods, POST to the gRPC path):",
+        f"  {rest_example(gateway)}",
         "",
         "Blue runs each service; green is idle. Roll out a version (a tree whose",
         "services/<name>/VERSION says it), and see where everything is:",

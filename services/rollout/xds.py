@@ -25,6 +25,7 @@ contract (see :mod:`services.rollout.contract`):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import os
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import FileDescriptor
 
 from services.rollout import contract
 
@@ -273,6 +276,46 @@ def _action(
     }
 
 
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+
+
+def descriptor_set() -> bytes:
+    """The contract's FileDescriptorSet (every service file and what it imports)."""
+    files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in files:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)  # type: ignore[no-untyped-call]
+        files[file.name] = proto
+
+    for service in contract.SERVICES:
+        add(contract.service_descriptor(service).file)
+    return descriptor_pb2.FileDescriptorSet(file=list(files.values())).SerializeToString(
+        deterministic=True
+    )
+
+
+def transcoder_config() -> dict[str, Any]:
+    """REST/JSON for every unary method: ``POST /<package>.<Service>/<Method>``, JSON body.
+
+    No google.api.http annotations yet, so each method is reachable at its gRPC path
+    (``auto_mapping``); errors come back as HTTP status + google.rpc.Status JSON.
+    """
+    return {
+        "@type": _TYPE + "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+        "proto_descriptor_bin": base64.b64encode(descriptor_set()).decode("ascii"),
+        "services": [contract.full_name(s) for s in contract.SERVICES],
+        "auto_mapping": True,
+        "convert_grpc_status": True,
+        "print_options": {"add_whitespace": False, "always_print_primitive_fields": True},
+        "request_validation_options": {"reject_unknown_method": False},
+    }
+
+
 def render_routes(layout: Layout, *, max_call_s: float = DEFAULT_MAX_CALL_S) -> dict[str, Any]:
     """The RouteConfiguration: per service, its methods and health, then reflection."""
     routes: list[dict[str, Any]] = [
@@ -298,7 +341,12 @@ def render_routes(layout: Layout, *, max_call_s: float = DEFAULT_MAX_CALL_S) -> 
             # One exact route per method of the contract, no catch-all: an unknown
             # method ends at Envoy (404 -> UNIMPLEMENTED), which keeps the grpc_stats
             # filter's per-method counters bounded to the contract.
-            routes.append({"match": {"path": method.path, "grpc": {}}, "route": action})
+            # Unary methods also take REST/JSON (the transcoder, below), so their routes
+            # match the path whatever the content-type; streams only as gRPC.
+            match: dict[str, Any] = {"path": method.path}
+            if streaming:
+                match["grpc"] = {}
+            routes.append({"match": match, "route": action})
         # grpc.health.v1 for this service, chosen by a header: a client may Check or
         # Watch it through the gateway (Watch is a long-lived server stream: no cap).
         routes.append(
@@ -338,7 +386,21 @@ def render_routes(layout: Layout, *, max_call_s: float = DEFAULT_MAX_CALL_S) -> 
     return {
         "@type": _ROUTE_TYPE,
         "name": ROUTE_CONFIG_NAME,
-        "virtual_hosts": [{"name": "manufacturing", "domains": ["*"], "routes": routes}],
+        "virtual_hosts": [
+            {
+                "name": "manufacturing",
+                "domains": ["*"],
+                "routes": routes,
+                # The transcoder is disabled in the bootstrap and enabled here, so its
+                # descriptors follow the contract with the routes (reloaded, no restart).
+                "typed_per_filter_config": {
+                    TRANSCODER: {
+                        "@type": _TYPE + "envoy.config.route.v3.FilterConfig",
+                        "config": transcoder_config(),
+                    }
+                },
+            }
+        ],
     }
 
 
@@ -354,6 +416,7 @@ def _atomic_write(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; Envoy may run as another user
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -551,3 +551,41 @@ def test_health_watch_through_the_gateway_with_the_service_header(
     stream = stub.Watch(request, timeout=5, metadata=metadata)
     assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
     stream.cancel()
+
+
+def test_rest_json_for_unary_methods(envoy: EnvoyProcess) -> None:
+    """curl-style POST of a JSON body to a unary method's path, answered in JSON."""
+
+    def post(path: str, body: str) -> tuple[int, str, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=CALL_TIMEOUT_S)
+        try:
+            connection.request("POST", path, body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            return (
+                response.status,
+                response.getheader("content-type") or "",
+                response.read().decode("utf-8"),
+            )
+        finally:
+            connection.close()
+
+    status, content_type, body = post(
+        "/manufacturing.maintenance.v1.MaintenanceService/GetServiceInfo", "{}"
+    )
+    assert (status, content_type) == (200, "application/json"), body
+    assert json.loads(body)["info"]["serviceName"] == SERVICES["maintenance"][0]
+    # A gRPC error comes back as its HTTP status with a google.rpc.Status body (the
+    # stand-in implements only GetServiceInfo).
+    status, _, body = post(
+        "/manufacturing.quality.v1.QualityService/ComputeControlChart",
+        '{"chartType": "CHART_TYPE_XBAR_R"}',
+    )
+    assert status == 501 and json.loads(body)["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
+    # Malformed JSON is the caller's error, never a backend call.
+    status, _, _ = post("/manufacturing.quality.v1.QualityService/GetServiceInfo", "{nope")
+    assert status == 400
+    # Streaming methods are gRPC only.
+    status, _, _ = post(
+        "/manufacturing.maintenance.v1.MaintenanceService/IngestReadings", '{"readings": []}'
+    )
+    assert status == 404

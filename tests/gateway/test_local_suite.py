@@ -64,6 +64,9 @@ def test_suite_starts_answers_the_printed_calls_and_stops_cleanly(tmp_path):
 
         commands = [line.strip() for line in output if re.search(r"grpcurl -plaintext", line)]
         assert len(commands) == 4  # list + one call per service
+        rest = [line.strip() for line in output if line.strip().startswith("curl ")]
+        assert len(rest) == 1
+        commands += rest
         assert all(f"localhost:{gateway}" in command for command in commands)
         for command in commands:
             completed = subprocess.run(  # noqa: S602  (pasting into a shell is the point)
