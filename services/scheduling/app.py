@@ -15,6 +15,7 @@ from services.runtime.config import ConfigError, Settings
 from services.runtime.info import service_info
 from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
+from services.scheduling import duration_artifacts
 from services.scheduling.persistence import ScheduleRepository
 from services.scheduling.servicer import SERVICE_NAME, SchedulingServicer, SolverSettings
 
@@ -23,10 +24,14 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     engine = db.create_engine_for(settings)
     sessions = db.make_session_factory(engine)
 
+    durations = duration_artifacts.load()
     servicer = SchedulingServicer(
         schedules=repository_scope(sessions, ScheduleRepository),
-        info=partial(service_info, settings, build, SERVICE_NAME),
+        info=partial(
+            service_info, settings, build, SERVICE_NAME, {"processing_time": durations[0]}
+        ),
         solver=solver_settings(os.environ),
+        durations=durations,
     )
 
     def register(server: grpc.Server) -> None:

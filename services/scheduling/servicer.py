@@ -21,6 +21,7 @@ from services.runtime.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    Unavailable,
     Violations,
 )
 from services.scheduling.convert import (
@@ -34,6 +35,7 @@ from services.scheduling.convert import (
     weights_from_proto,
 )
 from services.scheduling.domain.check import check_schedule
+from services.scheduling.domain.durations import DurationModel, OperationRecord
 from services.scheduling.domain.indexed import objective_value
 from services.scheduling.domain.model import (
     Objective,
@@ -55,6 +57,8 @@ from services.scheduling.persistence import ScheduleRepository
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SchedulingService"].full_name
 MAX_TIME_LIMIT_S = 3600
 MAX_MOVED_WEIGHT = 1_000_000
+MAX_DURATION_QUERIES = 10_000
+MAX_QUANTITY = 1_000_000
 
 RepositoryScope = Callable[[], AbstractContextManager[ScheduleRepository]]
 
@@ -82,9 +86,11 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         schedules: RepositoryScope,
         info: Callable[[], service_info_pb2.ServiceInfo],
         solver: SolverSettings | None = None,
+        durations: tuple[str, DurationModel] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._schedules = schedules
+        self._durations = durations
         self._info = info
         self._solver = solver or SolverSettings()
         self._clock = clock
@@ -308,6 +314,35 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
                 problem, assignments, OBJECTIVE_FROM_PROTO[request.objective], weights
             ),
         )
+
+    def PredictDurations(
+        self, request: pb.PredictDurationsRequest, context: grpc.ServicerContext
+    ) -> pb.PredictDurationsResponse:
+        violations = Violations()
+        violations.check(
+            0 < len(request.queries) <= MAX_DURATION_QUERIES,
+            "queries",
+            f"1 to {MAX_DURATION_QUERIES} queries are accepted",
+        )
+        for i, query in enumerate(request.queries[:MAX_DURATION_QUERIES]):
+            for name in ("product", "machine_id", "shift"):
+                value = getattr(query, name)
+                violations.check(
+                    0 < len(value) <= 128, f"queries[{i}].{name}", "must be 1 to 128 characters"
+                )
+            violations.check(
+                0 < query.quantity <= MAX_QUANTITY,
+                f"queries[{i}].quantity",
+                f"must be between 1 and {MAX_QUANTITY}",
+            )
+        violations.raise_if_any()
+        if self._durations is None:
+            raise Unavailable("no duration model is loaded")
+        version, model = self._durations
+        predicted = model.predict(
+            [OperationRecord(q.product, q.machine_id, q.quantity, q.shift) for q in request.queries]
+        )
+        return pb.PredictDurationsResponse(durations=predicted, model_version=version)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -678,3 +678,91 @@ class ListSchedulesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class DurationQuery(_message.Message):
+    """What is known about an operation before it runs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    SHIFT_FIELD_NUMBER: _builtins.int
+    product: _builtins.str
+    """Product (part number) being processed."""
+    machine_id: _builtins.str
+    """Machine that will process it."""
+    quantity: _builtins.int
+    """Number of units; 1 to 1000000."""
+    shift: _builtins.str
+    """Shift it runs in, e.g. "day", "evening", "night"."""
+    def __init__(
+        self,
+        *,
+        product: _builtins.str = ...,
+        machine_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        shift: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["machine_id", b"machine_id", "product", b"product", "quantity", b"quantity", "shift", b"shift"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DurationQuery: _TypeAlias = DurationQuery  # noqa: Y015
+
+@_typing.final
+class PredictDurationsRequest(_message.Message):
+    """Request for PredictDurations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DurationQuery]:
+        """Operations to predict; 1 to 10000."""
+
+    def __init__(
+        self,
+        *,
+        queries: _abc.Iterable[Global___DurationQuery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queries", b"queries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictDurationsRequest: _TypeAlias = PredictDurationsRequest  # noqa: Y015
+
+@_typing.final
+class PredictDurationsResponse(_message.Message):
+    """Response for PredictDurations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DURATIONS_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    """Version of the model that answered."""
+    @_builtins.property
+    def durations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Predicted processing time of each query, in the time units of the training
+        records (minutes for the shipped model), in request order.
+        """
+
+    def __init__(
+        self,
+        *,
+        durations: _abc.Iterable[_builtins.float] | None = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["durations", b"durations", "model_version", b"model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictDurationsResponse: _TypeAlias = PredictDurationsResponse  # noqa: Y015

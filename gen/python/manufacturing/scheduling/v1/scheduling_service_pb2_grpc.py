@@ -60,6 +60,11 @@ class SchedulingServiceStub:
                 request_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateRequest.SerializeToString,
                 response_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateResponse.FromString,
                 _registered_method=True)
+        self.PredictDurations = channel.unary_unary(
+                '/manufacturing.scheduling.v1.SchedulingService/PredictDurations',
+                request_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.PredictDurationsRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.PredictDurationsResponse.FromString,
+                _registered_method=True)
         self.GetSchedule = channel.unary_unary(
                 '/manufacturing.scheduling.v1.SchedulingService/GetSchedule',
                 request_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.GetScheduleRequest.SerializeToString,
@@ -123,6 +128,15 @@ class SchedulingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PredictDurations(self, request, context):
+        """Predicts processing times with the learned duration model, for operations whose
+        duration a planner does not know. Errors: INVALID_ARGUMENT for malformed queries;
+        UNAVAILABLE when the service has no duration model loaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSchedule(self, request, context):
         """Returns a stored schedule. Errors: NOT_FOUND when no schedule has the id.
         """
@@ -164,6 +178,11 @@ def add_SchedulingServiceServicer_to_server(servicer, server):
                     servicer.Validate,
                     request_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateRequest.FromString,
                     response_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateResponse.SerializeToString,
+            ),
+            'PredictDurations': grpc.unary_unary_rpc_method_handler(
+                    servicer.PredictDurations,
+                    request_deserializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.PredictDurationsRequest.FromString,
+                    response_serializer=manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.PredictDurationsResponse.SerializeToString,
             ),
             'GetSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSchedule,
@@ -312,6 +331,33 @@ class SchedulingService:
             '/manufacturing.scheduling.v1.SchedulingService/Validate',
             manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateRequest.SerializeToString,
             manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.ValidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictDurations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.scheduling.v1.SchedulingService/PredictDurations',
+            manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.PredictDurationsRequest.SerializeToString,
+            manufacturing_dot_scheduling_dot_v1_dot_scheduling__service__pb2.PredictDurationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

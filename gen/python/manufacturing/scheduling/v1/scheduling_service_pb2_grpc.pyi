@@ -59,6 +59,11 @@ class SchedulingServiceStub:
     """Checks a schedule supplied by the caller against a problem and lists every violated
     constraint. Stores nothing. Errors: INVALID_ARGUMENT when the problem is malformed.
     """
+    PredictDurations: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.PredictDurationsRequest, _scheduling_service_pb2.PredictDurationsResponse]
+    """Predicts processing times with the learned duration model, for operations whose
+    duration a planner does not know. Errors: INVALID_ARGUMENT for malformed queries;
+    UNAVAILABLE when the service has no duration model loaded.
+    """
     GetSchedule: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.GetScheduleRequest, _scheduling_service_pb2.GetScheduleResponse]
     """Returns a stored schedule. Errors: NOT_FOUND when no schedule has the id."""
     ListSchedules: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.ListSchedulesRequest, _scheduling_service_pb2.ListSchedulesResponse]
@@ -94,6 +99,11 @@ class SchedulingServiceAsyncStub(SchedulingServiceStub):
     Validate: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.ValidateRequest, _scheduling_service_pb2.ValidateResponse]  # type: ignore[assignment]
     """Checks a schedule supplied by the caller against a problem and lists every violated
     constraint. Stores nothing. Errors: INVALID_ARGUMENT when the problem is malformed.
+    """
+    PredictDurations: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.PredictDurationsRequest, _scheduling_service_pb2.PredictDurationsResponse]  # type: ignore[assignment]
+    """Predicts processing times with the learned duration model, for operations whose
+    duration a planner does not know. Errors: INVALID_ARGUMENT for malformed queries;
+    UNAVAILABLE when the service has no duration model loaded.
     """
     GetSchedule: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.GetScheduleRequest, _scheduling_service_pb2.GetScheduleResponse]  # type: ignore[assignment]
     """Returns a stored schedule. Errors: NOT_FOUND when no schedule has the id."""
@@ -157,6 +167,17 @@ class SchedulingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_scheduling_service_pb2.ValidateResponse, _abc.Awaitable[_scheduling_service_pb2.ValidateResponse]]:
         """Checks a schedule supplied by the caller against a problem and lists every violated
         constraint. Stores nothing. Errors: INVALID_ARGUMENT when the problem is malformed.
+        """
+
+    @_abc_1.abstractmethod
+    def PredictDurations(
+        self,
+        request: _scheduling_service_pb2.PredictDurationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduling_service_pb2.PredictDurationsResponse, _abc.Awaitable[_scheduling_service_pb2.PredictDurationsResponse]]:
+        """Predicts processing times with the learned duration model, for operations whose
+        duration a planner does not know. Errors: INVALID_ARGUMENT for malformed queries;
+        UNAVAILABLE when the service has no duration model loaded.
         """
 
     @_abc_1.abstractmethod
