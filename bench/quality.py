@@ -41,6 +41,7 @@ from services.runtime.server import GrpcService
 
 WORKERS = 2
 IN_FLIGHT = 4
+ROUNDS = 2
 
 
 def held_out(samples: list[Sample], default: bool) -> list[Sample]:
@@ -121,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
 
     stream_source = neu_test if len(neu_test) >= 1 else neu_samples(args.neu)
     images = [stream_source[i % len(stream_source)].path.read_bytes() for i in range(args.images)]
-    inprocess = inprocess_throughput(registry, images)
+    # Alternate the two measurements and keep the best of each: the machines are shared,
+    # and a burst of someone else's work should not decide the ratio.
+    inprocess_runs, grpc_runs = [], []
     with tempfile.TemporaryDirectory() as data_dir:
         settings = load_settings(
             "quality",
@@ -135,13 +138,18 @@ def main(argv: list[str] | None = None) -> int:
         service = GrpcService(settings, build, app.compose(settings, build))
         service.start()
         try:
-            over_grpc = stream_throughput(service.port, images)
+            for _ in range(ROUNDS):
+                inprocess_runs.append(inprocess_throughput(registry, images))
+                grpc_runs.append(stream_throughput(service.port, images))
         finally:
             service.stop(grace_s=1, delay_s=0)
+    inprocess, over_grpc = max(inprocess_runs), max(grpc_runs)
     ratio = over_grpc / inprocess
     out.write(
-        f"Throughput, {args.images} images of 200x200, {WORKERS} workers: InspectStream over "
-        f"gRPC {over_grpc:.1f} images/s, same pipeline in-process {inprocess:.1f} images/s\n"
+        f"Throughput, {args.images} images of 200x200, {WORKERS} workers, best of {ROUNDS} "
+        f"alternating runs: InspectStream over gRPC {over_grpc:.1f} images/s "
+        f"(runs {', '.join(f'{r:.1f}' for r in grpc_runs)}), same pipeline in-process "
+        f"{inprocess:.1f} images/s (runs {', '.join(f'{r:.1f}' for r in inprocess_runs)})\n"
     )
     out.write(
         f"quality: neu_accuracy={neu.accuracy:.4f} neu_macro_f1={neu.macro_f1:.4f} "

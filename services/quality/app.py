@@ -12,6 +12,7 @@ from manufacturing.quality.v1 import quality_service_pb2_grpc
 
 from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
 from services.quality.domain.inspection.inspector import Inspector
+from services.quality.feed import MeasurementFeed
 from services.quality.persistence import MeasurementRepository
 from services.quality.registry import SHIPPED_MODELS, ModelRegistry
 from services.quality.servicer import SERVICE_NAME, QualityServicer
@@ -38,6 +39,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         registry=registry,
         measurements=repository_scope(sessions, MeasurementRepository),
         clock=lambda: datetime.now(UTC),
+        feed=MeasurementFeed(),
         inspector=Inspector(),
         executor=executor,
         max_pixels=DEFAULT_MAX_PIXELS,

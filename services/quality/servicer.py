@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from datetime import datetime
 
 import grpc
 from manufacturing.common.v1 import service_info_pb2
+from manufacturing.quality.v1 import control_chart_pb2 as cc
 from manufacturing.quality.v1 import inspection_pb2, quality_service_pb2_grpc
 from manufacturing.quality.v1 import quality_service_pb2 as pb
 
@@ -30,14 +32,17 @@ from services.quality.domain.inspection.images import decode_gray
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.domain.inspection.pipeline import ordered_map
 from services.quality.domain.spc.capability import capability, validate_specification
+from services.quality.domain.spc.rules import RuleViolation
 from services.quality.domain.spc.study import (
+    ATTRIBUTES,
     MAX_SUBGROUPS,
     ChartStudy,
     compute,
     validate,
     validate_recorded,
 )
-from services.quality.persistence import MeasurementRepository
+from services.quality.feed import MeasurementFeed
+from services.quality.persistence import MeasurementRepository, StoredSubgroup
 from services.quality.registry import ModelRegistry
 from services.quality.training import LABEL, MODEL_NAME, train_classifier_version
 from services.quality.training import MAX_IMAGES as MAX_TRAINING_IMAGES
@@ -46,6 +51,7 @@ from services.runtime.interceptors.errors import STATUS_OF
 
 CHARACTERISTIC = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 MAX_RECORD = 1000
+WATCH_POLL_S = 0.5  # how often a watching stream checks that its caller is still there
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QualityService"].full_name
 
 
@@ -64,6 +70,7 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         registry: ModelRegistry,
         measurements: Callable[[], AbstractContextManager[MeasurementRepository]],
         clock: Callable[[], datetime],
+        feed: MeasurementFeed,
         inspector: Inspector,
         executor: ThreadPoolExecutor,
         max_pixels: int,
@@ -73,6 +80,7 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         self._registry = registry
         self._measurements = measurements
         self._clock = clock
+        self._feed = feed
         self._inspector = inspector
         self._executor = executor
         self._max_pixels = max_pixels
@@ -262,7 +270,86 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         violations.raise_if_any()
         with self._measurements() as repository:
             total = repository.append(request.characteristic, subgroups, now=self._clock())
+        self._feed.publish(request.characteristic, total)
         return pb.RecordMeasurementsResponse(recorded=len(subgroups), total=total)
+
+    def WatchViolations(
+        self, request: pb.WatchViolationsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchViolationsResponse]:
+        violations = Violations()
+        violations.check(
+            CHARACTERISTIC.fullmatch(request.characteristic) is not None,
+            "characteristic",
+            "1 to 128 letters, digits and . _ - / :",
+        )
+        chart_type = CHART_TYPES.get(request.chart_type)
+        violations.check(
+            chart_type is not None and chart_type not in ATTRIBUTES,
+            "chart_type",
+            "choose a variables chart (X-bar/R, X-bar/S, I-MR, EWMA, CUSUM)",
+        )
+        if request.HasField("frozen_limits"):
+            limits = request.frozen_limits
+            violations.check(math.isfinite(limits.center), "frozen_limits.center", "must be finite")
+            violations.check(
+                math.isfinite(limits.sigma) and limits.sigma > 0,
+                "frozen_limits.sigma",
+                "must be a positive standard deviation",
+            )
+        violations.raise_if_any()
+        assert chart_type is not None
+        template = pb.ComputeControlChartRequest(chart_type=request.chart_type, rules=request.rules)
+        if request.HasField("frozen_limits"):
+            template.frozen_limits.CopyFrom(request.frozen_limits)
+        with self._measurements() as repository:
+            latest = repository.latest(request.characteristic, 1)
+        seen = latest[-1].sequence if latest else 0
+        while context.is_active():
+            total = self._feed.wait(request.characteristic, seen, WATCH_POLL_S)
+            if total <= seen:
+                continue
+            with self._measurements() as repository:
+                stored = repository.latest(request.characteristic, MAX_SUBGROUPS)
+            yield from self._new_violations(template, chart_type, stored, seen)
+            seen = total
+
+    def _new_violations(
+        self,
+        template: pb.ComputeControlChartRequest,
+        chart_type: str,
+        stored: list[StoredSubgroup],
+        seen: int,
+    ) -> Iterator[pb.WatchViolationsResponse]:
+        request = pb.ComputeControlChartRequest()
+        request.CopyFrom(template)
+        request.subgroups.extend(stored_to_proto(s) for s in stored)
+        study = study_from_proto(request, chart_type)
+        check = Violations()
+        validate(study, check)
+        try:
+            check.raise_if_any()
+        except ServiceError:
+            return  # e.g. fewer than two subgroups yet, or mixed sizes: nothing to judge
+        chart, found = compute(study)
+        statistic = chart.series[0].statistic
+        if not request.rules:
+            found = [
+                RuleViolation("beyond_limits", "point beyond the control limits", (i,), i)
+                for i in chart.series[0].out_of_control()
+            ]
+        for violation in found:
+            sequence = stored[violation.at].sequence
+            if sequence > seen:
+                yield pb.WatchViolationsResponse(
+                    violation=cc.RuleViolation(
+                        rule=violation.rule,
+                        description=violation.description,
+                        statistic=statistic,
+                        points=list(violation.points),
+                        at=violation.at,
+                    ),
+                    sequence=sequence,
+                )
 
     def ComputeCapability(
         self, request: pb.ComputeCapabilityRequest, context: grpc.ServicerContext

@@ -7,6 +7,8 @@ Expected figures: D. C. Montgomery, Introduction to Statistical Quality Control,
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import grpc
 import pytest
@@ -265,3 +267,59 @@ def test_bad_measurements_are_refused(shared_quality_stub, message, field):
         shared_quality_stub.RecordMeasurements(message)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in field_violations(caught.value)
+
+
+def test_watch_streams_new_violations_as_measurements_arrive(quality_stub):
+    name = "line-1/shaft/diameter"
+    steady = [[10.0 + 0.1 * ((i * 7) % 5 - 2)] for i in range(20)]
+    quality_stub.RecordMeasurements(
+        pb.RecordMeasurementsRequest(characteristic=name, subgroups=variables(*steady))
+    )
+    watch = quality_stub.WatchViolations(
+        pb.WatchViolationsRequest(
+            characteristic=name,
+            chart_type=cc.CHART_TYPE_I_MR,
+            rules=cc.RULE_SET_WESTERN_ELECTRIC,
+            frozen_limits=cc.FrozenLimits(center=10.0, sigma=0.1),
+        ),
+        timeout=20,
+    )
+    received = []
+    ended: list[grpc.StatusCode] = []
+    first = threading.Event()
+
+    def read() -> None:
+        try:
+            for reply in watch:
+                received.append(reply)
+                first.set()
+        except grpc.RpcError as error:  # our own cancel() ends the stream
+            ended.append(error.code())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.5)  # the stream is open before the new subgroups arrive
+    quality_stub.RecordMeasurements(
+        pb.RecordMeasurementsRequest(
+            characteristic=name, subgroups=variables([10.0], [10.5], [10.0])
+        )
+    )
+    assert first.wait(10)
+    watch.cancel()
+    reader.join(5)
+    assert ended == [grpc.StatusCode.CANCELLED]
+    rules = {(r.violation.rule, r.sequence) for r in received}
+    assert ("we_1", 22) in rules  # 10.5 is 5 sigma above the frozen centre
+    assert all(r.sequence > 20 for r in received)  # only violations the new data made
+
+
+def test_watch_refuses_attribute_charts(shared_quality_stub):
+    with pytest.raises(grpc.RpcError) as caught:
+        list(
+            shared_quality_stub.WatchViolations(
+                pb.WatchViolationsRequest(characteristic="x", chart_type=cc.CHART_TYPE_P),
+                timeout=5,
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "chart_type" in field_violations(caught.value)

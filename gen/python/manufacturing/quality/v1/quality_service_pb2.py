@@ -28,7 +28,7 @@ from manufacturing.quality.v1 import control_chart_pb2 as manufacturing_dot_qual
 from manufacturing.quality.v1 import inspection_pb2 as manufacturing_dot_quality_dot_v1_dot_inspection__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.manufacturing/quality/v1/quality_service.proto\x12\x18manufacturing.quality.v1\x1a$manufacturing/common/v1/access.proto\x1a*manufacturing/common/v1/service_info.proto\x1a,manufacturing/quality/v1/control_chart.proto\x1a)manufacturing/quality/v1/inspection.proto\"\x17\n\x15GetServiceInfoRequest\"L\n\x16GetServiceInfoResponse\x12\x32\n\x04info\x18\x01 \x01(\x0b\x32$.manufacturing.common.v1.ServiceInfo\"\x92\x03\n\x1a\x43omputeControlChartRequest\x12\x37\n\nchart_type\x18\x01 \x01(\x0e\x32#.manufacturing.quality.v1.ChartType\x12\x35\n\tsubgroups\x18\x02 \x03(\x0b\x32\".manufacturing.quality.v1.Subgroup\x12\x1a\n\x12\x65xcluded_subgroups\x18\x03 \x03(\x05\x12\x14\n\x0c\x61uto_exclude\x18\x04 \x01(\x08\x12=\n\rfrozen_limits\x18\x05 \x01(\x0b\x32&.manufacturing.quality.v1.FrozenLimits\x12\x30\n\x05rules\x18\x06 \x01(\x0e\x32!.manufacturing.quality.v1.RuleSet\x12\x13\n\x0b\x65wma_lambda\x18\x07 \x01(\x01\x12\x12\n\newma_width\x18\x08 \x01(\x01\x12\x0f\n\x07\x63usum_k\x18\t \x01(\x01\x12\x0f\n\x07\x63usum_h\x18\n \x01(\x01\x12\x16\n\x0e\x63haracteristic\x18\x0b \x01(\t\"j\n\x19RecordMeasurementsRequest\x12\x16\n\x0e\x63haracteristic\x18\x01 \x01(\t\x12\x35\n\tsubgroups\x18\x02 \x03(\x0b\x32\".manufacturing.quality.v1.Subgroup\"=\n\x1aRecordMeasurementsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\"T\n\x1b\x43omputeControlChartResponse\x12\x35\n\x05\x63hart\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ControlChart\"\x99\x01\n\x18\x43omputeCapabilityRequest\x12\x35\n\tsubgroups\x18\x01 \x03(\x0b\x32\".manufacturing.quality.v1.Subgroup\x12\x18\n\x10lower_spec_limit\x18\x02 \x01(\x01\x12\x18\n\x10upper_spec_limit\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\"U\n\x19\x43omputeCapabilityResponse\x12\x38\n\ncapability\x18\x01 \x01(\x0b\x32$.manufacturing.quality.v1.Capability\".\n\x0eInspectRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05model\x18\x02 \x01(\t\"M\n\x0fInspectResponse\x12:\n\x06result\x18\x01 \x01(\x0b\x32*.manufacturing.quality.v1.InspectionResult\"F\n\x14InspectStreamRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\r\n\x05model\x18\x03 \x01(\t\"\xc0\x01\n\x15InspectStreamResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12<\n\x06result\x18\x03 \x01(\x0b\x32*.manufacturing.quality.v1.InspectionResultH\x00\x12:\n\x05\x65rror\x18\x04 \x01(\x0b\x32).manufacturing.quality.v1.InspectionErrorH\x00\x42\t\n\x07outcome\"!\n\x11ListModelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x12ListModelsResponse\x12\x36\n\x06models\x18\x01 \x03(\x0b\x32&.manufacturing.quality.v1.ModelVersion\"4\n\x13PromoteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"M\n\x14PromoteModelResponse\x12\x35\n\x05model\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ModelVersion\"$\n\x14RollbackModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x15RollbackModelResponse\x12\x35\n\x05model\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ModelVersion\"J\n\x1bTrainInspectionModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\r\n\x05label\x18\x03 \x01(\t\"\x1e\n\x0c\x43onfusionRow\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x05\"W\n\x0f\x43onfusionMatrix\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x34\n\x04rows\x18\x02 \x03(\x0b\x32&.manufacturing.quality.v1.ConfusionRow\"\x9a\x01\n\x1cTrainInspectionModelResponse\x12\x35\n\x05model\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ModelVersion\x12\x43\n\x10\x63onfusion_matrix\x18\x02 \x01(\x0b\x32).manufacturing.quality.v1.ConfusionMatrix2\xf3\t\n\x0eQualityService\x12x\n\x0eGetServiceInfo\x12/.manufacturing.quality.v1.GetServiceInfoRequest\x1a\x30.manufacturing.quality.v1.GetServiceInfoResponse\"\x03\x90\x02\x01\x12\x87\x01\n\x13\x43omputeControlChart\x12\x34.manufacturing.quality.v1.ComputeControlChartRequest\x1a\x35.manufacturing.quality.v1.ComputeControlChartResponse\"\x03\x90\x02\x01\x12\x89\x01\n\x12RecordMeasurements\x12\x33.manufacturing.quality.v1.RecordMeasurementsRequest\x1a\x34.manufacturing.quality.v1.RecordMeasurementsResponse\"\x08\x8a\xb5\x18\x04\x08\x02\x10\x01\x12\x81\x01\n\x11\x43omputeCapability\x12\x32.manufacturing.quality.v1.ComputeCapabilityRequest\x1a\x33.manufacturing.quality.v1.ComputeCapabilityResponse\"\x03\x90\x02\x01\x12\x63\n\x07Inspect\x12(.manufacturing.quality.v1.InspectRequest\x1a).manufacturing.quality.v1.InspectResponse\"\x03\x90\x02\x01\x12t\n\rInspectStream\x12..manufacturing.quality.v1.InspectStreamRequest\x1a/.manufacturing.quality.v1.InspectStreamResponse(\x01\x30\x01\x12\x8f\x01\n\x14TrainInspectionModel\x12\x35.manufacturing.quality.v1.TrainInspectionModelRequest\x1a\x36.manufacturing.quality.v1.TrainInspectionModelResponse\"\x06\x8a\xb5\x18\x02\x08\x03(\x01\x12l\n\nListModels\x12+.manufacturing.quality.v1.ListModelsRequest\x1a,.manufacturing.quality.v1.ListModelsResponse\"\x03\x90\x02\x01\x12x\n\x0cPromoteModel\x12-.manufacturing.quality.v1.PromoteModelRequest\x1a..manufacturing.quality.v1.PromoteModelResponse\"\t\x90\x02\x02\x8a\xb5\x18\x02\x08\x03\x12x\n\rRollbackModel\x12..manufacturing.quality.v1.RollbackModelRequest\x1a/.manufacturing.quality.v1.RollbackModelResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.manufacturing/quality/v1/quality_service.proto\x12\x18manufacturing.quality.v1\x1a$manufacturing/common/v1/access.proto\x1a*manufacturing/common/v1/service_info.proto\x1a,manufacturing/quality/v1/control_chart.proto\x1a)manufacturing/quality/v1/inspection.proto\"\x17\n\x15GetServiceInfoRequest\"L\n\x16GetServiceInfoResponse\x12\x32\n\x04info\x18\x01 \x01(\x0b\x32$.manufacturing.common.v1.ServiceInfo\"\x92\x03\n\x1a\x43omputeControlChartRequest\x12\x37\n\nchart_type\x18\x01 \x01(\x0e\x32#.manufacturing.quality.v1.ChartType\x12\x35\n\tsubgroups\x18\x02 \x03(\x0b\x32\".manufacturing.quality.v1.Subgroup\x12\x1a\n\x12\x65xcluded_subgroups\x18\x03 \x03(\x05\x12\x14\n\x0c\x61uto_exclude\x18\x04 \x01(\x08\x12=\n\rfrozen_limits\x18\x05 \x01(\x0b\x32&.manufacturing.quality.v1.FrozenLimits\x12\x30\n\x05rules\x18\x06 \x01(\x0e\x32!.manufacturing.quality.v1.RuleSet\x12\x13\n\x0b\x65wma_lambda\x18\x07 \x01(\x01\x12\x12\n\newma_width\x18\x08 \x01(\x01\x12\x0f\n\x07\x63usum_k\x18\t \x01(\x01\x12\x0f\n\x07\x63usum_h\x18\n \x01(\x01\x12\x16\n\x0e\x63haracteristic\x18\x0b \x01(\t\"j\n\x19RecordMeasurementsRequest\x12\x16\n\x0e\x63haracteristic\x18\x01 \x01(\t\x12\x35\n\tsubgroups\x18\x02 \x03(\x0b\x32\".manufacturing.quality.v1.Subgroup\"=\n\x1aRecordMeasurementsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\"T\n\x1b\x43omputeControlChartResponse\x12\x35\n\x05\x63hart\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ControlChart\"\xda\x01\n\x16WatchViolationsRequest\x12\x16\n\x0e\x63haracteristic\x18\x01 \x01(\t\x12\x37\n\nchart_type\x18\x02 \x01(\x0e\x32#.manufacturing.quality.v1.ChartType\x12\x30\n\x05rules\x18\x03 \x01(\x0e\x32!.manufacturing.quality.v1.RuleSet\x12=\n\rfrozen_limits\x18\x04 \x01(\x0b\x32&.manufacturing.quality.v1.FrozenLimits\"g\n\x17WatchViolationsResponse\x12:\n\tviolation\x18\x01 \x01(\x0b\x32\'.manufacturing.quality.v1.RuleViolation\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"\x99\x01\n\x18\x43omputeCapabilityRequest\x12\x35\n\tsubgroups\x18\x01 \x03(\x0b\x32\".manufacturing.quality.v1.Subgroup\x12\x18\n\x10lower_spec_limit\x18\x02 \x01(\x01\x12\x18\n\x10upper_spec_limit\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\"U\n\x19\x43omputeCapabilityResponse\x12\x38\n\ncapability\x18\x01 \x01(\x0b\x32$.manufacturing.quality.v1.Capability\".\n\x0eInspectRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05model\x18\x02 \x01(\t\"M\n\x0fInspectResponse\x12:\n\x06result\x18\x01 \x01(\x0b\x32*.manufacturing.quality.v1.InspectionResult\"F\n\x14InspectStreamRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\r\n\x05model\x18\x03 \x01(\t\"\xc0\x01\n\x15InspectStreamResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12<\n\x06result\x18\x03 \x01(\x0b\x32*.manufacturing.quality.v1.InspectionResultH\x00\x12:\n\x05\x65rror\x18\x04 \x01(\x0b\x32).manufacturing.quality.v1.InspectionErrorH\x00\x42\t\n\x07outcome\"!\n\x11ListModelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x12ListModelsResponse\x12\x36\n\x06models\x18\x01 \x03(\x0b\x32&.manufacturing.quality.v1.ModelVersion\"4\n\x13PromoteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"M\n\x14PromoteModelResponse\x12\x35\n\x05model\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ModelVersion\"$\n\x14RollbackModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x15RollbackModelResponse\x12\x35\n\x05model\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ModelVersion\"J\n\x1bTrainInspectionModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\r\n\x05label\x18\x03 \x01(\t\"\x1e\n\x0c\x43onfusionRow\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x05\"W\n\x0f\x43onfusionMatrix\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x34\n\x04rows\x18\x02 \x03(\x0b\x32&.manufacturing.quality.v1.ConfusionRow\"\x9a\x01\n\x1cTrainInspectionModelResponse\x12\x35\n\x05model\x18\x01 \x01(\x0b\x32&.manufacturing.quality.v1.ModelVersion\x12\x43\n\x10\x63onfusion_matrix\x18\x02 \x01(\x0b\x32).manufacturing.quality.v1.ConfusionMatrix2\xf2\n\n\x0eQualityService\x12x\n\x0eGetServiceInfo\x12/.manufacturing.quality.v1.GetServiceInfoRequest\x1a\x30.manufacturing.quality.v1.GetServiceInfoResponse\"\x03\x90\x02\x01\x12\x87\x01\n\x13\x43omputeControlChart\x12\x34.manufacturing.quality.v1.ComputeControlChartRequest\x1a\x35.manufacturing.quality.v1.ComputeControlChartResponse\"\x03\x90\x02\x01\x12\x89\x01\n\x12RecordMeasurements\x12\x33.manufacturing.quality.v1.RecordMeasurementsRequest\x1a\x34.manufacturing.quality.v1.RecordMeasurementsResponse\"\x08\x8a\xb5\x18\x04\x08\x02\x10\x01\x12}\n\x0fWatchViolations\x12\x30.manufacturing.quality.v1.WatchViolationsRequest\x1a\x31.manufacturing.quality.v1.WatchViolationsResponse\"\x03\x90\x02\x01\x30\x01\x12\x81\x01\n\x11\x43omputeCapability\x12\x32.manufacturing.quality.v1.ComputeCapabilityRequest\x1a\x33.manufacturing.quality.v1.ComputeCapabilityResponse\"\x03\x90\x02\x01\x12\x63\n\x07Inspect\x12(.manufacturing.quality.v1.InspectRequest\x1a).manufacturing.quality.v1.InspectResponse\"\x03\x90\x02\x01\x12t\n\rInspectStream\x12..manufacturing.quality.v1.InspectStreamRequest\x1a/.manufacturing.quality.v1.InspectStreamResponse(\x01\x30\x01\x12\x8f\x01\n\x14TrainInspectionModel\x12\x35.manufacturing.quality.v1.TrainInspectionModelRequest\x1a\x36.manufacturing.quality.v1.TrainInspectionModelResponse\"\x06\x8a\xb5\x18\x02\x08\x03(\x01\x12l\n\nListModels\x12+.manufacturing.quality.v1.ListModelsRequest\x1a,.manufacturing.quality.v1.ListModelsResponse\"\x03\x90\x02\x01\x12x\n\x0cPromoteModel\x12-.manufacturing.quality.v1.PromoteModelRequest\x1a..manufacturing.quality.v1.PromoteModelResponse\"\t\x90\x02\x02\x8a\xb5\x18\x02\x08\x03\x12x\n\rRollbackModel\x12..manufacturing.quality.v1.RollbackModelRequest\x1a/.manufacturing.quality.v1.RollbackModelResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUALITYSERVICE'].methods_by_name['ComputeControlChart']._serialized_options = b'\220\002\001'
   _globals['_QUALITYSERVICE'].methods_by_name['RecordMeasurements']._loaded_options = None
   _globals['_QUALITYSERVICE'].methods_by_name['RecordMeasurements']._serialized_options = b'\212\265\030\004\010\002\020\001'
+  _globals['_QUALITYSERVICE'].methods_by_name['WatchViolations']._loaded_options = None
+  _globals['_QUALITYSERVICE'].methods_by_name['WatchViolations']._serialized_options = b'\220\002\001'
   _globals['_QUALITYSERVICE'].methods_by_name['ComputeCapability']._loaded_options = None
   _globals['_QUALITYSERVICE'].methods_by_name['ComputeCapability']._serialized_options = b'\220\002\001'
   _globals['_QUALITYSERVICE'].methods_by_name['Inspect']._loaded_options = None
@@ -65,38 +67,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDMEASUREMENTSRESPONSE']._serialized_end=924
   _globals['_COMPUTECONTROLCHARTRESPONSE']._serialized_start=926
   _globals['_COMPUTECONTROLCHARTRESPONSE']._serialized_end=1010
-  _globals['_COMPUTECAPABILITYREQUEST']._serialized_start=1013
-  _globals['_COMPUTECAPABILITYREQUEST']._serialized_end=1166
-  _globals['_COMPUTECAPABILITYRESPONSE']._serialized_start=1168
-  _globals['_COMPUTECAPABILITYRESPONSE']._serialized_end=1253
-  _globals['_INSPECTREQUEST']._serialized_start=1255
-  _globals['_INSPECTREQUEST']._serialized_end=1301
-  _globals['_INSPECTRESPONSE']._serialized_start=1303
-  _globals['_INSPECTRESPONSE']._serialized_end=1380
-  _globals['_INSPECTSTREAMREQUEST']._serialized_start=1382
-  _globals['_INSPECTSTREAMREQUEST']._serialized_end=1452
-  _globals['_INSPECTSTREAMRESPONSE']._serialized_start=1455
-  _globals['_INSPECTSTREAMRESPONSE']._serialized_end=1647
-  _globals['_LISTMODELSREQUEST']._serialized_start=1649
-  _globals['_LISTMODELSREQUEST']._serialized_end=1682
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1684
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1760
-  _globals['_PROMOTEMODELREQUEST']._serialized_start=1762
-  _globals['_PROMOTEMODELREQUEST']._serialized_end=1814
-  _globals['_PROMOTEMODELRESPONSE']._serialized_start=1816
-  _globals['_PROMOTEMODELRESPONSE']._serialized_end=1893
-  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1895
-  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1931
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=1933
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2011
-  _globals['_TRAININSPECTIONMODELREQUEST']._serialized_start=2013
-  _globals['_TRAININSPECTIONMODELREQUEST']._serialized_end=2087
-  _globals['_CONFUSIONROW']._serialized_start=2089
-  _globals['_CONFUSIONROW']._serialized_end=2119
-  _globals['_CONFUSIONMATRIX']._serialized_start=2121
-  _globals['_CONFUSIONMATRIX']._serialized_end=2208
-  _globals['_TRAININSPECTIONMODELRESPONSE']._serialized_start=2211
-  _globals['_TRAININSPECTIONMODELRESPONSE']._serialized_end=2365
-  _globals['_QUALITYSERVICE']._serialized_start=2368
-  _globals['_QUALITYSERVICE']._serialized_end=3635
+  _globals['_WATCHVIOLATIONSREQUEST']._serialized_start=1013
+  _globals['_WATCHVIOLATIONSREQUEST']._serialized_end=1231
+  _globals['_WATCHVIOLATIONSRESPONSE']._serialized_start=1233
+  _globals['_WATCHVIOLATIONSRESPONSE']._serialized_end=1336
+  _globals['_COMPUTECAPABILITYREQUEST']._serialized_start=1339
+  _globals['_COMPUTECAPABILITYREQUEST']._serialized_end=1492
+  _globals['_COMPUTECAPABILITYRESPONSE']._serialized_start=1494
+  _globals['_COMPUTECAPABILITYRESPONSE']._serialized_end=1579
+  _globals['_INSPECTREQUEST']._serialized_start=1581
+  _globals['_INSPECTREQUEST']._serialized_end=1627
+  _globals['_INSPECTRESPONSE']._serialized_start=1629
+  _globals['_INSPECTRESPONSE']._serialized_end=1706
+  _globals['_INSPECTSTREAMREQUEST']._serialized_start=1708
+  _globals['_INSPECTSTREAMREQUEST']._serialized_end=1778
+  _globals['_INSPECTSTREAMRESPONSE']._serialized_start=1781
+  _globals['_INSPECTSTREAMRESPONSE']._serialized_end=1973
+  _globals['_LISTMODELSREQUEST']._serialized_start=1975
+  _globals['_LISTMODELSREQUEST']._serialized_end=2008
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2010
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2086
+  _globals['_PROMOTEMODELREQUEST']._serialized_start=2088
+  _globals['_PROMOTEMODELREQUEST']._serialized_end=2140
+  _globals['_PROMOTEMODELRESPONSE']._serialized_start=2142
+  _globals['_PROMOTEMODELRESPONSE']._serialized_end=2219
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=2221
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=2257
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=2259
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2337
+  _globals['_TRAININSPECTIONMODELREQUEST']._serialized_start=2339
+  _globals['_TRAININSPECTIONMODELREQUEST']._serialized_end=2413
+  _globals['_CONFUSIONROW']._serialized_start=2415
+  _globals['_CONFUSIONROW']._serialized_end=2445
+  _globals['_CONFUSIONMATRIX']._serialized_start=2447
+  _globals['_CONFUSIONMATRIX']._serialized_end=2534
+  _globals['_TRAININSPECTIONMODELRESPONSE']._serialized_start=2537
+  _globals['_TRAININSPECTIONMODELRESPONSE']._serialized_end=2691
+  _globals['_QUALITYSERVICE']._serialized_start=2694
+  _globals['_QUALITYSERVICE']._serialized_end=4088
 # @@protoc_insertion_point(module_scope)

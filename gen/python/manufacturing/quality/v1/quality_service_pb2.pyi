@@ -219,6 +219,72 @@ class ComputeControlChartResponse(_message.Message):
 Global___ComputeControlChartResponse: _TypeAlias = ComputeControlChartResponse  # noqa: Y015
 
 @_typing.final
+class WatchViolationsRequest(_message.Message):
+    """Request for WatchViolations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTERISTIC_FIELD_NUMBER: _builtins.int
+    CHART_TYPE_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    FROZEN_LIMITS_FIELD_NUMBER: _builtins.int
+    characteristic: _builtins.str
+    """Characteristic to watch (see RecordMeasurements)."""
+    chart_type: _control_chart_pb2.ChartType.ValueType
+    """Variables chart to evaluate: X-bar/R, X-bar/S, I-MR, EWMA or CUSUM."""
+    rules: _control_chart_pb2.RuleSet.ValueType
+    """Run rules; unset reports points beyond the control limits only."""
+    @_builtins.property
+    def frozen_limits(self) -> _control_chart_pb2.FrozenLimits:
+        """Phase II limits; unset recomputes trial limits from the stored subgroups."""
+
+    def __init__(
+        self,
+        *,
+        characteristic: _builtins.str = ...,
+        chart_type: _control_chart_pb2.ChartType.ValueType = ...,
+        rules: _control_chart_pb2.RuleSet.ValueType = ...,
+        frozen_limits: _control_chart_pb2.FrozenLimits | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frozen_limits", b"frozen_limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characteristic", b"characteristic", "chart_type", b"chart_type", "frozen_limits", b"frozen_limits", "rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchViolationsRequest: _TypeAlias = WatchViolationsRequest  # noqa: Y015
+
+@_typing.final
+class WatchViolationsResponse(_message.Message):
+    """Response for WatchViolations: one new violation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIOLATION_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Stored sequence number (1-based, per characteristic) of the subgroup that
+    completed the pattern.
+    """
+    @_builtins.property
+    def violation(self) -> _control_chart_pb2.RuleViolation:
+        """The violation; points index the stored subgroups charted (oldest first)."""
+
+    def __init__(
+        self,
+        *,
+        violation: _control_chart_pb2.RuleViolation | None = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["violation", b"violation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "violation", b"violation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchViolationsResponse: _TypeAlias = WatchViolationsResponse  # noqa: Y015
+
+@_typing.final
 class ComputeCapabilityRequest(_message.Message):
     """Request for ComputeCapability."""
 

@@ -51,6 +51,11 @@ class QualityServiceStub:
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsRequest.SerializeToString,
                 response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsResponse.FromString,
                 _registered_method=True)
+        self.WatchViolations = channel.unary_stream(
+                '/manufacturing.quality.v1.QualityService/WatchViolations',
+                request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.WatchViolationsRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.WatchViolationsResponse.FromString,
+                _registered_method=True)
         self.ComputeCapability = channel.unary_unary(
                 '/manufacturing.quality.v1.QualityService/ComputeCapability',
                 request_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.ComputeCapabilityRequest.SerializeToString,
@@ -117,6 +122,18 @@ class QualityServiceServicer:
         Errors: INVALID_ARGUMENT when the characteristic is empty or malformed, there are no
         subgroups or more than 1000, a subgroup is empty or holds more than 25 values, or a
         value, count or size is not finite (or negative).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchViolations(self, request, context):
+        """Streams run-rule violations of a characteristic as new measurements are recorded:
+        after each RecordMeasurements, the chart is recomputed over the stored subgroups and
+        every violation completed by a new subgroup is sent once. Use frozen_limits for
+        Phase II monitoring. The stream runs until the caller cancels or its deadline ends.
+        Errors: INVALID_ARGUMENT when the characteristic is malformed, the chart type is
+        unset or an attribute type, or the frozen limits are invalid.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +226,11 @@ def add_QualityServiceServicer_to_server(servicer, server):
                     servicer.RecordMeasurements,
                     request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsRequest.FromString,
                     response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsResponse.SerializeToString,
+            ),
+            'WatchViolations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchViolations,
+                    request_deserializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.WatchViolationsRequest.FromString,
+                    response_serializer=manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.WatchViolationsResponse.SerializeToString,
             ),
             'ComputeCapability': grpc.unary_unary_rpc_method_handler(
                     servicer.ComputeCapability,
@@ -329,6 +351,33 @@ class QualityService:
             '/manufacturing.quality.v1.QualityService/RecordMeasurements',
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsRequest.SerializeToString,
             manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.RecordMeasurementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchViolations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/manufacturing.quality.v1.QualityService/WatchViolations',
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.WatchViolationsRequest.SerializeToString,
+            manufacturing_dot_quality_dot_v1_dot_quality__service__pb2.WatchViolationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

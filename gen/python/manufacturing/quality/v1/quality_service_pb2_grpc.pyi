@@ -51,6 +51,14 @@ class QualityServiceStub:
     subgroups or more than 1000, a subgroup is empty or holds more than 25 values, or a
     value, count or size is not finite (or negative).
     """
+    WatchViolations: _grpc.UnaryStreamMultiCallable[_quality_service_pb2.WatchViolationsRequest, _quality_service_pb2.WatchViolationsResponse]
+    """Streams run-rule violations of a characteristic as new measurements are recorded:
+    after each RecordMeasurements, the chart is recomputed over the stored subgroups and
+    every violation completed by a new subgroup is sent once. Use frozen_limits for
+    Phase II monitoring. The stream runs until the caller cancels or its deadline ends.
+    Errors: INVALID_ARGUMENT when the characteristic is malformed, the chart type is
+    unset or an attribute type, or the frozen limits are invalid.
+    """
     ComputeCapability: _grpc.UnaryUnaryMultiCallable[_quality_service_pb2.ComputeCapabilityRequest, _quality_service_pb2.ComputeCapabilityResponse]
     """Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
     Errors: INVALID_ARGUMENT when there are fewer than two subgroups, a subgroup is
@@ -116,6 +124,14 @@ class QualityServiceAsyncStub(QualityServiceStub):
     Errors: INVALID_ARGUMENT when the characteristic is empty or malformed, there are no
     subgroups or more than 1000, a subgroup is empty or holds more than 25 values, or a
     value, count or size is not finite (or negative).
+    """
+    WatchViolations: _aio.UnaryStreamMultiCallable[_quality_service_pb2.WatchViolationsRequest, _quality_service_pb2.WatchViolationsResponse]  # type: ignore[assignment]
+    """Streams run-rule violations of a characteristic as new measurements are recorded:
+    after each RecordMeasurements, the chart is recomputed over the stored subgroups and
+    every violation completed by a new subgroup is sent once. Use frozen_limits for
+    Phase II monitoring. The stream runs until the caller cancels or its deadline ends.
+    Errors: INVALID_ARGUMENT when the characteristic is malformed, the chart type is
+    unset or an attribute type, or the frozen limits are invalid.
     """
     ComputeCapability: _aio.UnaryUnaryMultiCallable[_quality_service_pb2.ComputeCapabilityRequest, _quality_service_pb2.ComputeCapabilityResponse]  # type: ignore[assignment]
     """Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
@@ -197,6 +213,20 @@ class QualityServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT when the characteristic is empty or malformed, there are no
         subgroups or more than 1000, a subgroup is empty or holds more than 25 values, or a
         value, count or size is not finite (or negative).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchViolations(
+        self,
+        request: _quality_service_pb2.WatchViolationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_quality_service_pb2.WatchViolationsResponse], _abc.AsyncIterator[_quality_service_pb2.WatchViolationsResponse]]:
+        """Streams run-rule violations of a characteristic as new measurements are recorded:
+        after each RecordMeasurements, the chart is recomputed over the stored subgroups and
+        every violation completed by a new subgroup is sent once. Use frozen_limits for
+        Phase II monitoring. The stream runs until the caller cancels or its deadline ends.
+        Errors: INVALID_ARGUMENT when the characteristic is malformed, the chart type is
+        unset or an attribute type, or the frozen limits are invalid.
         """
 
     @_abc_1.abstractmethod
