@@ -120,6 +120,8 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         updates: queue.Queue[Solution] = queue.Queue()
         result: list[Solution] = []
 
+        failure: list[BaseException] = []
+
         def work() -> None:
             try:
                 result.append(
@@ -130,6 +132,8 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
                         should_stop=stop.is_set,
                     )
                 )
+            except BaseException as error:  # handed to the handler thread, raised there
+                failure.append(error)
             finally:
                 done.set()
 
@@ -150,8 +154,8 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
                     lower_bound=solution.lower_bound,
                 )
             worker.join()
-            if not result:
-                return  # the solver failed; its error was logged by the thread
+            if failure:
+                raise failure[0]
             schedule = self._store(job, result[0])
             yield pb.SolveStreamResponse(
                 schedule=schedule_to_proto(schedule),
