@@ -36,12 +36,14 @@ up: $(INSTALLED)
 protos: $(INSTALLED) $(TS_TOOLS)
 	$(BIN)/python scripts/gen_protos.py
 	$(BIN)/python scripts/gen_sdk.py
+	$(BIN)/python scripts/gen_api_docs.py
 	$(BIN)/python -m services.rollout.xds
 	cd $(TS) && node_modules/.bin/buf generate --template buf.gen.yaml
 
 protos-check: $(INSTALLED)
 	$(BIN)/python scripts/gen_protos.py --check
 	$(BIN)/python scripts/gen_sdk.py --check
+	$(BIN)/python scripts/gen_api_docs.py --check
 
 lint: $(INSTALLED) $(TOOLS)
 	$(BUF) lint

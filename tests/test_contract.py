@@ -26,6 +26,17 @@ def test_generated_code_is_fresh():
     assert completed.returncode == 0, completed.stderr
 
 
+def test_api_reference_is_fresh():
+    completed = subprocess.run(
+        [sys.executable, "scripts/gen_api_docs.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+
+
 def test_check_detects_stale_code(tmp_path):
     # Copy the tree, change one proto, and the check must fail.
     for part in ("protos", "gen", "scripts"):
