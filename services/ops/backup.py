@@ -12,6 +12,7 @@ last verified restore go to ``state.json`` and to a Prometheus textfile
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -30,10 +31,13 @@ from services.ops.pgcluster import (
     run,
 )
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["BackupError", "PgBackRest", "postgres_bin_dir", "render_config"]
 
 RETENTION_DAYS = 30
 BACKUP_TYPES = ("full", "diff", "incr")
+RETRIED_ON_CRASH = frozenset({"backup", "check", "info", "stanza-create", "expire"})
 # Exact row counts of every user table in one statement (identifiers quoted by format).
 COUNT_ROWS = """
 SELECT schemaname || '.' || tablename,
@@ -207,10 +211,22 @@ class PgBackRest:
 
     def run(self, command: str, *options: str, timeout: float = 3600) -> str:
         args = [self.binary, f"--config={self.config}", f"--stanza={self.stanza}", *options]
-        try:
-            done = run([*args, command], os_user=self.os_user, timeout=timeout)
-        except ClusterError as error:
-            raise BackupError(f"pgbackrest {command} failed: {error}") from error
+        for attempt in (1, 2):
+            done = run([*args, command], os_user=self.os_user, timeout=timeout, check=False)
+            # pgBackRest 2.45 (Debian 12) occasionally dies by SIGSEGV on an error path
+            # under heavy load; a backup resumes where the crashed one stopped, so one
+            # more attempt is safe. Any other failure is reported at once.
+            if done.returncode < 0 and attempt == 1 and command in RETRIED_ON_CRASH:
+                logger.warning(
+                    "pgbackrest crashed; retrying once",
+                    extra={"command": command, "signal": -done.returncode},
+                )
+                time.sleep(1)
+                continue
+            break
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr)[-3000:]
+            raise BackupError(f"pgbackrest {command} exited {done.returncode}:\n{output}")
         return done.stdout
 
     def stanza_create(self) -> None:
