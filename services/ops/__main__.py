@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--scratch-dir", type=Path, default=None)
     restore = actions.add_parser("restore", help="restore the latest backup into a directory")
     restore.add_argument("--target", type=Path, required=True)
+    restore.add_argument(
+        "--archive-mode",
+        choices=("preserve", "off"),
+        default="preserve",
+        help="off for a copy that must not archive into this repository",
+    )
     render = actions.add_parser(
         "render-config", help="print a pgbackrest.conf and the PostgreSQL archive settings"
     )
@@ -206,7 +212,7 @@ def _backup(options: argparse.Namespace) -> int:
             )
         )
     elif options.action == "restore":
-        backrest.restore(options.target)
+        backrest.restore(options.target, archive_mode_off=options.archive_mode == "off")
     return 0
 
 
