@@ -1,1 +1,1 @@
-"""Maintenance service: sensor ingestion and machine condition."""
+"""Maintenance service: sensor ingestion, anomaly detection, remaining useful life, alerts."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import partial
 
 import grpc
 from manufacturing.maintenance.v1 import maintenance_service_pb2_grpc
 
-from services.maintenance.persistence import ReadingRepository
+from services.maintenance.alert_stream import AlertStream, MemoryAlertStream, RedisAlertStream
+from services.maintenance.alerting import AlertCenter
+from services.maintenance.persistence import AlertRepository, ReadingRepository
+from services.maintenance.predictions import RemainingLife
+from services.maintenance.registry import ModelRegistry
 from services.maintenance.servicer import SERVICE_NAME, MaintenanceServicer
 from services.runtime import db
 from services.runtime.build_info import BuildInfo
@@ -17,21 +22,48 @@ from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
 
 
+def alert_stream_for(settings: Settings) -> AlertStream:
+    """Redis Streams shared by every replica on the same database, else in-process.
+
+    Replicas that share a database (and so its alerts) share the stream key.
+    """
+    if settings.redis.url:
+        key = f"{settings.service}:{settings.database_schema}:alerts"
+        return RedisAlertStream(settings.redis.url, key)
+    return MemoryAlertStream()
+
+
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
+    models = ModelRegistry.load()
     engine = db.create_engine_for(settings)
     sessions = db.make_session_factory(engine)
+    stream = alert_stream_for(settings)
 
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    readings = repository_scope(sessions, ReadingRepository)
+    alert_store = repository_scope(sessions, AlertRepository)
     servicer = MaintenanceServicer(
-        readings=repository_scope(sessions, ReadingRepository),
-        info=partial(service_info, settings, build, SERVICE_NAME),
+        readings=readings,
+        alert_store=alert_store,
+        alerts=AlertCenter(alerts=alert_store, stream=stream, clock=clock),
+        remaining_life=RemainingLife(models=models, readings=readings),
+        failure=models.failure,
+        info=partial(service_info, settings, build, SERVICE_NAME, models.versions()),
+        clock=clock,
     )
 
     def register(server: grpc.Server) -> None:
         maintenance_service_pb2_grpc.add_MaintenanceServiceServicer_to_server(servicer, server)
 
+    def close() -> None:
+        stream.close()
+        engine.dispose()
+
     return ServiceParts(
         service_name=SERVICE_NAME,
         register=register,
-        readiness_checks={"database": partial(db.database_ready, engine)},
-        close=engine.dispose,
+        readiness_checks={"database": partial(db.database_ready, engine), "alerts": stream.ping},
+        close=close,
     )

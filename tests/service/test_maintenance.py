@@ -56,19 +56,22 @@ def test_retried_stream_stores_nothing_twice(maintenance_stub):
     assert (again.stored_count, again.duplicate_count) == (1, 50)
 
 
-def test_bad_reading_rejects_its_batch_and_keeps_earlier_ones(maintenance_stub):
+def test_bad_readings_are_rejected_and_listed_while_the_good_ones_are_stored(maintenance_stub):
     good = [reading("m1", "temp", 0, 1.0)]
-    bad = [reading("m1", "temp", 1, 2.0), reading("m1", "temp", 2, math.nan)]
-    with pytest.raises(grpc.RpcError) as caught:
-        maintenance_stub.IngestReadings(batches(good, bad))
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    violations = field_violations(caught.value)
-    assert "readings[1].value" in violations
-    assert "batch 1" in violations["readings[1].value"]
-
-    latest = maintenance_stub.GetLatestReadings(pb.GetLatestReadingsRequest(machine_id="m1"))
-    # The first batch is stored; nothing of the rejected batch is, not even its good reading.
-    assert [r.time.ToDatetime(tzinfo=UTC) for r in latest.readings] == [START]
+    mixed = [
+        reading("m1", "temp", 1, 2.0),
+        reading("m1", "temp", 2, math.nan),
+        reading("m1", "temp", 3, math.inf),
+        reading("m1", "temp", 4, 4.0),
+    ]
+    reply = maintenance_stub.IngestReadings(batches(good, mixed))
+    assert (reply.stored_count, reply.duplicate_count, reply.rejected_count) == (3, 0, 2)
+    assert [(r.batch_index, r.reading_index, r.field) for r in reply.rejected] == [
+        (1, 1, "readings[1].value"),
+        (1, 2, "readings[2].value"),
+    ]
+    page = maintenance_stub.GetReadings(pb.GetReadingsRequest(machine_id="m1"))
+    assert [r.value for r in page.readings] == [1.0, 2.0, 4.0]
 
 
 @pytest.mark.parametrize(
@@ -96,18 +99,17 @@ def test_bad_reading_rejects_its_batch_and_keeps_earlier_ones(maintenance_stub):
     ],
 )
 def test_malformed_readings_name_the_field(maintenance_stub, bad, field):
-    with pytest.raises(grpc.RpcError) as caught:
-        maintenance_stub.IngestReadings(batches([bad]))
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in field_violations(caught.value)
+    reply = maintenance_stub.IngestReadings(batches([bad, reading("m", "t", 5, 1.0)]))
+    assert reply.stored_count == 1
+    assert [r.field for r in reply.rejected] == [field]
 
 
 def test_reading_from_the_far_future_is_rejected(maintenance_stub):
     future = reading("m", "t", 0, 1.0)
     future.time.FromDatetime(datetime.now(UTC) + timedelta(days=30))
-    with pytest.raises(grpc.RpcError) as caught:
-        maintenance_stub.IngestReadings(batches([future]))
-    assert "readings[0].time" in field_violations(caught.value)
+    reply = maintenance_stub.IngestReadings(batches([future]))
+    assert (reply.stored_count, reply.rejected_count) == (0, 1)
+    assert reply.rejected[0].field == "readings[0].time"
 
 
 def test_empty_and_oversized_batches_are_rejected(maintenance_stub):
@@ -125,3 +127,15 @@ def test_latest_of_unknown_machine_is_not_found(maintenance_stub):
     with pytest.raises(grpc.RpcError) as caught:
         maintenance_stub.GetLatestReadings(pb.GetLatestReadingsRequest(machine_id=""))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_bulk_batches_are_idempotent_and_keep_the_first_of_repeated_keys(maintenance_stub):
+    # Large enough for the COPY path on PostgreSQL; the same semantics on SQLite.
+    group = [reading("bulk", "temp", minute, float(minute)) for minute in range(600)]
+    repeated = reading("bulk", "temp", 5, -1.0)
+    first = maintenance_stub.IngestReadings(batches([*group[:300], repeated, *group[300:]]))
+    assert (first.stored_count, first.duplicate_count) == (600, 1)
+    again = maintenance_stub.IngestReadings(batches(group[::-1]))
+    assert (again.stored_count, again.duplicate_count) == (0, 600)
+    page = maintenance_stub.GetReadings(pb.GetReadingsRequest(machine_id="bulk", page_size=1000))
+    assert [r.value for r in page.readings] == [float(m) for m in range(600)]

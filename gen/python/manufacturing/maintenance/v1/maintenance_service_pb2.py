@@ -22,11 +22,15 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from manufacturing.common.v1 import access_pb2 as manufacturing_dot_common_dot_v1_dot_access__pb2
 from manufacturing.common.v1 import service_info_pb2 as manufacturing_dot_common_dot_v1_dot_service__info__pb2
+from manufacturing.maintenance.v1 import alert_pb2 as manufacturing_dot_maintenance_dot_v1_dot_alert__pb2
 from manufacturing.maintenance.v1 import sensor_reading_pb2 as manufacturing_dot_maintenance_dot_v1_dot_sensor__reading__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6manufacturing/maintenance/v1/maintenance_service.proto\x12\x1cmanufacturing.maintenance.v1\x1a*manufacturing/common/v1/service_info.proto\x1a\x31manufacturing/maintenance/v1/sensor_reading.proto\"\x17\n\x15GetServiceInfoRequest\"L\n\x16GetServiceInfoResponse\x12\x32\n\x04info\x18\x01 \x01(\x0b\x32$.manufacturing.common.v1.ServiceInfo\"V\n\x15IngestReadingsRequest\x12=\n\x08readings\x18\x01 \x03(\x0b\x32+.manufacturing.maintenance.v1.SensorReading\"G\n\x16IngestReadingsResponse\x12\x14\n\x0cstored_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x03\".\n\x18GetLatestReadingsRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\"Z\n\x19GetLatestReadingsResponse\x12=\n\x08readings\x18\x01 \x03(\x0b\x32+.manufacturing.maintenance.v1.SensorReading2\xa2\x03\n\x12MaintenanceService\x12\x80\x01\n\x0eGetServiceInfo\x12\x33.manufacturing.maintenance.v1.GetServiceInfoRequest\x1a\x34.manufacturing.maintenance.v1.GetServiceInfoResponse\"\x03\x90\x02\x01\x12}\n\x0eIngestReadings\x12\x33.manufacturing.maintenance.v1.IngestReadingsRequest\x1a\x34.manufacturing.maintenance.v1.IngestReadingsResponse(\x01\x12\x89\x01\n\x11GetLatestReadings\x12\x36.manufacturing.maintenance.v1.GetLatestReadingsRequest\x1a\x37.manufacturing.maintenance.v1.GetLatestReadingsResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6manufacturing/maintenance/v1/maintenance_service.proto\x12\x1cmanufacturing.maintenance.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$manufacturing/common/v1/access.proto\x1a*manufacturing/common/v1/service_info.proto\x1a(manufacturing/maintenance/v1/alert.proto\x1a\x31manufacturing/maintenance/v1/sensor_reading.proto\"\x17\n\x15GetServiceInfoRequest\"L\n\x16GetServiceInfoResponse\x12\x32\n\x04info\x18\x01 \x01(\x0b\x32$.manufacturing.common.v1.ServiceInfo\"V\n\x15IngestReadingsRequest\x12=\n\x08readings\x18\x01 \x03(\x0b\x32+.manufacturing.maintenance.v1.SensorReading\"\\\n\x0fRejectedReading\x12\x13\n\x0b\x62\x61tch_index\x18\x01 \x01(\x05\x12\x15\n\rreading_index\x18\x02 \x01(\x05\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xb7\x01\n\x16IngestReadingsResponse\x12\x14\n\x0cstored_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x03\x12?\n\x08rejected\x18\x03 \x03(\x0b\x32-.manufacturing.maintenance.v1.RejectedReading\x12\x16\n\x0erejected_count\x18\x04 \x01(\x03\x12\x15\n\ralerts_raised\x18\x05 \x01(\x05\".\n\x18GetLatestReadingsRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\"Z\n\x19GetLatestReadingsResponse\x12=\n\x08readings\x18\x01 \x03(\x0b\x32+.manufacturing.maintenance.v1.SensorReading\"<\n\x13ListMachinesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"h\n\x14ListMachinesResponse\x12\x37\n\x08machines\x18\x01 \x03(\x0b\x32%.manufacturing.maintenance.v1.Machine\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbe\x01\n\x12GetReadingsRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x0f\n\x07sensors\x18\x02 \x03(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"m\n\x13GetReadingsResponse\x12=\n\x08readings\x18\x01 \x03(\x0b\x32+.manufacturing.maintenance.v1.SensorReading\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\rReadingWindow\x12=\n\x08readings\x18\x01 \x03(\x0b\x32+.manufacturing.maintenance.v1.SensorReading\x12\x1c\n\x14\x63ycles_before_window\x18\x02 \x01(\x05\"\x8b\x01\n\x1bPredictRemainingLifeRequest\x12\x14\n\nmachine_id\x18\x01 \x01(\tH\x00\x12=\n\x06window\x18\x02 \x01(\x0b\x32+.manufacturing.maintenance.v1.ReadingWindowH\x00\x12\r\n\x05model\x18\x03 \x01(\tB\x08\n\x06source\"\x99\x01\n\rRemainingLife\x12\x12\n\nrul_cycles\x18\x01 \x01(\x01\x12\x18\n\x10rul_lower_cycles\x18\x02 \x01(\x01\x12\x18\n\x10rul_upper_cycles\x18\x03 \x01(\x01\x12\x14\n\x0chealth_index\x18\x04 \x01(\x01\x12\x13\n\x0b\x63ycles_used\x18\x05 \x01(\x05\x12\x15\n\rmodel_version\x18\x06 \x01(\t\"\x98\x01\n\x1cPredictRemainingLifeResponse\x12\x43\n\x0eremaining_life\x18\x01 \x01(\x0b\x32+.manufacturing.maintenance.v1.RemainingLife\x12\x33\n\x06\x61lerts\x18\x02 \x03(\x0b\x32#.manufacturing.maintenance.v1.Alert\"\xee\x01\n\x15PredictFailureRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12?\n\x0cproduct_type\x18\x02 \x01(\x0e\x32).manufacturing.maintenance.v1.ProductType\x12\x19\n\x11\x61ir_temperature_k\x18\x03 \x01(\x01\x12\x1d\n\x15process_temperature_k\x18\x04 \x01(\x01\x12\x1c\n\x14rotational_speed_rpm\x18\x05 \x01(\x01\x12\x11\n\ttorque_nm\x18\x06 \x01(\x01\x12\x15\n\rtool_wear_min\x18\x07 \x01(\x01\";\n\x16\x46\x61ilureModeProbability\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xc6\x01\n\x16PredictFailureResponse\x12\x1b\n\x13\x66\x61ilure_probability\x18\x01 \x01(\x01\x12\x43\n\x05modes\x18\x02 \x03(\x0b\x32\x34.manufacturing.maintenance.v1.FailureModeProbability\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x33\n\x06\x61lerts\x18\x04 \x03(\x0b\x32#.manufacturing.maintenance.v1.Alert\"\x9d\x01\n\x18TrainAnomalyModelRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07sensors\x18\x04 \x03(\t\"W\n\x19TrainAnomalyModelResponse\x12\x0f\n\x07sensors\x18\x01 \x03(\t\x12\x16\n\x0etraining_steps\x18\x02 \x01(\x05\x12\x11\n\tthreshold\x18\x03 \x01(\x01\"\xc7\x01\n\x14ScoreReadingsRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12=\n\x08readings\x18\x02 \x03(\x0b\x32+.manufacturing.maintenance.v1.SensorReading\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\tStepScore\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x11\n\tanomalous\x18\x03 \x01(\x08\"\x98\x01\n\x15ScoreReadingsResponse\x12\x37\n\x06scores\x18\x01 \x03(\x0b\x32\'.manufacturing.maintenance.v1.StepScore\x12\x11\n\tthreshold\x18\x02 \x01(\x01\x12\x33\n\x06\x61lerts\x18\x03 \x03(\x0b\x32#.manufacturing.maintenance.v1.Alert\"O\n\x16\x43reateAlertRuleRequest\x12\x35\n\x04rule\x18\x01 \x01(\x0b\x32\'.manufacturing.maintenance.v1.AlertRule\"P\n\x17\x43reateAlertRuleResponse\x12\x35\n\x04rule\x18\x01 \x01(\x0b\x32\'.manufacturing.maintenance.v1.AlertRule\"+\n\x15ListAlertRulesRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\"P\n\x16ListAlertRulesResponse\x12\x36\n\x05rules\x18\x01 \x03(\x0b\x32\'.manufacturing.maintenance.v1.AlertRule\"$\n\x16\x44\x65leteAlertRuleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteAlertRuleResponse\"{\n\x12WatchAlertsRequest\x12\x13\n\x0bmachine_ids\x18\x01 \x03(\t\x12:\n\nseverities\x18\x02 \x03(\x0e\x32&.manufacturing.maintenance.v1.Severity\x12\x14\n\x0cresume_after\x18\x03 \x01(\t\"Y\n\x13WatchAlertsResponse\x12\x32\n\x05\x61lert\x18\x01 \x01(\x0b\x32#.manufacturing.maintenance.v1.Alert\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"D\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\x02 \x01(\t\"N\n\x18\x41\x63knowledgeAlertResponse\x12\x32\n\x05\x61lert\x18\x01 \x01(\x0b\x32#.manufacturing.maintenance.v1.Alert\"<\n\x17GetMachineHealthRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"\xe6\x01\n\x18GetMachineHealthResponse\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x0c\n\x04risk\x18\x02 \x01(\x01\x12\x43\n\x0eremaining_life\x18\x03 \x01(\x0b\x32+.manufacturing.maintenance.v1.RemainingLife\x12)\n!remaining_life_unavailable_reason\x18\x04 \x01(\t\x12\x38\n\x0bopen_alerts\x18\x05 \x03(\x0b\x32#.manufacturing.maintenance.v1.Alert\"\x95\x02\n\x16PlanMaintenanceRequest\x12\x13\n\x0bmachine_ids\x18\x01 \x03(\t\x12*\n\x07horizon\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0e\x63ycle_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0fwindow_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_parallel\x18\x05 \x01(\x05\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05model\x18\x07 \x01(\t\"\xd1\x01\n\x11MaintenanceWindow\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04risk\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\"n\n\x17PlanMaintenanceResponse\x12@\n\x07windows\x18\x01 \x03(\x0b\x32/.manufacturing.maintenance.v1.MaintenanceWindow\x12\x11\n\tunplanned\x18\x02 \x03(\t*g\n\x0bProductType\x12\x1c\n\x18PRODUCT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRODUCT_TYPE_L\x10\x01\x12\x12\n\x0ePRODUCT_TYPE_M\x10\x02\x12\x12\n\x0ePRODUCT_TYPE_H\x10\x03\x32\x81\x11\n\x12MaintenanceService\x12\x80\x01\n\x0eGetServiceInfo\x12\x33.manufacturing.maintenance.v1.GetServiceInfoRequest\x1a\x34.manufacturing.maintenance.v1.GetServiceInfoResponse\"\x03\x90\x02\x01\x12\x85\x01\n\x0eIngestReadings\x12\x33.manufacturing.maintenance.v1.IngestReadingsRequest\x1a\x34.manufacturing.maintenance.v1.IngestReadingsResponse\"\x06\x8a\xb5\x18\x02\x10\x01(\x01\x12\x89\x01\n\x11GetLatestReadings\x12\x36.manufacturing.maintenance.v1.GetLatestReadingsRequest\x1a\x37.manufacturing.maintenance.v1.GetLatestReadingsResponse\"\x03\x90\x02\x01\x12z\n\x0cListMachines\x12\x31.manufacturing.maintenance.v1.ListMachinesRequest\x1a\x32.manufacturing.maintenance.v1.ListMachinesResponse\"\x03\x90\x02\x01\x12w\n\x0bGetReadings\x12\x30.manufacturing.maintenance.v1.GetReadingsRequest\x1a\x31.manufacturing.maintenance.v1.GetReadingsResponse\"\x03\x90\x02\x01\x12\x95\x01\n\x14PredictRemainingLife\x12\x39.manufacturing.maintenance.v1.PredictRemainingLifeRequest\x1a:.manufacturing.maintenance.v1.PredictRemainingLifeResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x83\x01\n\x0ePredictFailure\x12\x33.manufacturing.maintenance.v1.PredictFailureRequest\x1a\x34.manufacturing.maintenance.v1.PredictFailureResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x8c\x01\n\x11TrainAnomalyModel\x12\x36.manufacturing.maintenance.v1.TrainAnomalyModelRequest\x1a\x37.manufacturing.maintenance.v1.TrainAnomalyModelResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x12\x80\x01\n\rScoreReadings\x12\x32.manufacturing.maintenance.v1.ScoreReadingsRequest\x1a\x33.manufacturing.maintenance.v1.ScoreReadingsResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x86\x01\n\x0f\x43reateAlertRule\x12\x34.manufacturing.maintenance.v1.CreateAlertRuleRequest\x1a\x35.manufacturing.maintenance.v1.CreateAlertRuleResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x12\x80\x01\n\x0eListAlertRules\x12\x33.manufacturing.maintenance.v1.ListAlertRulesRequest\x1a\x34.manufacturing.maintenance.v1.ListAlertRulesResponse\"\x03\x90\x02\x01\x12\x89\x01\n\x0f\x44\x65leteAlertRule\x12\x34.manufacturing.maintenance.v1.DeleteAlertRuleRequest\x1a\x35.manufacturing.maintenance.v1.DeleteAlertRuleResponse\"\t\x90\x02\x02\x8a\xb5\x18\x02\x08\x03\x12y\n\x0bWatchAlerts\x12\x30.manufacturing.maintenance.v1.WatchAlertsRequest\x1a\x31.manufacturing.maintenance.v1.WatchAlertsResponse\"\x03\x90\x02\x01\x30\x01\x12\x86\x01\n\x10\x41\x63knowledgeAlert\x12\x35.manufacturing.maintenance.v1.AcknowledgeAlertRequest\x1a\x36.manufacturing.maintenance.v1.AcknowledgeAlertResponse\"\x03\x90\x02\x02\x12\x89\x01\n\x10GetMachineHealth\x12\x35.manufacturing.maintenance.v1.GetMachineHealthRequest\x1a\x36.manufacturing.maintenance.v1.GetMachineHealthResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x86\x01\n\x0fPlanMaintenance\x12\x34.manufacturing.maintenance.v1.PlanMaintenanceRequest\x1a\x35.manufacturing.maintenance.v1.PlanMaintenanceResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +39,114 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MAINTENANCESERVICE'].methods_by_name['GetServiceInfo']._loaded_options = None
   _globals['_MAINTENANCESERVICE'].methods_by_name['GetServiceInfo']._serialized_options = b'\220\002\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['IngestReadings']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['IngestReadings']._serialized_options = b'\212\265\030\002\020\001'
   _globals['_MAINTENANCESERVICE'].methods_by_name['GetLatestReadings']._loaded_options = None
   _globals['_MAINTENANCESERVICE'].methods_by_name['GetLatestReadings']._serialized_options = b'\220\002\001'
-  _globals['_GETSERVICEINFOREQUEST']._serialized_start=183
-  _globals['_GETSERVICEINFOREQUEST']._serialized_end=206
-  _globals['_GETSERVICEINFORESPONSE']._serialized_start=208
-  _globals['_GETSERVICEINFORESPONSE']._serialized_end=284
-  _globals['_INGESTREADINGSREQUEST']._serialized_start=286
-  _globals['_INGESTREADINGSREQUEST']._serialized_end=372
-  _globals['_INGESTREADINGSRESPONSE']._serialized_start=374
-  _globals['_INGESTREADINGSRESPONSE']._serialized_end=445
-  _globals['_GETLATESTREADINGSREQUEST']._serialized_start=447
-  _globals['_GETLATESTREADINGSREQUEST']._serialized_end=493
-  _globals['_GETLATESTREADINGSRESPONSE']._serialized_start=495
-  _globals['_GETLATESTREADINGSRESPONSE']._serialized_end=585
-  _globals['_MAINTENANCESERVICE']._serialized_start=588
-  _globals['_MAINTENANCESERVICE']._serialized_end=1006
+  _globals['_MAINTENANCESERVICE'].methods_by_name['ListMachines']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['ListMachines']._serialized_options = b'\220\002\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['GetReadings']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['GetReadings']._serialized_options = b'\220\002\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['PredictRemainingLife']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['PredictRemainingLife']._serialized_options = b'\212\265\030\002\010\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['PredictFailure']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['PredictFailure']._serialized_options = b'\212\265\030\002\010\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['TrainAnomalyModel']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['TrainAnomalyModel']._serialized_options = b'\212\265\030\002\010\003'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['ScoreReadings']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['ScoreReadings']._serialized_options = b'\212\265\030\002\010\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['CreateAlertRule']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['CreateAlertRule']._serialized_options = b'\212\265\030\002\010\003'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['ListAlertRules']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['ListAlertRules']._serialized_options = b'\220\002\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['DeleteAlertRule']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['DeleteAlertRule']._serialized_options = b'\220\002\002\212\265\030\002\010\003'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['WatchAlerts']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['WatchAlerts']._serialized_options = b'\220\002\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['AcknowledgeAlert']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['AcknowledgeAlert']._serialized_options = b'\220\002\002'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['GetMachineHealth']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['GetMachineHealth']._serialized_options = b'\212\265\030\002\010\001'
+  _globals['_MAINTENANCESERVICE'].methods_by_name['PlanMaintenance']._loaded_options = None
+  _globals['_MAINTENANCESERVICE'].methods_by_name['PlanMaintenance']._serialized_options = b'\212\265\030\002\010\001'
+  _globals['_PRODUCTTYPE']._serialized_start=4792
+  _globals['_PRODUCTTYPE']._serialized_end=4895
+  _globals['_GETSERVICEINFOREQUEST']._serialized_start=328
+  _globals['_GETSERVICEINFOREQUEST']._serialized_end=351
+  _globals['_GETSERVICEINFORESPONSE']._serialized_start=353
+  _globals['_GETSERVICEINFORESPONSE']._serialized_end=429
+  _globals['_INGESTREADINGSREQUEST']._serialized_start=431
+  _globals['_INGESTREADINGSREQUEST']._serialized_end=517
+  _globals['_REJECTEDREADING']._serialized_start=519
+  _globals['_REJECTEDREADING']._serialized_end=611
+  _globals['_INGESTREADINGSRESPONSE']._serialized_start=614
+  _globals['_INGESTREADINGSRESPONSE']._serialized_end=797
+  _globals['_GETLATESTREADINGSREQUEST']._serialized_start=799
+  _globals['_GETLATESTREADINGSREQUEST']._serialized_end=845
+  _globals['_GETLATESTREADINGSRESPONSE']._serialized_start=847
+  _globals['_GETLATESTREADINGSRESPONSE']._serialized_end=937
+  _globals['_LISTMACHINESREQUEST']._serialized_start=939
+  _globals['_LISTMACHINESREQUEST']._serialized_end=999
+  _globals['_LISTMACHINESRESPONSE']._serialized_start=1001
+  _globals['_LISTMACHINESRESPONSE']._serialized_end=1105
+  _globals['_GETREADINGSREQUEST']._serialized_start=1108
+  _globals['_GETREADINGSREQUEST']._serialized_end=1298
+  _globals['_GETREADINGSRESPONSE']._serialized_start=1300
+  _globals['_GETREADINGSRESPONSE']._serialized_end=1409
+  _globals['_READINGWINDOW']._serialized_start=1411
+  _globals['_READINGWINDOW']._serialized_end=1519
+  _globals['_PREDICTREMAININGLIFEREQUEST']._serialized_start=1522
+  _globals['_PREDICTREMAININGLIFEREQUEST']._serialized_end=1661
+  _globals['_REMAININGLIFE']._serialized_start=1664
+  _globals['_REMAININGLIFE']._serialized_end=1817
+  _globals['_PREDICTREMAININGLIFERESPONSE']._serialized_start=1820
+  _globals['_PREDICTREMAININGLIFERESPONSE']._serialized_end=1972
+  _globals['_PREDICTFAILUREREQUEST']._serialized_start=1975
+  _globals['_PREDICTFAILUREREQUEST']._serialized_end=2213
+  _globals['_FAILUREMODEPROBABILITY']._serialized_start=2215
+  _globals['_FAILUREMODEPROBABILITY']._serialized_end=2274
+  _globals['_PREDICTFAILURERESPONSE']._serialized_start=2277
+  _globals['_PREDICTFAILURERESPONSE']._serialized_end=2475
+  _globals['_TRAINANOMALYMODELREQUEST']._serialized_start=2478
+  _globals['_TRAINANOMALYMODELREQUEST']._serialized_end=2635
+  _globals['_TRAINANOMALYMODELRESPONSE']._serialized_start=2637
+  _globals['_TRAINANOMALYMODELRESPONSE']._serialized_end=2724
+  _globals['_SCOREREADINGSREQUEST']._serialized_start=2727
+  _globals['_SCOREREADINGSREQUEST']._serialized_end=2926
+  _globals['_STEPSCORE']._serialized_start=2928
+  _globals['_STEPSCORE']._serialized_end=3015
+  _globals['_SCOREREADINGSRESPONSE']._serialized_start=3018
+  _globals['_SCOREREADINGSRESPONSE']._serialized_end=3170
+  _globals['_CREATEALERTRULEREQUEST']._serialized_start=3172
+  _globals['_CREATEALERTRULEREQUEST']._serialized_end=3251
+  _globals['_CREATEALERTRULERESPONSE']._serialized_start=3253
+  _globals['_CREATEALERTRULERESPONSE']._serialized_end=3333
+  _globals['_LISTALERTRULESREQUEST']._serialized_start=3335
+  _globals['_LISTALERTRULESREQUEST']._serialized_end=3378
+  _globals['_LISTALERTRULESRESPONSE']._serialized_start=3380
+  _globals['_LISTALERTRULESRESPONSE']._serialized_end=3460
+  _globals['_DELETEALERTRULEREQUEST']._serialized_start=3462
+  _globals['_DELETEALERTRULEREQUEST']._serialized_end=3498
+  _globals['_DELETEALERTRULERESPONSE']._serialized_start=3500
+  _globals['_DELETEALERTRULERESPONSE']._serialized_end=3525
+  _globals['_WATCHALERTSREQUEST']._serialized_start=3527
+  _globals['_WATCHALERTSREQUEST']._serialized_end=3650
+  _globals['_WATCHALERTSRESPONSE']._serialized_start=3652
+  _globals['_WATCHALERTSRESPONSE']._serialized_end=3741
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=3743
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=3811
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=3813
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=3891
+  _globals['_GETMACHINEHEALTHREQUEST']._serialized_start=3893
+  _globals['_GETMACHINEHEALTHREQUEST']._serialized_end=3953
+  _globals['_GETMACHINEHEALTHRESPONSE']._serialized_start=3956
+  _globals['_GETMACHINEHEALTHRESPONSE']._serialized_end=4186
+  _globals['_PLANMAINTENANCEREQUEST']._serialized_start=4189
+  _globals['_PLANMAINTENANCEREQUEST']._serialized_end=4466
+  _globals['_MAINTENANCEWINDOW']._serialized_start=4469
+  _globals['_MAINTENANCEWINDOW']._serialized_end=4678
+  _globals['_PLANMAINTENANCERESPONSE']._serialized_start=4680
+  _globals['_PLANMAINTENANCERESPONSE']._serialized_end=4790
+  _globals['_MAINTENANCESERVICE']._serialized_start=4898
+  _globals['_MAINTENANCESERVICE']._serialized_end=7075
 # @@protoc_insertion_point(module_scope)

@@ -5,9 +5,13 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from manufacturing.common.v1 import service_info_pb2 as _service_info_pb2
+from manufacturing.maintenance.v1 import alert_pb2 as _alert_pb2
 from manufacturing.maintenance.v1 import sensor_reading_pb2 as _sensor_reading_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +23,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ProductType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProductTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProductType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRODUCT_TYPE_UNSPECIFIED: _ProductType.ValueType  # 0
+    """Not set; rejected."""
+    PRODUCT_TYPE_L: _ProductType.ValueType  # 1
+    """Low quality variant."""
+    PRODUCT_TYPE_M: _ProductType.ValueType  # 2
+    """Medium quality variant."""
+    PRODUCT_TYPE_H: _ProductType.ValueType  # 3
+    """High quality variant."""
+
+class ProductType(_ProductType, metaclass=_ProductTypeEnumTypeWrapper):
+    """Product quality variant of the workpiece being machined."""
+
+PRODUCT_TYPE_UNSPECIFIED: ProductType.ValueType  # 0
+"""Not set; rejected."""
+PRODUCT_TYPE_L: ProductType.ValueType  # 1
+"""Low quality variant."""
+PRODUCT_TYPE_M: ProductType.ValueType  # 2
+"""Medium quality variant."""
+PRODUCT_TYPE_H: ProductType.ValueType  # 3
+"""High quality variant."""
+Global___ProductType: _TypeAlias = ProductType  # noqa: Y015
 
 @_typing.final
 class GetServiceInfoRequest(_message.Message):
@@ -46,7 +78,7 @@ class GetServiceInfoResponse(_message.Message):
     INFO_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def info(self) -> _service_info_pb2.ServiceInfo:
-        """Description of the instance that answered."""
+        """Description of the instance that answered; model_versions lists the loaded models."""
 
     def __init__(
         self,
@@ -86,6 +118,40 @@ class IngestReadingsRequest(_message.Message):
 Global___IngestReadingsRequest: _TypeAlias = IngestReadingsRequest  # noqa: Y015
 
 @_typing.final
+class RejectedReading(_message.Message):
+    """A reading that was not stored, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_INDEX_FIELD_NUMBER: _builtins.int
+    READING_INDEX_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    batch_index: _builtins.int
+    """Position of its batch in the stream, from 0."""
+    reading_index: _builtins.int
+    """Position of the reading in its batch, from 0."""
+    field: _builtins.str
+    """Field at fault, e.g. `readings[3].value`."""
+    reason: _builtins.str
+    """Why it was rejected."""
+    def __init__(
+        self,
+        *,
+        batch_index: _builtins.int = ...,
+        reading_index: _builtins.int = ...,
+        field: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_index", b"batch_index", "field", b"field", "reading_index", b"reading_index", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedReading: _TypeAlias = RejectedReading  # noqa: Y015
+
+@_typing.final
 class IngestReadingsResponse(_message.Message):
     """Response for IngestReadings, sent when the stream ends."""
 
@@ -93,19 +159,33 @@ class IngestReadingsResponse(_message.Message):
 
     STORED_COUNT_FIELD_NUMBER: _builtins.int
     DUPLICATE_COUNT_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    REJECTED_COUNT_FIELD_NUMBER: _builtins.int
+    ALERTS_RAISED_FIELD_NUMBER: _builtins.int
     stored_count: _builtins.int
     """Readings newly stored."""
     duplicate_count: _builtins.int
     """Readings already stored before (same machine, sensor and time), not stored again."""
+    rejected_count: _builtins.int
+    """Number of invalid readings."""
+    alerts_raised: _builtins.int
+    """Alerts raised by threshold rules on the stored readings."""
+    @_builtins.property
+    def rejected(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedReading]:
+        """Invalid readings, not stored (at most 1000 listed; see rejected_count)."""
+
     def __init__(
         self,
         *,
         stored_count: _builtins.int = ...,
         duplicate_count: _builtins.int = ...,
+        rejected: _abc.Iterable[Global___RejectedReading] | None = ...,
+        rejected_count: _builtins.int = ...,
+        alerts_raised: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate_count", b"duplicate_count", "stored_count", b"stored_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts_raised", b"alerts_raised", "duplicate_count", b"duplicate_count", "rejected", b"rejected", "rejected_count", b"rejected_count", "stored_count", b"stored_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -156,3 +236,1012 @@ class GetLatestReadingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetLatestReadingsResponse: _TypeAlias = GetLatestReadingsResponse  # noqa: Y015
+
+@_typing.final
+class ListMachinesRequest(_message.Message):
+    """Request for ListMachines."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Largest number of machines to return, 1 to 100; 0 means 20."""
+    page_token: _builtins.str
+    """Token from a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMachinesRequest: _TypeAlias = ListMachinesRequest  # noqa: Y015
+
+@_typing.final
+class ListMachinesResponse(_message.Message):
+    """Response for ListMachines."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last one."""
+    @_builtins.property
+    def machines(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Machine]:
+        """Machines on this page, ordered by id."""
+
+    def __init__(
+        self,
+        *,
+        machines: _abc.Iterable[_alert_pb2.Machine] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["machines", b"machines", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMachinesResponse: _TypeAlias = ListMachinesResponse  # noqa: Y015
+
+@_typing.final
+class GetReadingsRequest(_message.Message):
+    """Request for GetReadings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    SENSORS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine whose readings to return."""
+    page_size: _builtins.int
+    """Largest number of readings to return, 1 to 1000; 0 means 100."""
+    page_token: _builtins.str
+    """Token from a previous response's next_page_token; empty for the first page."""
+    @_builtins.property
+    def sensors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these sensors; empty means all."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """First time included; unset means from the beginning."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """First time excluded; unset means up to now and beyond."""
+
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        sensors: _abc.Iterable[_builtins.str] | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "machine_id", b"machine_id", "page_size", b"page_size", "page_token", b"page_token", "sensors", b"sensors", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReadingsRequest: _TypeAlias = GetReadingsRequest  # noqa: Y015
+
+@_typing.final
+class GetReadingsResponse(_message.Message):
+    """Response for GetReadings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READINGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last one."""
+    @_builtins.property
+    def readings(self) -> _containers.RepeatedCompositeFieldContainer[_sensor_reading_pb2.SensorReading]:
+        """Readings on this page, ordered by time then sensor."""
+
+    def __init__(
+        self,
+        *,
+        readings: _abc.Iterable[_sensor_reading_pb2.SensorReading] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "readings", b"readings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReadingsResponse: _TypeAlias = GetReadingsResponse  # noqa: Y015
+
+@_typing.final
+class ReadingWindow(_message.Message):
+    """Readings given inline: one time step per distinct time, oldest first after sorting."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READINGS_FIELD_NUMBER: _builtins.int
+    CYCLES_BEFORE_WINDOW_FIELD_NUMBER: _builtins.int
+    cycles_before_window: _builtins.int
+    """Cycles the machine ran before the window's first step (0: the window starts at the
+    beginning of life or the last overhaul).
+    """
+    @_builtins.property
+    def readings(self) -> _containers.RepeatedCompositeFieldContainer[_sensor_reading_pb2.SensorReading]:
+        """Readings of one machine (machine_id may be empty); each time step must hold every
+        sensor the model needs. Operating settings are read from the readings' settings.
+        """
+
+    def __init__(
+        self,
+        *,
+        readings: _abc.Iterable[_sensor_reading_pb2.SensorReading] | None = ...,
+        cycles_before_window: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles_before_window", b"cycles_before_window", "readings", b"readings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadingWindow: _TypeAlias = ReadingWindow  # noqa: Y015
+
+@_typing.final
+class PredictRemainingLifeRequest(_message.Message):
+    """Request for PredictRemainingLife."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """A stored machine: all its readings, up to its last 2000 time steps."""
+    model: _builtins.str
+    """Model name as listed in GetServiceInfo (e.g. "rul-fd001"); empty means "rul-fd004",
+    trained on six operating conditions and two fault modes.
+    """
+    @_builtins.property
+    def window(self) -> Global___ReadingWindow:
+        """Readings given inline."""
+
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        window: Global___ReadingWindow | None = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["machine_id", b"machine_id", "source", b"source", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["machine_id", b"machine_id", "model", b"model", "source", b"source", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["machine_id", "window"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___PredictRemainingLifeRequest: _TypeAlias = PredictRemainingLifeRequest  # noqa: Y015
+
+@_typing.final
+class RemainingLife(_message.Message):
+    """A remaining-useful-life estimate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUL_CYCLES_FIELD_NUMBER: _builtins.int
+    RUL_LOWER_CYCLES_FIELD_NUMBER: _builtins.int
+    RUL_UPPER_CYCLES_FIELD_NUMBER: _builtins.int
+    HEALTH_INDEX_FIELD_NUMBER: _builtins.int
+    CYCLES_USED_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    rul_cycles: _builtins.float
+    """Predicted remaining cycles (capped at the model's cap, 125)."""
+    rul_lower_cycles: _builtins.float
+    """Lower end of the 90 % prediction interval."""
+    rul_upper_cycles: _builtins.float
+    """Upper end of the 90 % prediction interval."""
+    health_index: _builtins.float
+    """Health from 1 (as new) to 0 (end of life): rul_cycles / cap."""
+    cycles_used: _builtins.int
+    """Time steps the prediction used."""
+    model_version: _builtins.str
+    """Model name and version used, e.g. "rul-fd004@1a2b3c4d5e6f"."""
+    def __init__(
+        self,
+        *,
+        rul_cycles: _builtins.float = ...,
+        rul_lower_cycles: _builtins.float = ...,
+        rul_upper_cycles: _builtins.float = ...,
+        health_index: _builtins.float = ...,
+        cycles_used: _builtins.int = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles_used", b"cycles_used", "health_index", b"health_index", "model_version", b"model_version", "rul_cycles", b"rul_cycles", "rul_lower_cycles", b"rul_lower_cycles", "rul_upper_cycles", b"rul_upper_cycles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemainingLife: _TypeAlias = RemainingLife  # noqa: Y015
+
+@_typing.final
+class PredictRemainingLifeResponse(_message.Message):
+    """Response for PredictRemainingLife."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMAINING_LIFE_FIELD_NUMBER: _builtins.int
+    ALERTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def remaining_life(self) -> Global___RemainingLife:
+        """The estimate."""
+
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Alert]:
+        """Alerts raised by RUL_BELOW rules (stored machines only)."""
+
+    def __init__(
+        self,
+        *,
+        remaining_life: Global___RemainingLife | None = ...,
+        alerts: _abc.Iterable[_alert_pb2.Alert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["remaining_life", b"remaining_life"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "remaining_life", b"remaining_life"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictRemainingLifeResponse: _TypeAlias = PredictRemainingLifeResponse  # noqa: Y015
+
+@_typing.final
+class PredictFailureRequest(_message.Message):
+    """Request for PredictFailure."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    PRODUCT_TYPE_FIELD_NUMBER: _builtins.int
+    AIR_TEMPERATURE_K_FIELD_NUMBER: _builtins.int
+    PROCESS_TEMPERATURE_K_FIELD_NUMBER: _builtins.int
+    ROTATIONAL_SPEED_RPM_FIELD_NUMBER: _builtins.int
+    TORQUE_NM_FIELD_NUMBER: _builtins.int
+    TOOL_WEAR_MIN_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine concerned; when set, FAILURE_PREDICTED rules may raise alerts."""
+    product_type: Global___ProductType.ValueType
+    """Product variant."""
+    air_temperature_k: _builtins.float
+    """Air temperature in kelvin, 200 to 400."""
+    process_temperature_k: _builtins.float
+    """Process temperature in kelvin, 200 to 450."""
+    rotational_speed_rpm: _builtins.float
+    """Spindle speed in rpm, 0 to 10000."""
+    torque_nm: _builtins.float
+    """Torque in newton metres, 0 to 500."""
+    tool_wear_min: _builtins.float
+    """Tool wear in minutes, 0 to 10000."""
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        product_type: Global___ProductType.ValueType = ...,
+        air_temperature_k: _builtins.float = ...,
+        process_temperature_k: _builtins.float = ...,
+        rotational_speed_rpm: _builtins.float = ...,
+        torque_nm: _builtins.float = ...,
+        tool_wear_min: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["air_temperature_k", b"air_temperature_k", "machine_id", b"machine_id", "process_temperature_k", b"process_temperature_k", "product_type", b"product_type", "rotational_speed_rpm", b"rotational_speed_rpm", "tool_wear_min", b"tool_wear_min", "torque_nm", b"torque_nm"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictFailureRequest: _TypeAlias = PredictFailureRequest  # noqa: Y015
+
+@_typing.final
+class FailureModeProbability(_message.Message):
+    """Probability of one failure mode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    PROBABILITY_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    """Mode code: TWF (tool wear), HDF (heat dissipation), PWF (power), OSF (overstrain)."""
+    probability: _builtins.float
+    """Probability, 0 to 1."""
+    def __init__(
+        self,
+        *,
+        mode: _builtins.str = ...,
+        probability: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "probability", b"probability"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailureModeProbability: _TypeAlias = FailureModeProbability  # noqa: Y015
+
+@_typing.final
+class PredictFailureResponse(_message.Message):
+    """Response for PredictFailure."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAILURE_PROBABILITY_FIELD_NUMBER: _builtins.int
+    MODES_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    ALERTS_FIELD_NUMBER: _builtins.int
+    failure_probability: _builtins.float
+    """Probability of any predictable failure, 0 to 1."""
+    model_version: _builtins.str
+    """Model name and version used."""
+    @_builtins.property
+    def modes(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailureModeProbability]:
+        """Per mode, most likely first."""
+
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Alert]:
+        """Alerts raised by FAILURE_PREDICTED rules."""
+
+    def __init__(
+        self,
+        *,
+        failure_probability: _builtins.float = ...,
+        modes: _abc.Iterable[Global___FailureModeProbability] | None = ...,
+        model_version: _builtins.str = ...,
+        alerts: _abc.Iterable[_alert_pb2.Alert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "failure_probability", b"failure_probability", "model_version", b"model_version", "modes", b"modes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictFailureResponse: _TypeAlias = PredictFailureResponse  # noqa: Y015
+
+@_typing.final
+class TrainAnomalyModelRequest(_message.Message):
+    """Request for TrainAnomalyModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    SENSORS_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine whose model to fit."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the normal period (included); unset means from the beginning."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the normal period (excluded); unset means up to now."""
+
+    @_builtins.property
+    def sensors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sensors to model; empty means every sensor of the machine in the range."""
+
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        sensors: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "machine_id", b"machine_id", "sensors", b"sensors", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrainAnomalyModelRequest: _TypeAlias = TrainAnomalyModelRequest  # noqa: Y015
+
+@_typing.final
+class TrainAnomalyModelResponse(_message.Message):
+    """Response for TrainAnomalyModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENSORS_FIELD_NUMBER: _builtins.int
+    TRAINING_STEPS_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    training_steps: _builtins.int
+    """Time steps it was fitted on."""
+    threshold: _builtins.float
+    """Score above which a step is anomalous (the 99.5th percentile of training scores)."""
+    @_builtins.property
+    def sensors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sensors the model uses."""
+
+    def __init__(
+        self,
+        *,
+        sensors: _abc.Iterable[_builtins.str] | None = ...,
+        training_steps: _builtins.int = ...,
+        threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sensors", b"sensors", "threshold", b"threshold", "training_steps", b"training_steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrainAnomalyModelResponse: _TypeAlias = TrainAnomalyModelResponse  # noqa: Y015
+
+@_typing.final
+class ScoreReadingsRequest(_message.Message):
+    """Request for ScoreReadings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    READINGS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine whose anomaly model to use."""
+    @_builtins.property
+    def readings(self) -> _containers.RepeatedCompositeFieldContainer[_sensor_reading_pb2.SensorReading]:
+        """Readings to score inline; when empty, the stored readings in the time range."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the stored range (included)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the stored range (excluded)."""
+
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        readings: _abc.Iterable[_sensor_reading_pb2.SensorReading] | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "machine_id", b"machine_id", "readings", b"readings", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreReadingsRequest: _TypeAlias = ScoreReadingsRequest  # noqa: Y015
+
+@_typing.final
+class StepScore(_message.Message):
+    """Anomaly score of one time step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    ANOMALOUS_FIELD_NUMBER: _builtins.int
+    score: _builtins.float
+    """Score: mean squared robust z-distance from normal; about 1 when normal."""
+    anomalous: _builtins.bool
+    """Whether the score exceeds the model's threshold."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Time of the step."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        score: _builtins.float = ...,
+        anomalous: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomalous", b"anomalous", "score", b"score", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepScore: _TypeAlias = StepScore  # noqa: Y015
+
+@_typing.final
+class ScoreReadingsResponse(_message.Message):
+    """Response for ScoreReadings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORES_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    ALERTS_FIELD_NUMBER: _builtins.int
+    threshold: _builtins.float
+    """Model's threshold."""
+    @_builtins.property
+    def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepScore]:
+        """Scores of the complete time steps, oldest first (steps missing a model sensor skipped)."""
+
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Alert]:
+        """Alerts raised by ANOMALY rules."""
+
+    def __init__(
+        self,
+        *,
+        scores: _abc.Iterable[Global___StepScore] | None = ...,
+        threshold: _builtins.float = ...,
+        alerts: _abc.Iterable[_alert_pb2.Alert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "scores", b"scores", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreReadingsResponse: _TypeAlias = ScoreReadingsResponse  # noqa: Y015
+
+@_typing.final
+class CreateAlertRuleRequest(_message.Message):
+    """Request for CreateAlertRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rule(self) -> _alert_pb2.AlertRule:
+        """Rule to create; its id is assigned."""
+
+    def __init__(
+        self,
+        *,
+        rule: _alert_pb2.AlertRule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAlertRuleRequest: _TypeAlias = CreateAlertRuleRequest  # noqa: Y015
+
+@_typing.final
+class CreateAlertRuleResponse(_message.Message):
+    """Response for CreateAlertRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rule(self) -> _alert_pb2.AlertRule:
+        """The stored rule."""
+
+    def __init__(
+        self,
+        *,
+        rule: _alert_pb2.AlertRule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAlertRuleResponse: _TypeAlias = CreateAlertRuleResponse  # noqa: Y015
+
+@_typing.final
+class ListAlertRulesRequest(_message.Message):
+    """Request for ListAlertRules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Only rules that apply to this machine (its own and global ones); empty means all."""
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["machine_id", b"machine_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertRulesRequest: _TypeAlias = ListAlertRulesRequest  # noqa: Y015
+
+@_typing.final
+class ListAlertRulesResponse(_message.Message):
+    """Response for ListAlertRules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.AlertRule]:
+        """Rules, ordered by id."""
+
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[_alert_pb2.AlertRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertRulesResponse: _TypeAlias = ListAlertRulesResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAlertRuleRequest(_message.Message):
+    """Request for DeleteAlertRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Rule to delete."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAlertRuleRequest: _TypeAlias = DeleteAlertRuleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAlertRuleResponse(_message.Message):
+    """Response for DeleteAlertRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAlertRuleResponse: _TypeAlias = DeleteAlertRuleResponse  # noqa: Y015
+
+@_typing.final
+class WatchAlertsRequest(_message.Message):
+    """Request for WatchAlerts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_IDS_FIELD_NUMBER: _builtins.int
+    SEVERITIES_FIELD_NUMBER: _builtins.int
+    RESUME_AFTER_FIELD_NUMBER: _builtins.int
+    resume_after: _builtins.str
+    """Cursor of the last alert received; alerts after it are delivered first. Empty means
+    only alerts raised from now on; "0" means every alert still retained.
+    """
+    @_builtins.property
+    def machine_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only alerts of these machines; empty means all."""
+
+    @_builtins.property
+    def severities(self) -> _containers.RepeatedScalarFieldContainer[_alert_pb2.Severity.ValueType]:
+        """Only alerts of these severities; empty means all."""
+
+    def __init__(
+        self,
+        *,
+        machine_ids: _abc.Iterable[_builtins.str] | None = ...,
+        severities: _abc.Iterable[_alert_pb2.Severity.ValueType] | None = ...,
+        resume_after: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["machine_ids", b"machine_ids", "resume_after", b"resume_after", "severities", b"severities"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchAlertsRequest: _TypeAlias = WatchAlertsRequest  # noqa: Y015
+
+@_typing.final
+class WatchAlertsResponse(_message.Message):
+    """Response for WatchAlerts: one alert."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Its position in the alert stream; pass it as resume_after to resume."""
+    @_builtins.property
+    def alert(self) -> _alert_pb2.Alert:
+        """The alert."""
+
+    def __init__(
+        self,
+        *,
+        alert: _alert_pb2.Alert | None = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "cursor", b"cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchAlertsResponse: _TypeAlias = WatchAlertsResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeAlertRequest(_message.Message):
+    """Request for AcknowledgeAlert."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.str
+    """Alert to acknowledge."""
+    acknowledged_by: _builtins.str
+    """Who acknowledges it, 1 to 128 characters."""
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.str = ...,
+        acknowledged_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "alert_id", b"alert_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeAlertRequest: _TypeAlias = AcknowledgeAlertRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeAlertResponse(_message.Message):
+    """Response for AcknowledgeAlert."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> _alert_pb2.Alert:
+        """The alert, acknowledged."""
+
+    def __init__(
+        self,
+        *,
+        alert: _alert_pb2.Alert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeAlertResponse: _TypeAlias = AcknowledgeAlertResponse  # noqa: Y015
+
+@_typing.final
+class GetMachineHealthRequest(_message.Message):
+    """Request for GetMachineHealth."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine to assess."""
+    model: _builtins.str
+    """RUL model, as in PredictRemainingLifeRequest.model."""
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["machine_id", b"machine_id", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMachineHealthRequest: _TypeAlias = GetMachineHealthRequest  # noqa: Y015
+
+@_typing.final
+class GetMachineHealthResponse(_message.Message):
+    """Response for GetMachineHealth."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    REMAINING_LIFE_FIELD_NUMBER: _builtins.int
+    REMAINING_LIFE_UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    OPEN_ALERTS_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine assessed."""
+    risk: _builtins.float
+    """Risk of failure soon, 0 to 1: 1 - health index, raised to at least 0.9 by an open P0
+    alert and 0.6 by an open P1 alert.
+    """
+    remaining_life_unavailable_reason: _builtins.str
+    """Why remaining_life is unset, if it is."""
+    @_builtins.property
+    def remaining_life(self) -> Global___RemainingLife:
+        """Remaining life; unset when the machine lacks the history or sensors to predict."""
+
+    @_builtins.property
+    def open_alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Alert]:
+        """Open (unacknowledged) alerts, newest first, at most 100."""
+
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        risk: _builtins.float = ...,
+        remaining_life: Global___RemainingLife | None = ...,
+        remaining_life_unavailable_reason: _builtins.str = ...,
+        open_alerts: _abc.Iterable[_alert_pb2.Alert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["remaining_life", b"remaining_life"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["machine_id", b"machine_id", "open_alerts", b"open_alerts", "remaining_life", b"remaining_life", "remaining_life_unavailable_reason", b"remaining_life_unavailable_reason", "risk", b"risk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMachineHealthResponse: _TypeAlias = GetMachineHealthResponse  # noqa: Y015
+
+@_typing.final
+class PlanMaintenanceRequest(_message.Message):
+    """Request for PlanMaintenance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_IDS_FIELD_NUMBER: _builtins.int
+    HORIZON_FIELD_NUMBER: _builtins.int
+    CYCLE_DURATION_FIELD_NUMBER: _builtins.int
+    WINDOW_DURATION_FIELD_NUMBER: _builtins.int
+    MAX_PARALLEL_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    max_parallel: _builtins.int
+    """Machines that may be down at once; 0 means 1."""
+    model: _builtins.str
+    """RUL model, as in PredictRemainingLifeRequest.model."""
+    @_builtins.property
+    def machine_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Machines to plan for, 1 to 500, each with readings."""
+
+    @_builtins.property
+    def horizon(self) -> _duration_pb2.Duration:
+        """How far ahead to plan, more than 0 and at most 365 days."""
+
+    @_builtins.property
+    def cycle_duration(self) -> _duration_pb2.Duration:
+        """Wall time of one cycle (one time step of readings), more than 0."""
+
+    @_builtins.property
+    def window_duration(self) -> _duration_pb2.Duration:
+        """Length of one maintenance window, more than 0."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Plan start; unset means now."""
+
+    def __init__(
+        self,
+        *,
+        machine_ids: _abc.Iterable[_builtins.str] | None = ...,
+        horizon: _duration_pb2.Duration | None = ...,
+        cycle_duration: _duration_pb2.Duration | None = ...,
+        window_duration: _duration_pb2.Duration | None = ...,
+        max_parallel: _builtins.int = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cycle_duration", b"cycle_duration", "horizon", b"horizon", "start_time", b"start_time", "window_duration", b"window_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycle_duration", b"cycle_duration", "horizon", b"horizon", "machine_ids", b"machine_ids", "max_parallel", b"max_parallel", "model", b"model", "start_time", b"start_time", "window_duration", b"window_duration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanMaintenanceRequest: _TypeAlias = PlanMaintenanceRequest  # noqa: Y015
+
+@_typing.final
+class MaintenanceWindow(_message.Message):
+    """A recommended maintenance window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Machine to maintain."""
+    risk: _builtins.float
+    """Risk as in GetMachineHealthResponse."""
+    reason: _builtins.str
+    """Why this window, for people."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Window start."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Window end."""
+
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """Latest safe start: when the lower end of the RUL interval runs out."""
+
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+        risk: _builtins.float = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time", "end_time", b"end_time", "machine_id", b"machine_id", "reason", b"reason", "risk", b"risk", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaintenanceWindow: _TypeAlias = MaintenanceWindow  # noqa: Y015
+
+@_typing.final
+class PlanMaintenanceResponse(_message.Message):
+    """Response for PlanMaintenance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    UNPLANNED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaintenanceWindow]:
+        """Windows within the horizon, by start time."""
+
+    @_builtins.property
+    def unplanned(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Machines with no window in the horizon (healthy enough) or not predictable, with why."""
+
+    def __init__(
+        self,
+        *,
+        windows: _abc.Iterable[Global___MaintenanceWindow] | None = ...,
+        unplanned: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unplanned", b"unplanned", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanMaintenanceResponse: _TypeAlias = PlanMaintenanceResponse  # noqa: Y015

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class MaintenanceServiceStub:
-    """Maintenance: sensor ingestion and machine condition.
+    """Maintenance: sensor ingestion, anomaly detection, remaining useful life, alerts.
     """
 
     def __init__(self, channel):
@@ -50,10 +50,75 @@ class MaintenanceServiceStub:
                 request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetLatestReadingsRequest.SerializeToString,
                 response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetLatestReadingsResponse.FromString,
                 _registered_method=True)
+        self.ListMachines = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/ListMachines',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListMachinesRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListMachinesResponse.FromString,
+                _registered_method=True)
+        self.GetReadings = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/GetReadings',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetReadingsRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetReadingsResponse.FromString,
+                _registered_method=True)
+        self.PredictRemainingLife = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/PredictRemainingLife',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictRemainingLifeRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictRemainingLifeResponse.FromString,
+                _registered_method=True)
+        self.PredictFailure = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/PredictFailure',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictFailureRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictFailureResponse.FromString,
+                _registered_method=True)
+        self.TrainAnomalyModel = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/TrainAnomalyModel',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.TrainAnomalyModelRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.TrainAnomalyModelResponse.FromString,
+                _registered_method=True)
+        self.ScoreReadings = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/ScoreReadings',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ScoreReadingsRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ScoreReadingsResponse.FromString,
+                _registered_method=True)
+        self.CreateAlertRule = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/CreateAlertRule',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.CreateAlertRuleRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.CreateAlertRuleResponse.FromString,
+                _registered_method=True)
+        self.ListAlertRules = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/ListAlertRules',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListAlertRulesRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListAlertRulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlertRule = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/DeleteAlertRule',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.DeleteAlertRuleRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.DeleteAlertRuleResponse.FromString,
+                _registered_method=True)
+        self.WatchAlerts = channel.unary_stream(
+                '/manufacturing.maintenance.v1.MaintenanceService/WatchAlerts',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.WatchAlertsRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.WatchAlertsResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeAlert = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/AcknowledgeAlert',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.AcknowledgeAlertRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.AcknowledgeAlertResponse.FromString,
+                _registered_method=True)
+        self.GetMachineHealth = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/GetMachineHealth',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetMachineHealthRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetMachineHealthResponse.FromString,
+                _registered_method=True)
+        self.PlanMaintenance = channel.unary_unary(
+                '/manufacturing.maintenance.v1.MaintenanceService/PlanMaintenance',
+                request_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PlanMaintenanceRequest.SerializeToString,
+                response_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PlanMaintenanceResponse.FromString,
+                _registered_method=True)
 
 
 class MaintenanceServiceServicer:
-    """Maintenance: sensor ingestion and machine condition.
+    """Maintenance: sensor ingestion, anomaly detection, remaining useful life, alerts.
     """
 
     def GetServiceInfo(self, request, context):
@@ -64,10 +129,16 @@ class MaintenanceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def IngestReadings(self, request_iterator, context):
-        """Stores batches of readings sent over a client stream. Each batch is validated and
-        committed as a whole before the next is read; a reading already stored (same machine,
-        sensor and time) is counted as a duplicate, so a retried stream stores nothing twice.
-        Errors: INVALID_ARGUMENT naming the first bad reading; batches before it stay stored.
+        """Stores batches of readings sent over a client stream (machine API keys may call it). Each batch is validated reading
+        by reading and its valid readings are committed as one transaction before the next
+        batch is read; invalid readings (empty ids, unset time, a time more than a day ahead
+        of the server clock, NaN or infinite values or settings) are not stored and are listed
+        in the response's `rejected`, so they never silently take good readings down with
+        them. A reading already stored (same machine, sensor and time, also twice in one
+        batch) counts as a duplicate and keeps the first value, so a retried stream stores
+        nothing twice. Order within and across batches does not matter.
+        Errors: INVALID_ARGUMENT for an empty batch or one over 10000 readings (field
+        `readings`, message naming the batch); batches before it stay stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -77,6 +148,117 @@ class MaintenanceServiceServicer:
         """Returns the most recent reading of each sensor of a machine.
         Errors: INVALID_ARGUMENT for an empty machine id; NOT_FOUND when the machine has no
         readings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMachines(self, request, context):
+        """Lists machines that have readings, ordered by id.
+        Errors: INVALID_ARGUMENT for a bad page size or token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReadings(self, request, context):
+        """Returns a machine's readings in a time range, ordered by time then sensor.
+        Errors: INVALID_ARGUMENT for an empty machine id, an end before the start, or a bad
+        page size or token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PredictRemainingLife(self, request, context):
+        """Predicts remaining useful life (in cycles, one time step of readings = one cycle)
+        with an interval and a health index, from a stored machine's history or an inline
+        window. Errors: INVALID_ARGUMENT naming the field for an unknown model, a window too
+        short, missing sensors or bad values; NOT_FOUND for a machine without readings;
+        FAILED_PRECONDITION when a stored machine lacks sensors the model needs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PredictFailure(self, request, context):
+        """Predicts failure probability per failure mode from one machine snapshot.
+        Errors: INVALID_ARGUMENT naming the bad field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainAnomalyModel(self, request, context):
+        """Fits a machine's anomaly model (engineers) on a time range of its history taken as normal.
+        Errors: INVALID_ARGUMENT for a bad range; FAILED_PRECONDITION when the range holds too
+        few complete time steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScoreReadings(self, request, context):
+        """Scores a machine's readings (inline, or stored in a time range) with its anomaly
+        model; anomalous steps raise alerts through ANOMALY rules.
+        Errors: INVALID_ARGUMENT for bad input; FAILED_PRECONDITION when the machine has no
+        anomaly model; NOT_FOUND when the range holds no readings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAlertRule(self, request, context):
+        """Creates an alert rule. Errors: INVALID_ARGUMENT naming the bad field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlertRules(self, request, context):
+        """Lists alert rules. Errors: none beyond the usual.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlertRule(self, request, context):
+        """Deletes an alert rule. Errors: NOT_FOUND when no rule has the id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAlerts(self, request, context):
+        """Streams alerts as they are raised on any replica, in order, each once. Resume after a
+        disconnect by passing the cursor of the last alert received: every alert raised since
+        is delivered exactly once. The stream lasts until the client cancels it or the
+        server shuts down. Errors: INVALID_ARGUMENT for a malformed cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeAlert(self, request, context):
+        """Marks an alert acknowledged (again: no change), reopening its rule for the machine.
+        Errors: NOT_FOUND when no alert has the id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMachineHealth(self, request, context):
+        """Returns a machine's risk, remaining useful life and open alerts.
+        Errors: INVALID_ARGUMENT for an empty machine id or unknown model; NOT_FOUND when the
+        machine has no readings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanMaintenance(self, request, context):
+        """Recommends maintenance windows over a horizon for machines, most urgent first, no more
+        than `max_parallel` at once. Errors: INVALID_ARGUMENT naming the bad field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,6 +282,71 @@ def add_MaintenanceServiceServicer_to_server(servicer, server):
                     request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetLatestReadingsRequest.FromString,
                     response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetLatestReadingsResponse.SerializeToString,
             ),
+            'ListMachines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMachines,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListMachinesRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListMachinesResponse.SerializeToString,
+            ),
+            'GetReadings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReadings,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetReadingsRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetReadingsResponse.SerializeToString,
+            ),
+            'PredictRemainingLife': grpc.unary_unary_rpc_method_handler(
+                    servicer.PredictRemainingLife,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictRemainingLifeRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictRemainingLifeResponse.SerializeToString,
+            ),
+            'PredictFailure': grpc.unary_unary_rpc_method_handler(
+                    servicer.PredictFailure,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictFailureRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictFailureResponse.SerializeToString,
+            ),
+            'TrainAnomalyModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainAnomalyModel,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.TrainAnomalyModelRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.TrainAnomalyModelResponse.SerializeToString,
+            ),
+            'ScoreReadings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreReadings,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ScoreReadingsRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ScoreReadingsResponse.SerializeToString,
+            ),
+            'CreateAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlertRule,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.CreateAlertRuleRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.CreateAlertRuleResponse.SerializeToString,
+            ),
+            'ListAlertRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlertRules,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListAlertRulesRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListAlertRulesResponse.SerializeToString,
+            ),
+            'DeleteAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlertRule,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.DeleteAlertRuleRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.DeleteAlertRuleResponse.SerializeToString,
+            ),
+            'WatchAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAlerts,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.WatchAlertsRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.WatchAlertsResponse.SerializeToString,
+            ),
+            'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlert,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.AcknowledgeAlertRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.AcknowledgeAlertResponse.SerializeToString,
+            ),
+            'GetMachineHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMachineHealth,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetMachineHealthRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetMachineHealthResponse.SerializeToString,
+            ),
+            'PlanMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanMaintenance,
+                    request_deserializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PlanMaintenanceRequest.FromString,
+                    response_serializer=manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PlanMaintenanceResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'manufacturing.maintenance.v1.MaintenanceService', rpc_method_handlers)
@@ -109,7 +356,7 @@ def add_MaintenanceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class MaintenanceService:
-    """Maintenance: sensor ingestion and machine condition.
+    """Maintenance: sensor ingestion, anomaly detection, remaining useful life, alerts.
     """
 
     @staticmethod
@@ -183,6 +430,357 @@ class MaintenanceService:
             '/manufacturing.maintenance.v1.MaintenanceService/GetLatestReadings',
             manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetLatestReadingsRequest.SerializeToString,
             manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetLatestReadingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMachines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/ListMachines',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListMachinesRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListMachinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReadings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/GetReadings',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetReadingsRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetReadingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictRemainingLife(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/PredictRemainingLife',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictRemainingLifeRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictRemainingLifeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictFailure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/PredictFailure',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictFailureRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PredictFailureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainAnomalyModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/TrainAnomalyModel',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.TrainAnomalyModelRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.TrainAnomalyModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreReadings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/ScoreReadings',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ScoreReadingsRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ScoreReadingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/CreateAlertRule',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.CreateAlertRuleRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.CreateAlertRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlertRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/ListAlertRules',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListAlertRulesRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.ListAlertRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/DeleteAlertRule',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.DeleteAlertRuleRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.DeleteAlertRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/WatchAlerts',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.WatchAlertsRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.WatchAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/AcknowledgeAlert',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.AcknowledgeAlertRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.AcknowledgeAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMachineHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/GetMachineHealth',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetMachineHealthRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.GetMachineHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/manufacturing.maintenance.v1.MaintenanceService/PlanMaintenance',
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PlanMaintenanceRequest.SerializeToString,
+            manufacturing_dot_maintenance_dot_v1_dot_maintenance__service__pb2.PlanMaintenanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class MaintenanceServiceStub:
-    """Maintenance: sensor ingestion and machine condition."""
+    """Maintenance: sensor ingestion, anomaly detection, remaining useful life, alerts."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -36,38 +36,162 @@ class MaintenanceServiceStub:
     GetServiceInfo: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.GetServiceInfoRequest, _maintenance_service_pb2.GetServiceInfoResponse]
     """Describes this service instance: version, build and models."""
     IngestReadings: _grpc.StreamUnaryMultiCallable[_maintenance_service_pb2.IngestReadingsRequest, _maintenance_service_pb2.IngestReadingsResponse]
-    """Stores batches of readings sent over a client stream. Each batch is validated and
-    committed as a whole before the next is read; a reading already stored (same machine,
-    sensor and time) is counted as a duplicate, so a retried stream stores nothing twice.
-    Errors: INVALID_ARGUMENT naming the first bad reading; batches before it stay stored.
+    """Stores batches of readings sent over a client stream (machine API keys may call it). Each batch is validated reading
+    by reading and its valid readings are committed as one transaction before the next
+    batch is read; invalid readings (empty ids, unset time, a time more than a day ahead
+    of the server clock, NaN or infinite values or settings) are not stored and are listed
+    in the response's `rejected`, so they never silently take good readings down with
+    them. A reading already stored (same machine, sensor and time, also twice in one
+    batch) counts as a duplicate and keeps the first value, so a retried stream stores
+    nothing twice. Order within and across batches does not matter.
+    Errors: INVALID_ARGUMENT for an empty batch or one over 10000 readings (field
+    `readings`, message naming the batch); batches before it stay stored.
     """
     GetLatestReadings: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.GetLatestReadingsRequest, _maintenance_service_pb2.GetLatestReadingsResponse]
     """Returns the most recent reading of each sensor of a machine.
     Errors: INVALID_ARGUMENT for an empty machine id; NOT_FOUND when the machine has no
     readings.
     """
+    ListMachines: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.ListMachinesRequest, _maintenance_service_pb2.ListMachinesResponse]
+    """Lists machines that have readings, ordered by id.
+    Errors: INVALID_ARGUMENT for a bad page size or token.
+    """
+    GetReadings: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.GetReadingsRequest, _maintenance_service_pb2.GetReadingsResponse]
+    """Returns a machine's readings in a time range, ordered by time then sensor.
+    Errors: INVALID_ARGUMENT for an empty machine id, an end before the start, or a bad
+    page size or token.
+    """
+    PredictRemainingLife: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.PredictRemainingLifeRequest, _maintenance_service_pb2.PredictRemainingLifeResponse]
+    """Predicts remaining useful life (in cycles, one time step of readings = one cycle)
+    with an interval and a health index, from a stored machine's history or an inline
+    window. Errors: INVALID_ARGUMENT naming the field for an unknown model, a window too
+    short, missing sensors or bad values; NOT_FOUND for a machine without readings;
+    FAILED_PRECONDITION when a stored machine lacks sensors the model needs.
+    """
+    PredictFailure: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.PredictFailureRequest, _maintenance_service_pb2.PredictFailureResponse]
+    """Predicts failure probability per failure mode from one machine snapshot.
+    Errors: INVALID_ARGUMENT naming the bad field.
+    """
+    TrainAnomalyModel: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.TrainAnomalyModelRequest, _maintenance_service_pb2.TrainAnomalyModelResponse]
+    """Fits a machine's anomaly model (engineers) on a time range of its history taken as normal.
+    Errors: INVALID_ARGUMENT for a bad range; FAILED_PRECONDITION when the range holds too
+    few complete time steps.
+    """
+    ScoreReadings: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.ScoreReadingsRequest, _maintenance_service_pb2.ScoreReadingsResponse]
+    """Scores a machine's readings (inline, or stored in a time range) with its anomaly
+    model; anomalous steps raise alerts through ANOMALY rules.
+    Errors: INVALID_ARGUMENT for bad input; FAILED_PRECONDITION when the machine has no
+    anomaly model; NOT_FOUND when the range holds no readings.
+    """
+    CreateAlertRule: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.CreateAlertRuleRequest, _maintenance_service_pb2.CreateAlertRuleResponse]
+    """Creates an alert rule. Errors: INVALID_ARGUMENT naming the bad field."""
+    ListAlertRules: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.ListAlertRulesRequest, _maintenance_service_pb2.ListAlertRulesResponse]
+    """Lists alert rules. Errors: none beyond the usual."""
+    DeleteAlertRule: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.DeleteAlertRuleRequest, _maintenance_service_pb2.DeleteAlertRuleResponse]
+    """Deletes an alert rule. Errors: NOT_FOUND when no rule has the id."""
+    WatchAlerts: _grpc.UnaryStreamMultiCallable[_maintenance_service_pb2.WatchAlertsRequest, _maintenance_service_pb2.WatchAlertsResponse]
+    """Streams alerts as they are raised on any replica, in order, each once. Resume after a
+    disconnect by passing the cursor of the last alert received: every alert raised since
+    is delivered exactly once. The stream lasts until the client cancels it or the
+    server shuts down. Errors: INVALID_ARGUMENT for a malformed cursor.
+    """
+    AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.AcknowledgeAlertRequest, _maintenance_service_pb2.AcknowledgeAlertResponse]
+    """Marks an alert acknowledged (again: no change), reopening its rule for the machine.
+    Errors: NOT_FOUND when no alert has the id.
+    """
+    GetMachineHealth: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.GetMachineHealthRequest, _maintenance_service_pb2.GetMachineHealthResponse]
+    """Returns a machine's risk, remaining useful life and open alerts.
+    Errors: INVALID_ARGUMENT for an empty machine id or unknown model; NOT_FOUND when the
+    machine has no readings.
+    """
+    PlanMaintenance: _grpc.UnaryUnaryMultiCallable[_maintenance_service_pb2.PlanMaintenanceRequest, _maintenance_service_pb2.PlanMaintenanceResponse]
+    """Recommends maintenance windows over a horizon for machines, most urgent first, no more
+    than `max_parallel` at once. Errors: INVALID_ARGUMENT naming the bad field.
+    """
 
 @_typing.type_check_only
 class MaintenanceServiceAsyncStub(MaintenanceServiceStub):
-    """Maintenance: sensor ingestion and machine condition."""
+    """Maintenance: sensor ingestion, anomaly detection, remaining useful life, alerts."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetServiceInfo: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.GetServiceInfoRequest, _maintenance_service_pb2.GetServiceInfoResponse]  # type: ignore[assignment]
     """Describes this service instance: version, build and models."""
     IngestReadings: _aio.StreamUnaryMultiCallable[_maintenance_service_pb2.IngestReadingsRequest, _maintenance_service_pb2.IngestReadingsResponse]  # type: ignore[assignment]
-    """Stores batches of readings sent over a client stream. Each batch is validated and
-    committed as a whole before the next is read; a reading already stored (same machine,
-    sensor and time) is counted as a duplicate, so a retried stream stores nothing twice.
-    Errors: INVALID_ARGUMENT naming the first bad reading; batches before it stay stored.
+    """Stores batches of readings sent over a client stream (machine API keys may call it). Each batch is validated reading
+    by reading and its valid readings are committed as one transaction before the next
+    batch is read; invalid readings (empty ids, unset time, a time more than a day ahead
+    of the server clock, NaN or infinite values or settings) are not stored and are listed
+    in the response's `rejected`, so they never silently take good readings down with
+    them. A reading already stored (same machine, sensor and time, also twice in one
+    batch) counts as a duplicate and keeps the first value, so a retried stream stores
+    nothing twice. Order within and across batches does not matter.
+    Errors: INVALID_ARGUMENT for an empty batch or one over 10000 readings (field
+    `readings`, message naming the batch); batches before it stay stored.
     """
     GetLatestReadings: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.GetLatestReadingsRequest, _maintenance_service_pb2.GetLatestReadingsResponse]  # type: ignore[assignment]
     """Returns the most recent reading of each sensor of a machine.
     Errors: INVALID_ARGUMENT for an empty machine id; NOT_FOUND when the machine has no
     readings.
     """
+    ListMachines: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.ListMachinesRequest, _maintenance_service_pb2.ListMachinesResponse]  # type: ignore[assignment]
+    """Lists machines that have readings, ordered by id.
+    Errors: INVALID_ARGUMENT for a bad page size or token.
+    """
+    GetReadings: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.GetReadingsRequest, _maintenance_service_pb2.GetReadingsResponse]  # type: ignore[assignment]
+    """Returns a machine's readings in a time range, ordered by time then sensor.
+    Errors: INVALID_ARGUMENT for an empty machine id, an end before the start, or a bad
+    page size or token.
+    """
+    PredictRemainingLife: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.PredictRemainingLifeRequest, _maintenance_service_pb2.PredictRemainingLifeResponse]  # type: ignore[assignment]
+    """Predicts remaining useful life (in cycles, one time step of readings = one cycle)
+    with an interval and a health index, from a stored machine's history or an inline
+    window. Errors: INVALID_ARGUMENT naming the field for an unknown model, a window too
+    short, missing sensors or bad values; NOT_FOUND for a machine without readings;
+    FAILED_PRECONDITION when a stored machine lacks sensors the model needs.
+    """
+    PredictFailure: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.PredictFailureRequest, _maintenance_service_pb2.PredictFailureResponse]  # type: ignore[assignment]
+    """Predicts failure probability per failure mode from one machine snapshot.
+    Errors: INVALID_ARGUMENT naming the bad field.
+    """
+    TrainAnomalyModel: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.TrainAnomalyModelRequest, _maintenance_service_pb2.TrainAnomalyModelResponse]  # type: ignore[assignment]
+    """Fits a machine's anomaly model (engineers) on a time range of its history taken as normal.
+    Errors: INVALID_ARGUMENT for a bad range; FAILED_PRECONDITION when the range holds too
+    few complete time steps.
+    """
+    ScoreReadings: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.ScoreReadingsRequest, _maintenance_service_pb2.ScoreReadingsResponse]  # type: ignore[assignment]
+    """Scores a machine's readings (inline, or stored in a time range) with its anomaly
+    model; anomalous steps raise alerts through ANOMALY rules.
+    Errors: INVALID_ARGUMENT for bad input; FAILED_PRECONDITION when the machine has no
+    anomaly model; NOT_FOUND when the range holds no readings.
+    """
+    CreateAlertRule: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.CreateAlertRuleRequest, _maintenance_service_pb2.CreateAlertRuleResponse]  # type: ignore[assignment]
+    """Creates an alert rule. Errors: INVALID_ARGUMENT naming the bad field."""
+    ListAlertRules: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.ListAlertRulesRequest, _maintenance_service_pb2.ListAlertRulesResponse]  # type: ignore[assignment]
+    """Lists alert rules. Errors: none beyond the usual."""
+    DeleteAlertRule: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.DeleteAlertRuleRequest, _maintenance_service_pb2.DeleteAlertRuleResponse]  # type: ignore[assignment]
+    """Deletes an alert rule. Errors: NOT_FOUND when no rule has the id."""
+    WatchAlerts: _aio.UnaryStreamMultiCallable[_maintenance_service_pb2.WatchAlertsRequest, _maintenance_service_pb2.WatchAlertsResponse]  # type: ignore[assignment]
+    """Streams alerts as they are raised on any replica, in order, each once. Resume after a
+    disconnect by passing the cursor of the last alert received: every alert raised since
+    is delivered exactly once. The stream lasts until the client cancels it or the
+    server shuts down. Errors: INVALID_ARGUMENT for a malformed cursor.
+    """
+    AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.AcknowledgeAlertRequest, _maintenance_service_pb2.AcknowledgeAlertResponse]  # type: ignore[assignment]
+    """Marks an alert acknowledged (again: no change), reopening its rule for the machine.
+    Errors: NOT_FOUND when no alert has the id.
+    """
+    GetMachineHealth: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.GetMachineHealthRequest, _maintenance_service_pb2.GetMachineHealthResponse]  # type: ignore[assignment]
+    """Returns a machine's risk, remaining useful life and open alerts.
+    Errors: INVALID_ARGUMENT for an empty machine id or unknown model; NOT_FOUND when the
+    machine has no readings.
+    """
+    PlanMaintenance: _aio.UnaryUnaryMultiCallable[_maintenance_service_pb2.PlanMaintenanceRequest, _maintenance_service_pb2.PlanMaintenanceResponse]  # type: ignore[assignment]
+    """Recommends maintenance windows over a horizon for machines, most urgent first, no more
+    than `max_parallel` at once. Errors: INVALID_ARGUMENT naming the bad field.
+    """
 
 class MaintenanceServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Maintenance: sensor ingestion and machine condition."""
+    """Maintenance: sensor ingestion, anomaly detection, remaining useful life, alerts."""
 
     @_abc_1.abstractmethod
     def GetServiceInfo(
@@ -83,10 +207,16 @@ class MaintenanceServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_maintenance_service_pb2.IngestReadingsRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_maintenance_service_pb2.IngestReadingsResponse, _abc.Awaitable[_maintenance_service_pb2.IngestReadingsResponse]]:
-        """Stores batches of readings sent over a client stream. Each batch is validated and
-        committed as a whole before the next is read; a reading already stored (same machine,
-        sensor and time) is counted as a duplicate, so a retried stream stores nothing twice.
-        Errors: INVALID_ARGUMENT naming the first bad reading; batches before it stay stored.
+        """Stores batches of readings sent over a client stream (machine API keys may call it). Each batch is validated reading
+        by reading and its valid readings are committed as one transaction before the next
+        batch is read; invalid readings (empty ids, unset time, a time more than a day ahead
+        of the server clock, NaN or infinite values or settings) are not stored and are listed
+        in the response's `rejected`, so they never silently take good readings down with
+        them. A reading already stored (same machine, sensor and time, also twice in one
+        batch) counts as a duplicate and keeps the first value, so a retried stream stores
+        nothing twice. Order within and across batches does not matter.
+        Errors: INVALID_ARGUMENT for an empty batch or one over 10000 readings (field
+        `readings`, message naming the batch); batches before it stay stored.
         """
 
     @_abc_1.abstractmethod
@@ -98,6 +228,140 @@ class MaintenanceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns the most recent reading of each sensor of a machine.
         Errors: INVALID_ARGUMENT for an empty machine id; NOT_FOUND when the machine has no
         readings.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMachines(
+        self,
+        request: _maintenance_service_pb2.ListMachinesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.ListMachinesResponse, _abc.Awaitable[_maintenance_service_pb2.ListMachinesResponse]]:
+        """Lists machines that have readings, ordered by id.
+        Errors: INVALID_ARGUMENT for a bad page size or token.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReadings(
+        self,
+        request: _maintenance_service_pb2.GetReadingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.GetReadingsResponse, _abc.Awaitable[_maintenance_service_pb2.GetReadingsResponse]]:
+        """Returns a machine's readings in a time range, ordered by time then sensor.
+        Errors: INVALID_ARGUMENT for an empty machine id, an end before the start, or a bad
+        page size or token.
+        """
+
+    @_abc_1.abstractmethod
+    def PredictRemainingLife(
+        self,
+        request: _maintenance_service_pb2.PredictRemainingLifeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.PredictRemainingLifeResponse, _abc.Awaitable[_maintenance_service_pb2.PredictRemainingLifeResponse]]:
+        """Predicts remaining useful life (in cycles, one time step of readings = one cycle)
+        with an interval and a health index, from a stored machine's history or an inline
+        window. Errors: INVALID_ARGUMENT naming the field for an unknown model, a window too
+        short, missing sensors or bad values; NOT_FOUND for a machine without readings;
+        FAILED_PRECONDITION when a stored machine lacks sensors the model needs.
+        """
+
+    @_abc_1.abstractmethod
+    def PredictFailure(
+        self,
+        request: _maintenance_service_pb2.PredictFailureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.PredictFailureResponse, _abc.Awaitable[_maintenance_service_pb2.PredictFailureResponse]]:
+        """Predicts failure probability per failure mode from one machine snapshot.
+        Errors: INVALID_ARGUMENT naming the bad field.
+        """
+
+    @_abc_1.abstractmethod
+    def TrainAnomalyModel(
+        self,
+        request: _maintenance_service_pb2.TrainAnomalyModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.TrainAnomalyModelResponse, _abc.Awaitable[_maintenance_service_pb2.TrainAnomalyModelResponse]]:
+        """Fits a machine's anomaly model (engineers) on a time range of its history taken as normal.
+        Errors: INVALID_ARGUMENT for a bad range; FAILED_PRECONDITION when the range holds too
+        few complete time steps.
+        """
+
+    @_abc_1.abstractmethod
+    def ScoreReadings(
+        self,
+        request: _maintenance_service_pb2.ScoreReadingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.ScoreReadingsResponse, _abc.Awaitable[_maintenance_service_pb2.ScoreReadingsResponse]]:
+        """Scores a machine's readings (inline, or stored in a time range) with its anomaly
+        model; anomalous steps raise alerts through ANOMALY rules.
+        Errors: INVALID_ARGUMENT for bad input; FAILED_PRECONDITION when the machine has no
+        anomaly model; NOT_FOUND when the range holds no readings.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateAlertRule(
+        self,
+        request: _maintenance_service_pb2.CreateAlertRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.CreateAlertRuleResponse, _abc.Awaitable[_maintenance_service_pb2.CreateAlertRuleResponse]]:
+        """Creates an alert rule. Errors: INVALID_ARGUMENT naming the bad field."""
+
+    @_abc_1.abstractmethod
+    def ListAlertRules(
+        self,
+        request: _maintenance_service_pb2.ListAlertRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.ListAlertRulesResponse, _abc.Awaitable[_maintenance_service_pb2.ListAlertRulesResponse]]:
+        """Lists alert rules. Errors: none beyond the usual."""
+
+    @_abc_1.abstractmethod
+    def DeleteAlertRule(
+        self,
+        request: _maintenance_service_pb2.DeleteAlertRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.DeleteAlertRuleResponse, _abc.Awaitable[_maintenance_service_pb2.DeleteAlertRuleResponse]]:
+        """Deletes an alert rule. Errors: NOT_FOUND when no rule has the id."""
+
+    @_abc_1.abstractmethod
+    def WatchAlerts(
+        self,
+        request: _maintenance_service_pb2.WatchAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_maintenance_service_pb2.WatchAlertsResponse], _abc.AsyncIterator[_maintenance_service_pb2.WatchAlertsResponse]]:
+        """Streams alerts as they are raised on any replica, in order, each once. Resume after a
+        disconnect by passing the cursor of the last alert received: every alert raised since
+        is delivered exactly once. The stream lasts until the client cancels it or the
+        server shuts down. Errors: INVALID_ARGUMENT for a malformed cursor.
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeAlert(
+        self,
+        request: _maintenance_service_pb2.AcknowledgeAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.AcknowledgeAlertResponse, _abc.Awaitable[_maintenance_service_pb2.AcknowledgeAlertResponse]]:
+        """Marks an alert acknowledged (again: no change), reopening its rule for the machine.
+        Errors: NOT_FOUND when no alert has the id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMachineHealth(
+        self,
+        request: _maintenance_service_pb2.GetMachineHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.GetMachineHealthResponse, _abc.Awaitable[_maintenance_service_pb2.GetMachineHealthResponse]]:
+        """Returns a machine's risk, remaining useful life and open alerts.
+        Errors: INVALID_ARGUMENT for an empty machine id or unknown model; NOT_FOUND when the
+        machine has no readings.
+        """
+
+    @_abc_1.abstractmethod
+    def PlanMaintenance(
+        self,
+        request: _maintenance_service_pb2.PlanMaintenanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_maintenance_service_pb2.PlanMaintenanceResponse, _abc.Awaitable[_maintenance_service_pb2.PlanMaintenanceResponse]]:
+        """Recommends maintenance windows over a horizon for machines, most urgent first, no more
+        than `max_parallel` at once. Errors: INVALID_ARGUMENT naming the bad field.
         """
 
 def add_MaintenanceServiceServicer_to_server(servicer: MaintenanceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

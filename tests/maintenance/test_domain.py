@@ -1,0 +1,194 @@
+"""Maintenance domain code without a server: features, trees, artifacts, rules, planning."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+from services.maintenance import artifacts
+from services.maintenance.domain import alerts, cmapss, failure, features, planning, rul
+from services.maintenance.domain.anomaly import AnomalyModel
+from services.maintenance.domain.readings import Reading
+from services.maintenance.domain.steps import to_steps
+from services.maintenance.domain.trees import TreeEnsemble, sigmoid
+from services.runtime.errors import FailedPrecondition, Violations
+from tests.shared_data import shared_data
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_tree_export_reproduces_scikit_learn_predictions():
+    generator = np.random.default_rng(0)
+    x = generator.normal(size=(400, 4))
+    y = x[:, 0] * 2 + np.sin(x[:, 1]) + generator.normal(0, 0.1, 400)
+    x[::17, 2] = np.nan
+    regressor = HistGradientBoostingRegressor(max_iter=30, early_stopping=False).fit(x, y)
+    trees = TreeEnsemble.from_sklearn(regressor)
+    np.testing.assert_allclose(trees.predict_raw(x), regressor.predict(x), rtol=1e-9, atol=1e-9)
+    classifier = HistGradientBoostingClassifier(max_iter=20, early_stopping=False).fit(x, y > 0)
+    exported = TreeEnsemble.from_sklearn(classifier)
+    np.testing.assert_allclose(
+        sigmoid(exported.predict_raw(x)), classifier.predict_proba(x)[:, 1], atol=1e-9
+    )
+    again = TreeEnsemble.from_arrays(exported.to_arrays("m"), "m")
+    np.testing.assert_allclose(again.predict_raw(x), exported.predict_raw(x))
+
+
+def test_history_features_are_causal_and_measure_slopes():
+    generator = np.random.default_rng(1)
+    z = np.cumsum(generator.normal(size=(60, 3)), axis=0)
+    full = features.history_features(z)
+    for cut in (1, 7, 30, 59):
+        np.testing.assert_allclose(features.history_features(z[:cut])[-1], full[cut - 1])
+    line = np.arange(50, dtype=float)[:, None] * 0.5
+    last = features.history_features(line)[-1]
+    names = features.feature_names(("s",))
+    assert last[names.index("s_slope30")] == pytest.approx(0.5)
+    assert last[names.index("s_slope_all")] == pytest.approx(0.5)
+    assert last[names.index("age")] == 50
+
+
+def test_condition_normaliser_standardises_each_condition():
+    generator = np.random.default_rng(2)
+    settings = np.repeat([[0.0, 0.0, 100.0], [42.0, 0.84, 60.0]], 200, axis=0)
+    sensors = np.where(settings[:, :1] > 1, 500.0, 100.0) + generator.normal(0, 2, (400, 1))
+    normaliser = features.ConditionNormaliser.fit(settings, sensors, conditions=2)
+    z = normaliser.transform(settings, sensors)
+    for block in (z[:200], z[200:]):
+        assert abs(block.mean()) < 0.2 and 0.8 < block.std() < 1.2
+
+
+def test_artifacts_verify_their_hash(tmp_path):
+    version = artifacts.save_artifact(
+        tmp_path,
+        "demo",
+        {"a": np.arange(3.0)},
+        kind="demo",
+        training_data={"sha256": "x"},
+        metrics={"rmse": 1.0},
+        params={},
+    )
+    loaded = artifacts.load_artifact(tmp_path, "demo")
+    assert loaded.version == version and loaded.arrays["a"].tolist() == [0.0, 1.0, 2.0]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    path = tmp_path / manifest["artifacts"]["demo"]["file"]
+    payload = bytearray(path.read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    path.write_bytes(bytes(payload))
+    with pytest.raises(artifacts.ArtifactError, match="does not match"):
+        artifacts.load_artifact(tmp_path, "demo")
+    with pytest.raises(artifacts.ArtifactError, match="not in the manifest"):
+        artifacts.load_artifact(tmp_path, "other")
+
+
+def test_failure_labels_follow_the_documented_treatment(tmp_path):
+    header = "UDI,Product ID,Type,Air temperature [K],Process temperature [K],"
+    header += "Rotational speed [rpm],Torque [Nm],Tool wear [min],Machine failure,"
+    header += "TWF,HDF,PWF,OSF,RNF"
+    rows = [
+        "1,L1,L,300,310,1500,40,10,1,0,0,0,0,0",  # failure with no mode: dropped
+        "2,L2,L,300,310,1500,40,10,0,0,0,0,0,1",  # RNF without failure: negative
+        "3,L3,L,300,310,1500,40,10,1,0,1,0,1,0",  # two modes: positive for both
+    ]
+    path = tmp_path / "ai4i.csv"
+    path.write_text("\ufeff" + "\n".join([header, *rows]) + "\n", encoding="utf-8")
+    data = failure.load_ai4i(path)
+    assert data.dropped_unknown_cause == 1
+    assert data.any_failure.tolist() == [0, 1]
+    assert data.labels["HDF"].tolist() == [0, 1] and data.labels["OSF"].tolist() == [0, 1]
+
+
+def test_threshold_rules_alert_once_per_rule_and_machine():
+    rule = alerts.Rule("r", "", alerts.RuleKind.THRESHOLD, alerts.Severity.P0, "t", upper_limit=5)
+    readings = [
+        Reading("a", "t", T0, 6.0),
+        Reading("a", "t", T0 + timedelta(1), 7.0),
+        Reading("b", "t", T0, 1.0),
+        Reading("b", "other", T0, 99.0),
+    ]
+    breaches = alerts.threshold_breaches([rule], readings)
+    assert [(b.machine_id, b.value) for b in breaches] == [("a", 6.0)]
+    violations = Violations()
+    alerts.validate_rule(
+        alerts.Rule("", "", alerts.RuleKind.THRESHOLD, alerts.Severity.P1, "t", 5.0, 1.0),
+        violations,
+    )
+    with pytest.raises(Exception, match=r"rule\.lower_limit"):
+        violations.raise_if_any()
+
+
+def test_plan_respects_capacity_and_urgency():
+    outlooks = [
+        planning.MachineOutlook("late", 100, 0.2),
+        planning.MachineOutlook("soon", 10, 0.9),
+        planning.MachineOutlook("also-soon", 10, 0.8),
+        planning.MachineOutlook("never", 10_000, 0.0),
+    ]
+    windows, unplanned = planning.plan_windows(
+        outlooks,
+        start=T0,
+        horizon=timedelta(hours=200),
+        cycle=timedelta(hours=1),
+        window=timedelta(hours=4),
+        max_parallel=1,
+    )
+    assert [w.machine_id for w in windows] == ["also-soon", "soon", "late"]
+    assert windows[1].end <= windows[1].due  # the riskier machine keeps its due time
+    assert all(a.end <= b.start for a, b in itertools.pairwise(windows))
+    assert [u.split(":")[0] for u in unplanned] == ["never"]
+
+
+def test_anomaly_model_needs_history_and_flags_broken_correlation():
+    generator = np.random.default_rng(3)
+    base = generator.normal(size=200)
+    normal = np.column_stack([base, base + generator.normal(0, 0.1, 200)])
+    with pytest.raises(FailedPrecondition):
+        AnomalyModel.fit(("a", "b"), normal[:5])
+    model = AnomalyModel.fit(("a", "b"), normal)
+    assert model.score(np.array([[1.0, -1.0]]))[0] > model.threshold
+    assert model.score(np.array([[1.0, 1.0]]))[0] < model.threshold
+    assert AnomalyModel.from_json(model.to_json()).threshold == model.threshold
+
+
+def test_steps_skip_incomplete_time_steps():
+    readings = [
+        Reading("m", "a", T0, 1.0, {"setting1": 3.0}),
+        Reading("m", "b", T0, 2.0),
+        Reading("m", "a", T0 + timedelta(1), 3.0),
+    ]
+    steps = to_steps(readings, ("a", "b"), ("setting1",), [9.0])
+    assert steps.values.tolist() == [[1.0, 2.0]] and steps.settings.tolist() == [[3.0]]
+    assert steps.incomplete == [(T0 + timedelta(1), ["b"])]
+
+
+def test_rul_model_learns_on_a_slice_of_fd001():
+    folder = shared_data("cmapss")
+    units = cmapss.load_units(folder / "train_FD001.txt")
+    params = rul.RulParams(max_iter=40, seeds=1, quantile_max_iter=10, min_samples_leaf=50)
+    model = rul.fit_rul_model(units[:30], 1, params)
+    model = rul.RulModel.from_arrays(model.to_arrays())
+    x, y, _ = rul.training_matrix(units[80:], model.normaliser)
+    point, lower, upper = model.predict_features(x)
+    assert cmapss.rmse(point, y) < 25
+    assert np.all(lower <= point) and np.all(point <= upper)
+    with pytest.raises(rul.WindowTooShort):
+        model.predict(units[0].settings[:5], units[0].sensors[:5][:, [1, 2]])
+
+
+def test_cmapss_rows_parse_with_trailing_spaces(tmp_path):
+    row = " ".join(["1", "1", *(["0.5"] * 24)]) + "  \n"
+    path = tmp_path / "train.txt"
+    path.write_text(row + row.replace("1 1 ", "1 2 ", 1))
+    (unit,) = cmapss.load_units(path)
+    assert unit.length == 2 and unit.sensors.shape == (2, 21)
+    assert cmapss.training_target(200).max() == 125 and cmapss.training_target(3).tolist() == [
+        2,
+        1,
+        0,
+    ]
+    assert cmapss.phm08_score(np.array([13.0]), np.array([0.0])) == pytest.approx(np.e**1.3 - 1)
