@@ -7,9 +7,9 @@ folder is used; on the default folders only the held-out block, which training n
 saw: per class, and for tiles per capture group, the last third by file number).
 
 Throughput: ``--images`` 200x200 NEU images streamed through InspectStream of a real
-server on loopback (2 inspection workers), against the same pipeline (decode, features,
-classifier, regions; same workers and in-flight bound) called in-process in the same
-run. The last line is
+server on loopback (2 inspection workers), against the servicer's own InspectStream called
+in-process (same decode, features, classifier, regions, workers and in-flight bound;
+everything but the transport) in the same run, alternating, best of each. The last line is
 ``quality: neu_accuracy=A neu_macro_f1=F tile_auroc=U imgs_per_s=R grpc_vs_inprocess=Q``.
 """
 
@@ -22,18 +22,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
+from manufacturing.common.v1 import service_info_pb2
 from manufacturing.quality.v1 import quality_service_pb2 as pb
 from manufacturing.quality.v1 import quality_service_pb2_grpc
 
 from services.quality import app
 from services.quality.datasets import Sample, blocked_split, neu_samples, tile_samples
-from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS, decode_gray
+from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
 from services.quality.domain.inspection.inspector import Inspector
-from services.quality.domain.inspection.pipeline import ordered_map
 from services.quality.evaluation import evaluate_anomaly, evaluate_classifier
+from services.quality.feed import MeasurementFeed
 from services.quality.registry import SHIPPED_MODELS, ModelRegistry
+from services.quality.servicer import QualityServicer
 from services.quality.train import NEU_MODEL, SHARED_DATA, TILE_MODEL, TRAIN_FRACTION
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import load_settings
@@ -41,7 +44,7 @@ from services.runtime.server import GrpcService
 
 WORKERS = 2
 IN_FLIGHT = 4
-ROUNDS = 2
+ROUNDS = 4
 
 
 def held_out(samples: list[Sample], default: bool) -> list[Sample]:
@@ -66,20 +69,46 @@ def stream_throughput(port: int, images: list[bytes]) -> float:
     return len(images) / elapsed
 
 
-def inprocess_throughput(registry: ModelRegistry, images: list[bytes]) -> float:
-    inspector = Inspector()
-    model = registry.active(NEU_MODEL)
+class _LocalContext:
+    """Stands in for grpc.ServicerContext when the servicer is called in-process."""
 
-    def judge(data: bytes) -> object:
-        return inspector.inspect(model, decode_gray(data, "image", max_pixels=DEFAULT_MAX_PIXELS))
+    def is_active(self) -> bool:
+        return True
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as executor:
-        list(ordered_map(judge, images[:20], executor, in_flight=IN_FLIGHT))  # warm up
-        started = time.perf_counter()
-        results = list(ordered_map(judge, images, executor, in_flight=IN_FLIGHT))
-        elapsed = time.perf_counter() - started
-    assert len(results) == len(images)
-    return len(images) / elapsed
+
+def inprocess_throughput(servicer: QualityServicer, images: list[bytes]) -> float:
+    """The servicer's own InspectStream (same decode, model, workers, in-flight bound)
+    called directly: everything but the gRPC transport."""
+
+    def run(batch: list[bytes]) -> int:
+        requests = (pb.InspectStreamRequest(image=d, model=NEU_MODEL) for d in batch)
+        context = cast(grpc.ServicerContext, _LocalContext())
+        replies = list(servicer.InspectStream(requests, context))
+        if any(r.WhichOneof("outcome") != "result" for r in replies):
+            raise SystemExit("the in-process pipeline did not judge every image")
+        return len(replies)
+
+    run(images[:20])  # warm up
+    started = time.perf_counter()
+    count = run(images)
+    return count / (time.perf_counter() - started)
+
+
+def local_servicer(registry: ModelRegistry, executor: ThreadPoolExecutor) -> QualityServicer:
+    def no_database() -> Any:
+        raise AssertionError("the throughput bench stores nothing")
+
+    return QualityServicer(
+        info=lambda: service_info_pb2.ServiceInfo(),
+        registry=registry,
+        measurements=no_database,
+        clock=lambda: datetime.now(UTC),
+        feed=MeasurementFeed(),
+        inspector=Inspector(),
+        executor=executor,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        stream_in_flight=IN_FLIGHT,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,9 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         service = GrpcService(settings, build, app.compose(settings, build))
         service.start()
         try:
-            for _ in range(ROUNDS):
-                inprocess_runs.append(inprocess_throughput(registry, images))
-                grpc_runs.append(stream_throughput(service.port, images))
+            with ThreadPoolExecutor(max_workers=WORKERS) as executor:
+                servicer = local_servicer(registry, executor)
+                for round_ in range(ROUNDS):  # alternate which goes first
+                    if round_ % 2:
+                        grpc_runs.append(stream_throughput(service.port, images))
+                    inprocess_runs.append(inprocess_throughput(servicer, images))
+                    if not round_ % 2:
+                        grpc_runs.append(stream_throughput(service.port, images))
         finally:
             service.stop(grace_s=1, delay_s=0)
     inprocess, over_grpc = max(inprocess_runs), max(grpc_runs)
