@@ -83,9 +83,9 @@ def control_chart_image(
             cv2.circle(image, point, 7, RED, 2, cv2.LINE_AA)
     cv2.rectangle(image, (left, top), (right, bottom), GREY, 1)
     for value in (high - pad, series.center_line, low + pad):
-        cv2.putText(image, f"{value:.4g}", (4, y(value) + 4), FONT, 0.4, (0, 0, 0), 1)
+        cv2.putText(image, f"{value:.6g}", (4, y(value) + 4), FONT, 0.4, (0, 0, 0), 1)
     cv2.putText(image, title, (left, 25), FONT, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    legend = f"CL {series.center_line:.4g}   UCL {series.upper[0]:.4g}   LCL {series.lower[0]:.4g}"
+    legend = f"CL {series.center_line:.6g}   UCL {series.upper[0]:.6g}   LCL {series.lower[0]:.6g}"
     cv2.putText(image, legend, (left, height - 12), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return image
 
