@@ -9,7 +9,7 @@ from services.maintenance import artifacts
 from services.maintenance.domain.failure import FailureModel
 from services.maintenance.domain.rul import RulModel
 
-DEFAULT_RUL_MODEL = "rul-fd002"
+DEFAULT_RUL_MODEL = "rul-fd004"
 FAILURE_MODEL = "failure-ai4i"
 
 
