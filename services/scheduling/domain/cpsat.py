@@ -131,7 +131,7 @@ class JobShopModel:
         for j, deadline in enumerate(ix.deadline):
             if deadline > 0:
                 model.add(job_ends[j] <= deadline)
-        self.objective = self._objective(job_ends)
+        self.objective: cp_model.IntVar = self._objective(job_ends)
         if options.objective_upper is not None:
             model.add(self.objective <= options.objective_upper)
 
@@ -167,11 +167,13 @@ class JobShopModel:
                         [first.Not(), *both]
                     )
 
-    def _objective(self, job_ends: list[cp_model.IntVar]) -> cp_model.LinearExprT:
+    def _objective(self, job_ends: list[cp_model.IntVar]) -> cp_model.IntVar:
         ix, options, model = self.ix, self.options, self.model
         horizon = options.horizon
         terms: list[cp_model.LinearExprT] = []
         scale = 0  # the largest value the objective can take
+        self.lateness: dict[int, cp_model.IntVar] = {}
+        self.moved: dict[int, tuple[cp_model.IntVar, int, int]] = {}
         objective = options.objective
         if objective in (Objective.MAKESPAN, Objective.WEIGHTED_SUM):
             makespan = model.new_int_var(0, horizon, "makespan")
@@ -188,6 +190,7 @@ class JobShopModel:
             for j, e in enumerate(job_ends):
                 if ix.due[j] > 0:
                     late = model.new_int_var(0, horizon, f"t{j}")
+                    self.lateness[j] = late
                     model.add(late >= e - ix.due[j])
                     terms.append(weight * ix.weight[j] * late)
                     scale += weight * ix.weight[j] * horizon
@@ -196,6 +199,7 @@ class JobShopModel:
                 if k in options.fixed:
                     continue
                 moved = model.new_bool_var(f"moved{k}")
+                self.moved[k] = (moved, m, start)
                 model.add(self.start[k] == start).only_enforce_if(moved.Not())
                 if (k, m) not in self.presence:
                     model.add(moved == 1)  # its old machine is no longer an option
@@ -214,7 +218,11 @@ class JobShopModel:
             model.minimize(bound)
         return bound
 
-    def hint(self, assignments: Iterable[Assignment]) -> None:
+    def hint(self, assignments: Iterable[Assignment], objective: int | None = None) -> None:
+        self.hint_objective = objective
+        self._hint(assignments)
+
+    def _hint(self, assignments: Iterable[Assignment]) -> None:
         ix, model = self.ix, self.model
         model.clear_hints()  # type: ignore[no-untyped-call]
         assignments = tuple(assignments)
@@ -230,6 +238,25 @@ class JobShopModel:
         makespan = max((a.end for a in assignments), default=0)
         if hasattr(self, "makespan"):
             model.add_hint(self.makespan, makespan)
+        # A complete hint is taken as a first solution at once; an incomplete one must be
+        # completed by search, which can fail on large models.
+        ends: dict[int, int] = {}
+        placed: dict[int, Assignment] = {}
+        for a in assignments:
+            k = ix.op_index[(a.job_id, a.operation_id)]
+            placed[k] = a
+            job = ix.ops[k].job
+            ends[job] = max(ends.get(job, 0), a.end)
+        for j, late in self.lateness.items():
+            model.add_hint(late, max(0, ends.get(j, 0) - ix.due[j]))
+        for k, (moved, m, start) in self.moved.items():
+            was = placed.get(k)
+            model.add_hint(
+                moved,
+                was is None or ix.machine_index[was.machine_id] != m or was.start != start,
+            )
+        if self.hint_objective is not None:
+            model.add_hint(self.objective, self.hint_objective)
 
     def extract(self, values: Callable[[cp_model.IntVar], int]) -> tuple[Assignment, ...]:
         ix = self.ix
