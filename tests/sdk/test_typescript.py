@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.test_local_suite import free_ports
+from services.devstack.suite import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 TS = ROOT / "sdk" / "typescript"

@@ -56,6 +56,16 @@ class SchedulingClient(SyncClient):
     ) -> scheduling_service_pb2.ValidateResponse:
         return self._unary("Validate", request, scheduling_service_pb2.ValidateResponse, timeout_s)
 
+    def predict_durations(
+        self,
+        request: scheduling_service_pb2.PredictDurationsRequest,
+        *,
+        timeout_s: float | None = None,
+    ) -> scheduling_service_pb2.PredictDurationsResponse:
+        return self._unary(
+            "PredictDurations", request, scheduling_service_pb2.PredictDurationsResponse, timeout_s
+        )
+
     def get_schedule(
         self, request: scheduling_service_pb2.GetScheduleRequest, *, timeout_s: float | None = None
     ) -> scheduling_service_pb2.GetScheduleResponse:
@@ -119,6 +129,16 @@ class AsyncSchedulingClient(AsyncClient):
             "Validate", request, scheduling_service_pb2.ValidateResponse, timeout_s
         )
 
+    async def predict_durations(
+        self,
+        request: scheduling_service_pb2.PredictDurationsRequest,
+        *,
+        timeout_s: float | None = None,
+    ) -> scheduling_service_pb2.PredictDurationsResponse:
+        return await self._unary(
+            "PredictDurations", request, scheduling_service_pb2.PredictDurationsResponse, timeout_s
+        )
+
     async def get_schedule(
         self, request: scheduling_service_pb2.GetScheduleRequest, *, timeout_s: float | None = None
     ) -> scheduling_service_pb2.GetScheduleResponse:
@@ -172,6 +192,17 @@ class QualityClient(SyncClient):
             "RecordMeasurements", request, quality_service_pb2.RecordMeasurementsResponse, timeout_s
         )
 
+    def watch_violations(
+        self, request: quality_service_pb2.WatchViolationsRequest, *, timeout_s: float | None = None
+    ) -> Iterator[quality_service_pb2.WatchViolationsResponse]:
+        return self._stream(
+            "WatchViolations",
+            request,
+            quality_service_pb2.WatchViolationsRequest,
+            quality_service_pb2.WatchViolationsResponse,
+            timeout_s,
+        )
+
     def compute_capability(
         self,
         request: quality_service_pb2.ComputeCapabilityRequest,
@@ -198,6 +229,20 @@ class QualityClient(SyncClient):
             requests,
             quality_service_pb2.InspectStreamRequest,
             quality_service_pb2.InspectStreamResponse,
+            timeout_s,
+        )
+
+    def train_inspection_model(
+        self,
+        requests: Iterable[quality_service_pb2.TrainInspectionModelRequest],
+        *,
+        timeout_s: float | None = None,
+    ) -> quality_service_pb2.TrainInspectionModelResponse:
+        return self._upload(
+            "TrainInspectionModel",
+            requests,
+            quality_service_pb2.TrainInspectionModelRequest,
+            quality_service_pb2.TrainInspectionModelResponse,
             timeout_s,
         )
 
@@ -256,6 +301,17 @@ class AsyncQualityClient(AsyncClient):
             "RecordMeasurements", request, quality_service_pb2.RecordMeasurementsResponse, timeout_s
         )
 
+    def watch_violations(
+        self, request: quality_service_pb2.WatchViolationsRequest, *, timeout_s: float | None = None
+    ) -> AsyncIterator[quality_service_pb2.WatchViolationsResponse]:
+        return self._stream(
+            "WatchViolations",
+            request,
+            quality_service_pb2.WatchViolationsRequest,
+            quality_service_pb2.WatchViolationsResponse,
+            timeout_s,
+        )
+
     async def compute_capability(
         self,
         request: quality_service_pb2.ComputeCapabilityRequest,
@@ -282,6 +338,20 @@ class AsyncQualityClient(AsyncClient):
             requests,
             quality_service_pb2.InspectStreamRequest,
             quality_service_pb2.InspectStreamResponse,
+            timeout_s,
+        )
+
+    async def train_inspection_model(
+        self,
+        requests: Iterable[quality_service_pb2.TrainInspectionModelRequest],
+        *,
+        timeout_s: float | None = None,
+    ) -> quality_service_pb2.TrainInspectionModelResponse:
+        return await self._upload(
+            "TrainInspectionModel",
+            requests,
+            quality_service_pb2.TrainInspectionModelRequest,
+            quality_service_pb2.TrainInspectionModelResponse,
             timeout_s,
         )
 

@@ -219,21 +219,26 @@ def maintenance() -> None:
     """Sensor readings and alerts."""
 
 
-def _reading_batches(
-    path: Path, progress: Callable[[int], None]
-) -> Iterator[maintenance_pb.IngestReadingsRequest]:
-    batch = maintenance_pb.IngestReadingsRequest()
+def _readings(path: Path) -> Iterator[sensor_reading_pb2.SensorReading]:
     for number, row in enumerate(io.csv_rows(path), start=2):
         where = f"{path.name} line {number}"
         try:
             reading = sensor_reading_pb2.SensorReading(
                 machine_id=row["machine_id"], sensor=row["sensor"], value=float(row["value"])
             )
-        except (KeyError, ValueError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             raise click.BadParameter(
                 f"{where}: needs machine_id, sensor, time, value ({error})"
             ) from error
-        reading.time.FromDatetime(io.parse_time(row.get("time", ""), where))
+        reading.time.FromDatetime(io.parse_time(row.get("time") or "", where))
+        yield reading
+
+
+def _reading_batches(
+    path: Path, progress: Callable[[int], None]
+) -> Iterator[maintenance_pb.IngestReadingsRequest]:
+    batch = maintenance_pb.IngestReadingsRequest()
+    for reading in _readings(path):
         batch.readings.append(reading)
         if len(batch.readings) == INGEST_BATCH:
             progress(INGEST_BATCH)
@@ -254,6 +259,10 @@ def ingest(context: Context, readings: Path) -> None:
     Example:
       mfg maintenance ingest readings.csv
     """
+    # Read the whole file once first: a bad line stops everything before anything is
+    # sent (an error raised while gRPC reads the stream would reach us as UNKNOWN).
+    for _ in _readings(readings):
+        pass
     with (
         Progress(disable=context.json_output) as progress,
         context.client(MaintenanceClient) as client,

@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_manufacturing_common_v1_access } from "../../common/v1/access_pb.js";
 import type { ServiceInfo } from "../../common/v1/service_info_pb.js";
 import { file_manufacturing_common_v1_service_info } from "../../common/v1/service_info_pb.js";
-import type { Capability, ChartType, ControlChart, FrozenLimits, RuleSet, Subgroup } from "./control_chart_pb.js";
+import type { Capability, ChartType, ControlChart, FrozenLimits, RuleSet, RuleViolation, Subgroup } from "./control_chart_pb.js";
 import { file_manufacturing_quality_v1_control_chart } from "./control_chart_pb.js";
 import type { InspectionError, InspectionResult, ModelVersion } from "./inspection_pb.js";
 import { file_manufacturing_quality_v1_inspection } from "./inspection_pb.js";
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file manufacturing/quality/v1/quality_service.proto.
  */
 export const file_manufacturing_quality_v1_quality_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci5tYW51ZmFjdHVyaW5nL3F1YWxpdHkvdjEvcXVhbGl0eV9zZXJ2aWNlLnByb3RvEhhtYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEiFwoVR2V0U2VydmljZUluZm9SZXF1ZXN0IkwKFkdldFNlcnZpY2VJbmZvUmVzcG9uc2USMgoEaW5mbxgBIAEoCzIkLm1hbnVmYWN0dXJpbmcuY29tbW9uLnYxLlNlcnZpY2VJbmZvIpIDChpDb21wdXRlQ29udHJvbENoYXJ0UmVxdWVzdBI3CgpjaGFydF90eXBlGAEgASgOMiMubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkNoYXJ0VHlwZRI1CglzdWJncm91cHMYAiADKAsyIi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuU3ViZ3JvdXASGgoSZXhjbHVkZWRfc3ViZ3JvdXBzGAMgAygFEhQKDGF1dG9fZXhjbHVkZRgEIAEoCBI9Cg1mcm96ZW5fbGltaXRzGAUgASgLMiYubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkZyb3plbkxpbWl0cxIwCgVydWxlcxgGIAEoDjIhLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5SdWxlU2V0EhMKC2V3bWFfbGFtYmRhGAcgASgBEhIKCmV3bWFfd2lkdGgYCCABKAESDwoHY3VzdW1faxgJIAEoARIPCgdjdXN1bV9oGAogASgBEhYKDmNoYXJhY3RlcmlzdGljGAsgASgJImoKGVJlY29yZE1lYXN1cmVtZW50c1JlcXVlc3QSFgoOY2hhcmFjdGVyaXN0aWMYASABKAkSNQoJc3ViZ3JvdXBzGAIgAygLMiIubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLlN1Ymdyb3VwIj0KGlJlY29yZE1lYXN1cmVtZW50c1Jlc3BvbnNlEhAKCHJlY29yZGVkGAEgASgDEg0KBXRvdGFsGAIgASgDIlQKG0NvbXB1dGVDb250cm9sQ2hhcnRSZXNwb25zZRI1CgVjaGFydBgBIAEoCzImLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Db250cm9sQ2hhcnQimQEKGENvbXB1dGVDYXBhYmlsaXR5UmVxdWVzdBI1CglzdWJncm91cHMYASADKAsyIi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuU3ViZ3JvdXASGAoQbG93ZXJfc3BlY19saW1pdBgCIAEoARIYChB1cHBlcl9zcGVjX2xpbWl0GAMgASgBEhIKCmNvbmZpZGVuY2UYBCABKAEiVQoZQ29tcHV0ZUNhcGFiaWxpdHlSZXNwb25zZRI4CgpjYXBhYmlsaXR5GAEgASgLMiQubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkNhcGFiaWxpdHkiLgoOSW5zcGVjdFJlcXVlc3QSDQoFaW1hZ2UYASABKAwSDQoFbW9kZWwYAiABKAkiTQoPSW5zcGVjdFJlc3BvbnNlEjoKBnJlc3VsdBgBIAEoCzIqLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5JbnNwZWN0aW9uUmVzdWx0IkYKFEluc3BlY3RTdHJlYW1SZXF1ZXN0EhAKCGZyYW1lX2lkGAEgASgJEg0KBWltYWdlGAIgASgMEg0KBW1vZGVsGAMgASgJIsABChVJbnNwZWN0U3RyZWFtUmVzcG9uc2USEAoIZnJhbWVfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSPAoGcmVzdWx0GAMgASgLMioubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkluc3BlY3Rpb25SZXN1bHRIABI6CgVlcnJvchgEIAEoCzIpLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5JbnNwZWN0aW9uRXJyb3JIAEIJCgdvdXRjb21lIiEKEUxpc3RNb2RlbHNSZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoSTGlzdE1vZGVsc1Jlc3BvbnNlEjYKBm1vZGVscxgBIAMoCzImLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Nb2RlbFZlcnNpb24iNAoTUHJvbW90ZU1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkiTQoUUHJvbW90ZU1vZGVsUmVzcG9uc2USNQoFbW9kZWwYASABKAsyJi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuTW9kZWxWZXJzaW9uIiQKFFJvbGxiYWNrTW9kZWxSZXF1ZXN0EgwKBG5hbWUYASABKAkiTgoVUm9sbGJhY2tNb2RlbFJlc3BvbnNlEjUKBW1vZGVsGAEgASgLMiYubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLk1vZGVsVmVyc2lvbjLhCAoOUXVhbGl0eVNlcnZpY2USeAoOR2V0U2VydmljZUluZm8SLy5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuR2V0U2VydmljZUluZm9SZXF1ZXN0GjAubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkdldFNlcnZpY2VJbmZvUmVzcG9uc2UiA5ACARKHAQoTQ29tcHV0ZUNvbnRyb2xDaGFydBI0Lm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Db21wdXRlQ29udHJvbENoYXJ0UmVxdWVzdBo1Lm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Db21wdXRlQ29udHJvbENoYXJ0UmVzcG9uc2UiA5ACARKJAQoSUmVjb3JkTWVhc3VyZW1lbnRzEjMubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLlJlY29yZE1lYXN1cmVtZW50c1JlcXVlc3QaNC5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuUmVjb3JkTWVhc3VyZW1lbnRzUmVzcG9uc2UiCIq1GAQIAhABEoEBChFDb21wdXRlQ2FwYWJpbGl0eRIyLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Db21wdXRlQ2FwYWJpbGl0eVJlcXVlc3QaMy5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuQ29tcHV0ZUNhcGFiaWxpdHlSZXNwb25zZSIDkAIBEmMKB0luc3BlY3QSKC5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuSW5zcGVjdFJlcXVlc3QaKS5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuSW5zcGVjdFJlc3BvbnNlIgOQAgESdAoNSW5zcGVjdFN0cmVhbRIuLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5JbnNwZWN0U3RyZWFtUmVxdWVzdBovLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5JbnNwZWN0U3RyZWFtUmVzcG9uc2UoATABEmwKCkxpc3RNb2RlbHMSKy5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuTGlzdE1vZGVsc1JlcXVlc3QaLC5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuTGlzdE1vZGVsc1Jlc3BvbnNlIgOQAgESeAoMUHJvbW90ZU1vZGVsEi0ubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLlByb21vdGVNb2RlbFJlcXVlc3QaLi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuUHJvbW90ZU1vZGVsUmVzcG9uc2UiCZACAoq1GAIIAxJ4Cg1Sb2xsYmFja01vZGVsEi4ubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLlJvbGxiYWNrTW9kZWxSZXF1ZXN0Gi8ubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLlJvbGxiYWNrTW9kZWxSZXNwb25zZSIGirUYAggDYgZwcm90bzM", [file_manufacturing_common_v1_access, file_manufacturing_common_v1_service_info, file_manufacturing_quality_v1_control_chart, file_manufacturing_quality_v1_inspection]);
+  fileDesc("Ci5tYW51ZmFjdHVyaW5nL3F1YWxpdHkvdjEvcXVhbGl0eV9zZXJ2aWNlLnByb3RvEhhtYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEiFwoVR2V0U2VydmljZUluZm9SZXF1ZXN0IkwKFkdldFNlcnZpY2VJbmZvUmVzcG9uc2USMgoEaW5mbxgBIAEoCzIkLm1hbnVmYWN0dXJpbmcuY29tbW9uLnYxLlNlcnZpY2VJbmZvIpIDChpDb21wdXRlQ29udHJvbENoYXJ0UmVxdWVzdBI3CgpjaGFydF90eXBlGAEgASgOMiMubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkNoYXJ0VHlwZRI1CglzdWJncm91cHMYAiADKAsyIi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuU3ViZ3JvdXASGgoSZXhjbHVkZWRfc3ViZ3JvdXBzGAMgAygFEhQKDGF1dG9fZXhjbHVkZRgEIAEoCBI9Cg1mcm96ZW5fbGltaXRzGAUgASgLMiYubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkZyb3plbkxpbWl0cxIwCgVydWxlcxgGIAEoDjIhLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5SdWxlU2V0EhMKC2V3bWFfbGFtYmRhGAcgASgBEhIKCmV3bWFfd2lkdGgYCCABKAESDwoHY3VzdW1faxgJIAEoARIPCgdjdXN1bV9oGAogASgBEhYKDmNoYXJhY3RlcmlzdGljGAsgASgJImoKGVJlY29yZE1lYXN1cmVtZW50c1JlcXVlc3QSFgoOY2hhcmFjdGVyaXN0aWMYASABKAkSNQoJc3ViZ3JvdXBzGAIgAygLMiIubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLlN1Ymdyb3VwIj0KGlJlY29yZE1lYXN1cmVtZW50c1Jlc3BvbnNlEhAKCHJlY29yZGVkGAEgASgDEg0KBXRvdGFsGAIgASgDIlQKG0NvbXB1dGVDb250cm9sQ2hhcnRSZXNwb25zZRI1CgVjaGFydBgBIAEoCzImLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Db250cm9sQ2hhcnQi2gEKFldhdGNoVmlvbGF0aW9uc1JlcXVlc3QSFgoOY2hhcmFjdGVyaXN0aWMYASABKAkSNwoKY2hhcnRfdHlwZRgCIAEoDjIjLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5DaGFydFR5cGUSMAoFcnVsZXMYAyABKA4yIS5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuUnVsZVNldBI9Cg1mcm96ZW5fbGltaXRzGAQgASgLMiYubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkZyb3plbkxpbWl0cyJnChdXYXRjaFZpb2xhdGlvbnNSZXNwb25zZRI6Cgl2aW9sYXRpb24YASABKAsyJy5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuUnVsZVZpb2xhdGlvbhIQCghzZXF1ZW5jZRgCIAEoAyKZAQoYQ29tcHV0ZUNhcGFiaWxpdHlSZXF1ZXN0EjUKCXN1Ymdyb3VwcxgBIAMoCzIiLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5TdWJncm91cBIYChBsb3dlcl9zcGVjX2xpbWl0GAIgASgBEhgKEHVwcGVyX3NwZWNfbGltaXQYAyABKAESEgoKY29uZmlkZW5jZRgEIAEoASJVChlDb21wdXRlQ2FwYWJpbGl0eVJlc3BvbnNlEjgKCmNhcGFiaWxpdHkYASABKAsyJC5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuQ2FwYWJpbGl0eSIuCg5JbnNwZWN0UmVxdWVzdBINCgVpbWFnZRgBIAEoDBINCgVtb2RlbBgCIAEoCSJNCg9JbnNwZWN0UmVzcG9uc2USOgoGcmVzdWx0GAEgASgLMioubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkluc3BlY3Rpb25SZXN1bHQiRgoUSW5zcGVjdFN0cmVhbVJlcXVlc3QSEAoIZnJhbWVfaWQYASABKAkSDQoFaW1hZ2UYAiABKAwSDQoFbW9kZWwYAyABKAkiwAEKFUluc3BlY3RTdHJlYW1SZXNwb25zZRIQCghmcmFtZV9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxI8CgZyZXN1bHQYAyABKAsyKi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuSW5zcGVjdGlvblJlc3VsdEgAEjoKBWVycm9yGAQgASgLMikubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkluc3BlY3Rpb25FcnJvckgAQgkKB291dGNvbWUiIQoRTGlzdE1vZGVsc1JlcXVlc3QSDAoEbmFtZRgBIAEoCSJMChJMaXN0TW9kZWxzUmVzcG9uc2USNgoGbW9kZWxzGAEgAygLMiYubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLk1vZGVsVmVyc2lvbiI0ChNQcm9tb3RlTW9kZWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSJNChRQcm9tb3RlTW9kZWxSZXNwb25zZRI1CgVtb2RlbBgBIAEoCzImLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Nb2RlbFZlcnNpb24iJAoUUm9sbGJhY2tNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJOChVSb2xsYmFja01vZGVsUmVzcG9uc2USNQoFbW9kZWwYASABKAsyJi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuTW9kZWxWZXJzaW9uIkoKG1RyYWluSW5zcGVjdGlvbk1vZGVsUmVxdWVzdBINCgVtb2RlbBgBIAEoCRINCgVpbWFnZRgCIAEoDBINCgVsYWJlbBgDIAEoCSIeCgxDb25mdXNpb25Sb3cSDgoGY291bnRzGAEgAygFIlcKD0NvbmZ1c2lvbk1hdHJpeBIOCgZsYWJlbHMYASADKAkSNAoEcm93cxgCIAMoCzImLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Db25mdXNpb25Sb3cimgEKHFRyYWluSW5zcGVjdGlvbk1vZGVsUmVzcG9uc2USNQoFbW9kZWwYASABKAsyJi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuTW9kZWxWZXJzaW9uEkMKEGNvbmZ1c2lvbl9tYXRyaXgYAiABKAsyKS5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuQ29uZnVzaW9uTWF0cml4MvIKCg5RdWFsaXR5U2VydmljZRJ4Cg5HZXRTZXJ2aWNlSW5mbxIvLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5HZXRTZXJ2aWNlSW5mb1JlcXVlc3QaMC5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuR2V0U2VydmljZUluZm9SZXNwb25zZSIDkAIBEocBChNDb21wdXRlQ29udHJvbENoYXJ0EjQubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkNvbXB1dGVDb250cm9sQ2hhcnRSZXF1ZXN0GjUubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLkNvbXB1dGVDb250cm9sQ2hhcnRSZXNwb25zZSIDkAIBEokBChJSZWNvcmRNZWFzdXJlbWVudHMSMy5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuUmVjb3JkTWVhc3VyZW1lbnRzUmVxdWVzdBo0Lm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5SZWNvcmRNZWFzdXJlbWVudHNSZXNwb25zZSIIirUYBAgCEAESfQoPV2F0Y2hWaW9sYXRpb25zEjAubWFudWZhY3R1cmluZy5xdWFsaXR5LnYxLldhdGNoVmlvbGF0aW9uc1JlcXVlc3QaMS5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuV2F0Y2hWaW9sYXRpb25zUmVzcG9uc2UiA5ACATABEoEBChFDb21wdXRlQ2FwYWJpbGl0eRIyLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Db21wdXRlQ2FwYWJpbGl0eVJlcXVlc3QaMy5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuQ29tcHV0ZUNhcGFiaWxpdHlSZXNwb25zZSIDkAIBEmMKB0luc3BlY3QSKC5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuSW5zcGVjdFJlcXVlc3QaKS5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuSW5zcGVjdFJlc3BvbnNlIgOQAgESdAoNSW5zcGVjdFN0cmVhbRIuLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5JbnNwZWN0U3RyZWFtUmVxdWVzdBovLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5JbnNwZWN0U3RyZWFtUmVzcG9uc2UoATABEo8BChRUcmFpbkluc3BlY3Rpb25Nb2RlbBI1Lm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5UcmFpbkluc3BlY3Rpb25Nb2RlbFJlcXVlc3QaNi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuVHJhaW5JbnNwZWN0aW9uTW9kZWxSZXNwb25zZSIGirUYAggDKAESbAoKTGlzdE1vZGVscxIrLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5MaXN0TW9kZWxzUmVxdWVzdBosLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5MaXN0TW9kZWxzUmVzcG9uc2UiA5ACARJ4CgxQcm9tb3RlTW9kZWwSLS5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuUHJvbW90ZU1vZGVsUmVxdWVzdBouLm1hbnVmYWN0dXJpbmcucXVhbGl0eS52MS5Qcm9tb3RlTW9kZWxSZXNwb25zZSIJkAICirUYAggDEngKDVJvbGxiYWNrTW9kZWwSLi5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuUm9sbGJhY2tNb2RlbFJlcXVlc3QaLy5tYW51ZmFjdHVyaW5nLnF1YWxpdHkudjEuUm9sbGJhY2tNb2RlbFJlc3BvbnNlIgaKtRgCCANiBnByb3RvMw", [file_manufacturing_common_v1_access, file_manufacturing_common_v1_service_info, file_manufacturing_quality_v1_control_chart, file_manufacturing_quality_v1_inspection]);
 
 /**
  * Request for GetServiceInfo.
@@ -229,6 +229,77 @@ export const ComputeControlChartResponseSchema: GenMessage<ComputeControlChartRe
   messageDesc(file_manufacturing_quality_v1_quality_service, 5);
 
 /**
+ * Request for WatchViolations.
+ *
+ * @generated from message manufacturing.quality.v1.WatchViolationsRequest
+ */
+export type WatchViolationsRequest = Message<"manufacturing.quality.v1.WatchViolationsRequest"> & {
+  /**
+   * Characteristic to watch (see RecordMeasurements).
+   *
+   * @generated from field: string characteristic = 1;
+   */
+  characteristic: string;
+
+  /**
+   * Variables chart to evaluate: X-bar/R, X-bar/S, I-MR, EWMA or CUSUM.
+   *
+   * @generated from field: manufacturing.quality.v1.ChartType chart_type = 2;
+   */
+  chartType: ChartType;
+
+  /**
+   * Run rules; unset reports points beyond the control limits only.
+   *
+   * @generated from field: manufacturing.quality.v1.RuleSet rules = 3;
+   */
+  rules: RuleSet;
+
+  /**
+   * Phase II limits; unset recomputes trial limits from the stored subgroups.
+   *
+   * @generated from field: manufacturing.quality.v1.FrozenLimits frozen_limits = 4;
+   */
+  frozenLimits?: FrozenLimits | undefined;
+};
+
+/**
+ * Describes the message manufacturing.quality.v1.WatchViolationsRequest.
+ * Use `create(WatchViolationsRequestSchema)` to create a new message.
+ */
+export const WatchViolationsRequestSchema: GenMessage<WatchViolationsRequest> = /*@__PURE__*/
+  messageDesc(file_manufacturing_quality_v1_quality_service, 6);
+
+/**
+ * Response for WatchViolations: one new violation.
+ *
+ * @generated from message manufacturing.quality.v1.WatchViolationsResponse
+ */
+export type WatchViolationsResponse = Message<"manufacturing.quality.v1.WatchViolationsResponse"> & {
+  /**
+   * The violation; points index the stored subgroups charted (oldest first).
+   *
+   * @generated from field: manufacturing.quality.v1.RuleViolation violation = 1;
+   */
+  violation?: RuleViolation | undefined;
+
+  /**
+   * Stored sequence number (1-based, per characteristic) of the subgroup that
+   * completed the pattern.
+   *
+   * @generated from field: int64 sequence = 2;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message manufacturing.quality.v1.WatchViolationsResponse.
+ * Use `create(WatchViolationsResponseSchema)` to create a new message.
+ */
+export const WatchViolationsResponseSchema: GenMessage<WatchViolationsResponse> = /*@__PURE__*/
+  messageDesc(file_manufacturing_quality_v1_quality_service, 7);
+
+/**
  * Request for ComputeCapability.
  *
  * @generated from message manufacturing.quality.v1.ComputeCapabilityRequest
@@ -268,7 +339,7 @@ export type ComputeCapabilityRequest = Message<"manufacturing.quality.v1.Compute
  * Use `create(ComputeCapabilityRequestSchema)` to create a new message.
  */
 export const ComputeCapabilityRequestSchema: GenMessage<ComputeCapabilityRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 6);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 8);
 
 /**
  * Response for ComputeCapability.
@@ -289,7 +360,7 @@ export type ComputeCapabilityResponse = Message<"manufacturing.quality.v1.Comput
  * Use `create(ComputeCapabilityResponseSchema)` to create a new message.
  */
 export const ComputeCapabilityResponseSchema: GenMessage<ComputeCapabilityResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 7);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 9);
 
 /**
  * Request for Inspect.
@@ -317,7 +388,7 @@ export type InspectRequest = Message<"manufacturing.quality.v1.InspectRequest"> 
  * Use `create(InspectRequestSchema)` to create a new message.
  */
 export const InspectRequestSchema: GenMessage<InspectRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 8);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 10);
 
 /**
  * Response for Inspect.
@@ -338,7 +409,7 @@ export type InspectResponse = Message<"manufacturing.quality.v1.InspectResponse"
  * Use `create(InspectResponseSchema)` to create a new message.
  */
 export const InspectResponseSchema: GenMessage<InspectResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 9);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 11);
 
 /**
  * Request for InspectStream: one image of a camera line.
@@ -373,7 +444,7 @@ export type InspectStreamRequest = Message<"manufacturing.quality.v1.InspectStre
  * Use `create(InspectStreamRequestSchema)` to create a new message.
  */
 export const InspectStreamRequestSchema: GenMessage<InspectStreamRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 10);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 12);
 
 /**
  * Response for InspectStream: the reply to one image, in request order.
@@ -424,7 +495,7 @@ export type InspectStreamResponse = Message<"manufacturing.quality.v1.InspectStr
  * Use `create(InspectStreamResponseSchema)` to create a new message.
  */
 export const InspectStreamResponseSchema: GenMessage<InspectStreamResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 11);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 13);
 
 /**
  * Request for ListModels.
@@ -445,7 +516,7 @@ export type ListModelsRequest = Message<"manufacturing.quality.v1.ListModelsRequ
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 12);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 14);
 
 /**
  * Response for ListModels.
@@ -466,7 +537,7 @@ export type ListModelsResponse = Message<"manufacturing.quality.v1.ListModelsRes
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 13);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 15);
 
 /**
  * Request for PromoteModel.
@@ -494,7 +565,7 @@ export type PromoteModelRequest = Message<"manufacturing.quality.v1.PromoteModel
  * Use `create(PromoteModelRequestSchema)` to create a new message.
  */
 export const PromoteModelRequestSchema: GenMessage<PromoteModelRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 14);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 16);
 
 /**
  * Response for PromoteModel.
@@ -515,7 +586,7 @@ export type PromoteModelResponse = Message<"manufacturing.quality.v1.PromoteMode
  * Use `create(PromoteModelResponseSchema)` to create a new message.
  */
 export const PromoteModelResponseSchema: GenMessage<PromoteModelResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 15);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 17);
 
 /**
  * Request for RollbackModel.
@@ -536,7 +607,7 @@ export type RollbackModelRequest = Message<"manufacturing.quality.v1.RollbackMod
  * Use `create(RollbackModelRequestSchema)` to create a new message.
  */
 export const RollbackModelRequestSchema: GenMessage<RollbackModelRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 16);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 18);
 
 /**
  * Response for RollbackModel.
@@ -557,7 +628,120 @@ export type RollbackModelResponse = Message<"manufacturing.quality.v1.RollbackMo
  * Use `create(RollbackModelResponseSchema)` to create a new message.
  */
 export const RollbackModelResponseSchema: GenMessage<RollbackModelResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_quality_v1_quality_service, 17);
+  messageDesc(file_manufacturing_quality_v1_quality_service, 19);
+
+/**
+ * Request for TrainInspectionModel: one labelled image.
+ *
+ * @generated from message manufacturing.quality.v1.TrainInspectionModelRequest
+ */
+export type TrainInspectionModelRequest = Message<"manufacturing.quality.v1.TrainInspectionModelRequest"> & {
+  /**
+   * Model to train a new version of, e.g. "neu-surface"; required in the first message,
+   * and if repeated later it must be the same.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * Encoded image: PNG, JPEG or BMP.
+   *
+   * @generated from field: bytes image = 2;
+   */
+  image: Uint8Array;
+
+  /**
+   * Class of the image, e.g. "scratches" (or "good").
+   *
+   * @generated from field: string label = 3;
+   */
+  label: string;
+};
+
+/**
+ * Describes the message manufacturing.quality.v1.TrainInspectionModelRequest.
+ * Use `create(TrainInspectionModelRequestSchema)` to create a new message.
+ */
+export const TrainInspectionModelRequestSchema: GenMessage<TrainInspectionModelRequest> = /*@__PURE__*/
+  messageDesc(file_manufacturing_quality_v1_quality_service, 20);
+
+/**
+ * One row of a confusion matrix.
+ *
+ * @generated from message manufacturing.quality.v1.ConfusionRow
+ */
+export type ConfusionRow = Message<"manufacturing.quality.v1.ConfusionRow"> & {
+  /**
+   * Held-out images of the row's true label, by predicted label (columns).
+   *
+   * @generated from field: repeated int32 counts = 1;
+   */
+  counts: number[];
+};
+
+/**
+ * Describes the message manufacturing.quality.v1.ConfusionRow.
+ * Use `create(ConfusionRowSchema)` to create a new message.
+ */
+export const ConfusionRowSchema: GenMessage<ConfusionRow> = /*@__PURE__*/
+  messageDesc(file_manufacturing_quality_v1_quality_service, 21);
+
+/**
+ * Held-out confusion matrix; rows are true labels, columns predicted labels.
+ *
+ * @generated from message manufacturing.quality.v1.ConfusionMatrix
+ */
+export type ConfusionMatrix = Message<"manufacturing.quality.v1.ConfusionMatrix"> & {
+  /**
+   * Labels in row and column order.
+   *
+   * @generated from field: repeated string labels = 1;
+   */
+  labels: string[];
+
+  /**
+   * One row per label.
+   *
+   * @generated from field: repeated manufacturing.quality.v1.ConfusionRow rows = 2;
+   */
+  rows: ConfusionRow[];
+};
+
+/**
+ * Describes the message manufacturing.quality.v1.ConfusionMatrix.
+ * Use `create(ConfusionMatrixSchema)` to create a new message.
+ */
+export const ConfusionMatrixSchema: GenMessage<ConfusionMatrix> = /*@__PURE__*/
+  messageDesc(file_manufacturing_quality_v1_quality_service, 22);
+
+/**
+ * Response for TrainInspectionModel.
+ *
+ * @generated from message manufacturing.quality.v1.TrainInspectionModelResponse
+ */
+export type TrainInspectionModelResponse = Message<"manufacturing.quality.v1.TrainInspectionModelResponse"> & {
+  /**
+   * The new (inactive) version with its held-out metrics.
+   *
+   * @generated from field: manufacturing.quality.v1.ModelVersion model = 1;
+   */
+  model?: ModelVersion | undefined;
+
+  /**
+   * Held-out confusion matrix.
+   *
+   * @generated from field: manufacturing.quality.v1.ConfusionMatrix confusion_matrix = 2;
+   */
+  confusionMatrix?: ConfusionMatrix | undefined;
+};
+
+/**
+ * Describes the message manufacturing.quality.v1.TrainInspectionModelResponse.
+ * Use `create(TrainInspectionModelResponseSchema)` to create a new message.
+ */
+export const TrainInspectionModelResponseSchema: GenMessage<TrainInspectionModelResponse> = /*@__PURE__*/
+  messageDesc(file_manufacturing_quality_v1_quality_service, 23);
 
 /**
  * Quality: visual inspection of parts and statistical process control for measured
@@ -605,6 +789,21 @@ export const QualityService: GenService<{
     output: typeof RecordMeasurementsResponseSchema;
   },
   /**
+   * Streams run-rule violations of a characteristic as new measurements are recorded:
+   * after each RecordMeasurements, the chart is recomputed over the stored subgroups and
+   * every violation completed by a new subgroup is sent once. Use frozen_limits for
+   * Phase II monitoring. The stream runs until the caller cancels or its deadline ends.
+   * Errors: INVALID_ARGUMENT when the characteristic is malformed, the chart type is
+   * unset or an attribute type, or the frozen limits are invalid.
+   *
+   * @generated from rpc manufacturing.quality.v1.QualityService.WatchViolations
+   */
+  watchViolations: {
+    methodKind: "server_streaming";
+    input: typeof WatchViolationsRequestSchema;
+    output: typeof WatchViolationsResponseSchema;
+  },
+  /**
    * Computes Cp, Cpk, Pp and Ppk with confidence intervals and a normality check.
    * Errors: INVALID_ARGUMENT when there are fewer than two subgroups, a subgroup is
    * empty, sizes differ, a value is not finite, upper_spec_limit <= lower_spec_limit,
@@ -641,6 +840,24 @@ export const QualityService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof InspectStreamRequestSchema;
     output: typeof InspectStreamResponseSchema;
+  },
+  /**
+   * Trains a new version of a defect classifier from labelled images streamed by the
+   * caller. Per label, the last third of that label's images (in the order sent) is held
+   * out for the reported metrics and confusion matrix; neighbouring frames of a line are
+   * near-duplicates, so the split is never random. The new version is stored but not
+   * active until PromoteModel.
+   * Errors: INVALID_ARGUMENT when the model name is empty, malformed or changes within
+   * the stream, an image is bad (as for Inspect) or unlabelled, there are fewer than two
+   * labels with 3 or more images each, or more than 5000 images; FAILED_PRECONDITION when
+   * the name belongs to an anomaly model.
+   *
+   * @generated from rpc manufacturing.quality.v1.QualityService.TrainInspectionModel
+   */
+  trainInspectionModel: {
+    methodKind: "client_streaming";
+    input: typeof TrainInspectionModelRequestSchema;
+    output: typeof TrainInspectionModelResponseSchema;
   },
   /**
    * Lists the versions of the inspection models, newest first within each name.
