@@ -7,8 +7,10 @@
    and PHM08 score against the truth capped at 125 and as given), with the shipped
    ``rul-fd001`` artifact (after checking its training-data fingerprint matches
    ../shared/data) or, with ``--retrain``, a model trained in this run; FD002-FD004 by
-   unit-grouped K-fold cross-validation on their training sets (every cycle from the 10th
-   of each held-out unit, capped target; one seed per fold to bound the run time).
+   unit-grouped K-fold cross-validation on their training sets (RMSE over every cycle of
+   each held-out unit against the capped target, i.e. truncation uniform over life; not
+   comparable with last-cycle test RMSE, where fewer easy early cycles count; one seed per
+   fold to bound the run time).
 2. Ingestion: readings streamed over gRPC (batches of 5000) into PostgreSQL through a real
    in-process service, against a bulk COPY (psycopg 3) of the same rows into the same
    table in the same run; ratio = gRPC rows/s / COPY rows/s.
