@@ -9,6 +9,7 @@ methods the contract marks free of side effects, sends a bearer token or API key
 every call, and raises ``ServiceError`` subclasses carrying the field violations.
 """
 
+from manufacturing_sdk.alerts import follow_alerts
 from manufacturing_sdk.channels import Tls
 from manufacturing_sdk.clients import (
     AsyncMaintenanceClient,
@@ -51,4 +52,5 @@ __all__ = [
     "Tls",
     "UnauthenticatedError",
     "UnavailableError",
+    "follow_alerts",
 ]
