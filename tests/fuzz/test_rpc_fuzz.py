@@ -22,8 +22,11 @@ from services.runtime.server import suite_service_names
 from tests.fuzz.messages import messages
 from tests.harness import serve, settings_for
 
-BUGS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED}
+BUGS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 CALL_TIMEOUT_S = 10
+# A response stream may rightly stay open with nothing to send (a watch): it is read for
+# this long, and its deadline passing then is no fault.
+STREAM_TIMEOUT_S = 1.5
 EXAMPLES = 15
 MAX_STREAM_REPLIES = 3
 tried: dict[str, int] = {}
@@ -65,14 +68,14 @@ def call(channel: grpc.Channel, path: str, requests: list[message.Message]) -> g
     try:
         if method.client_streaming and method.server_streaming:
             replies = channel.stream_stream(path, serialize, parse)(
-                iter(requests), timeout=CALL_TIMEOUT_S
+                iter(requests), timeout=STREAM_TIMEOUT_S
             )
         elif method.client_streaming:
             channel.stream_unary(path, serialize, parse)(iter(requests), timeout=CALL_TIMEOUT_S)
             return grpc.StatusCode.OK
         elif method.server_streaming:
             replies = channel.unary_stream(path, serialize, parse)(
-                requests[0], timeout=CALL_TIMEOUT_S
+                requests[0], timeout=STREAM_TIMEOUT_S
             )
         else:
             channel.unary_unary(path, serialize, parse)(requests[0], timeout=CALL_TIMEOUT_S)
@@ -80,6 +83,8 @@ def call(channel: grpc.Channel, path: str, requests: list[message.Message]) -> g
         list(itertools.islice(replies, MAX_STREAM_REPLIES))
         replies.cancel()
     except grpc.RpcError as error:
+        if method.server_streaming and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return grpc.StatusCode.OK  # still open when the reading time ran out
         return error.code()
     return grpc.StatusCode.OK
 
@@ -99,5 +104,7 @@ def test_no_request_makes_a_method_fail_internally(channels, domain, path):
         tried[path] = tried.get(path, 0) + 1
         code = call(channels[domain], path, requests)
         assert code not in BUGS, f"{path} answered {code.name} to {requests!r}"
+        # A unary or client-stream call still unanswered after CALL_TIMEOUT_S hangs.
+        assert code != grpc.StatusCode.DEADLINE_EXCEEDED, f"{path} hung on {requests!r}"
 
     check()
