@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 
 from manufacturing.maintenance.v1 import alert_pb2
+from prometheus_client import Counter
 
 from services.maintenance.alert_stream import AlertStream
 from services.maintenance.convert import alert_to_proto
@@ -31,8 +32,10 @@ class AlertCenter:
         stream: AlertStream,
         clock: Callable[[], datetime],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        raised: Counter | None = None,
     ) -> None:
         self._alerts = alerts
+        self._raised = raised
         self._stream = stream
         self._clock = clock
         self._new_id = new_id
@@ -64,6 +67,8 @@ class AlertCenter:
                 if repository.add_if_none_open(alert):
                     raised.append(alert)
         for alert in raised:
+            if self._raised is not None:
+                self._raised.labels(alert.severity.name).inc()
             try:
                 self._stream.publish(alert_to_proto(alert).SerializeToString())
             except ServiceError:

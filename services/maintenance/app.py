@@ -7,6 +7,7 @@ from functools import partial
 
 import grpc
 from manufacturing.maintenance.v1 import maintenance_service_pb2_grpc
+from prometheus_client import Counter
 
 from services.maintenance.alert_stream import AlertStream, MemoryAlertStream, RedisAlertStream
 from services.maintenance.alerting import AlertCenter
@@ -44,10 +45,15 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
 
     readings = repository_scope(sessions, ReadingRepository)
     alert_store = repository_scope(sessions, AlertRepository)
+    ingested = Counter("maintenance_readings_ingested", "Readings newly stored.", registry=None)
+    raised = Counter(
+        "maintenance_alerts_raised", "Alerts raised, by severity.", ["severity"], registry=None
+    )
     servicer = MaintenanceServicer(
+        ingested=ingested,
         readings=readings,
         alert_store=alert_store,
-        alerts=AlertCenter(alerts=alert_store, stream=stream, clock=clock),
+        alerts=AlertCenter(alerts=alert_store, stream=stream, clock=clock, raised=raised),
         remaining_life=RemainingLife(models=models, readings=readings),
         failure=models.failure,
         info=partial(service_info, settings, build, SERVICE_NAME, models.versions()),
@@ -66,4 +72,5 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         register=register,
         readiness_checks={"database": partial(db.database_ready, engine), "alerts": stream.ping},
         close=close,
+        collectors=(ingested, raised),
     )

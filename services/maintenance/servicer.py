@@ -12,6 +12,7 @@ import grpc
 from manufacturing.common.v1 import service_info_pb2
 from manufacturing.maintenance.v1 import alert_pb2, maintenance_service_pb2_grpc
 from manufacturing.maintenance.v1 import maintenance_service_pb2 as pb
+from prometheus_client import Counter
 
 from services.maintenance import convert
 from services.maintenance.alert_stream import valid_cursor
@@ -78,7 +79,9 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
         failure: tuple[FailureModel, str],
         info: Callable[[], service_info_pb2.ServiceInfo],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ingested: Counter | None = None,
     ) -> None:
+        self._ingested = ingested
         self._readings = readings
         self._alert_store = alert_store
         self._alerts = alerts
@@ -129,6 +132,8 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
                 result = repository.add_new(valid)
             reply.stored_count += result.stored
             reply.duplicate_count += result.duplicates
+            if self._ingested is not None:
+                self._ingested.inc(result.stored)
             breaches = rules.threshold_breaches(threshold_rules, valid)
             reply.alerts_raised += len(self._alerts.raise_alerts(breaches))
         return reply

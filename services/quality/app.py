@@ -9,6 +9,7 @@ from functools import partial
 
 import grpc
 from manufacturing.quality.v1 import quality_service_pb2_grpc
+from prometheus_client import Counter, Histogram
 
 from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
 from services.quality.domain.inspection.inspector import Inspector
@@ -32,7 +33,19 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     registry = ModelRegistry(shipped=SHIPPED_MODELS, trained=settings.data_dir / "models")
     # Two workers: the machines have two cores; OpenCV releases the GIL while it works.
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inspect")
+    inspected = Counter(
+        "quality_parts_inspected", "Images inspected, by verdict.", ["verdict"], registry=None
+    )
+    inference = Histogram(
+        "model_inference_seconds",
+        "Time a model takes on one input.",
+        ["model"],
+        buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+        registry=None,
+    )
     servicer = QualityServicer(
+        inspected=inspected,
+        inference=inference,
         info=lambda: service_info(
             settings, build, SERVICE_NAME, model_versions=registry.active_versions()
         ),
@@ -66,4 +79,5 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         register=register,
         readiness_checks={"database": partial(db.database_ready, engine), "models": models_ready},
         close=close,
+        collectors=(inspected, inference),
     )

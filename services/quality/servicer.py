@@ -15,6 +15,7 @@ from manufacturing.common.v1 import service_info_pb2
 from manufacturing.quality.v1 import control_chart_pb2 as cc
 from manufacturing.quality.v1 import inspection_pb2, quality_service_pb2_grpc
 from manufacturing.quality.v1 import quality_service_pb2 as pb
+from prometheus_client import Counter, Histogram
 
 from services.quality.convert import (
     CHART_TYPES,
@@ -75,6 +76,8 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         executor: ThreadPoolExecutor,
         max_pixels: int,
         stream_in_flight: int,
+        inspected: Counter | None = None,
+        inference: Histogram | None = None,
     ) -> None:
         self._info = info
         self._registry = registry
@@ -85,6 +88,8 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         self._executor = executor
         self._max_pixels = max_pixels
         self._stream_in_flight = stream_in_flight
+        self._inspected = inspected
+        self._inference = inference
 
     def _judge(self, image: bytes, model_name: str) -> inspection_pb2.InspectionResult:
         started = time.perf_counter()
@@ -93,7 +98,12 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         violations.raise_if_any()
         model = self._registry.active(model_name)
         pixels = decode_gray(image, "image", max_pixels=self._max_pixels)
+        inferred = time.perf_counter()
         inspection = self._inspector.inspect(model, pixels)
+        if self._inference is not None:
+            self._inference.labels(model_name).observe(time.perf_counter() - inferred)
+        if self._inspected is not None:
+            self._inspected.labels(inspection.verdict.name.lower()).inc()
         height, width = pixels.shape
         return inspection_to_proto(
             inspection, latency_s=time.perf_counter() - started, width=width, height=height

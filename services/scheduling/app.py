@@ -8,6 +8,7 @@ from functools import partial
 
 import grpc
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
+from prometheus_client import Counter
 
 from services.runtime import db
 from services.runtime.build_info import BuildInfo
@@ -25,7 +26,14 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     sessions = db.make_session_factory(engine)
 
     durations = duration_artifacts.load()
+    solved = Counter(
+        "scheduling_schedules_solved",
+        "Schedules produced (Solve, SolveStream, Reschedule), by solve status.",
+        ["status"],
+        registry=None,
+    )
     servicer = SchedulingServicer(
+        solved=solved,
         schedules=repository_scope(sessions, ScheduleRepository),
         info=partial(
             service_info, settings, build, SERVICE_NAME, {"processing_time": durations[0]}
@@ -42,6 +50,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         register=register,
         readiness_checks={"database": partial(db.database_ready, engine)},
         close=engine.dispose,
+        collectors=(solved,),
     )
 
 

@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2
 from manufacturing.common.v1 import service_info_pb2
 from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
+from prometheus_client import Counter
 
 from services.runtime import paging
 from services.runtime.errors import (
@@ -88,12 +89,14 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         solver: SolverSettings | None = None,
         durations: tuple[str, DurationModel] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        solved: Counter | None = None,
     ) -> None:
         self._schedules = schedules
         self._durations = durations
         self._info = info
         self._solver = solver or SolverSettings()
         self._clock = clock
+        self._solved = solved
 
     def GetServiceInfo(
         self, request: pb.GetServiceInfoRequest, context: grpc.ServicerContext
@@ -235,6 +238,8 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         )
         with self._schedules() as repository:
             repository.add(schedule)
+        if self._solved is not None:
+            self._solved.labels(solution.status.name).inc()
         return schedule
 
     # -- repairing and checking -----------------------------------------------------------

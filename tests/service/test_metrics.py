@@ -6,9 +6,15 @@ import urllib.request
 
 import grpc
 import pytest
+from manufacturing.maintenance.v1 import maintenance_service_pb2 as mpb
+from manufacturing.maintenance.v1 import maintenance_service_pb2_grpc, sensor_reading_pb2
 from manufacturing.quality.v1 import control_chart_pb2
 from manufacturing.quality.v1 import quality_service_pb2 as pb
+from manufacturing.scheduling.v1 import schedule_pb2, scheduling_service_pb2_grpc
+from manufacturing.scheduling.v1 import scheduling_service_pb2 as spb
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness import channel_to
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -58,3 +64,38 @@ def test_calls_are_counted_with_their_status_code(quality, quality_stub):
     assert samples[count_key] == 3
     build = [labels for (name, labels) in samples if name == "service_build_info"]
     assert dict(build[0])["version"] == "9.8.7"
+
+
+def counter(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_schedules_solved_are_counted_by_status(scheduling):
+    problem = schedule_pb2.Problem(
+        machines=[schedule_pb2.Machine(id="a")],
+        jobs=[
+            schedule_pb2.Job(
+                id="j",
+                operations=[
+                    schedule_pb2.Operation(
+                        eligible_machines=[schedule_pb2.EligibleMachine(machine_id="a", duration=2)]
+                    )
+                ],
+            )
+        ],
+    )
+    with channel_to(scheduling.port) as channel:
+        stub = scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
+        stub.Solve(spb.SolveRequest(problem=problem))
+    samples = scrape(scheduling.metrics_port)
+    assert counter(samples, "scheduling_schedules_solved_total", status="OPTIMAL") == 1
+
+
+def test_readings_ingested_are_counted_once(maintenance):
+    reading = sensor_reading_pb2.SensorReading(machine_id="m", sensor="temp", value=1.0)
+    reading.time.FromSeconds(1_767_225_600)
+    with channel_to(maintenance.port) as channel:
+        stub = maintenance_service_pb2_grpc.MaintenanceServiceStub(channel)
+        stub.IngestReadings(iter([mpb.IngestReadingsRequest(readings=[reading])]))
+        stub.IngestReadings(iter([mpb.IngestReadingsRequest(readings=[reading])]))  # duplicate
+    assert counter(scrape(maintenance.metrics_port), "maintenance_readings_ingested_total") == 1
