@@ -73,4 +73,5 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         readiness_checks={"database": partial(db.database_ready, engine), "alerts": stream.ping},
         close=close,
         collectors=(ingested, raised),
+        model_versions=models.versions,
     )

@@ -80,4 +80,5 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         readiness_checks={"database": partial(db.database_ready, engine), "models": models_ready},
         close=close,
         collectors=(inspected, inference),
+        model_versions=registry.active_versions,
     )

@@ -9,7 +9,7 @@ Domain code creates its own counters unregistered and hands them over through
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
@@ -21,6 +21,7 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,27 @@ LATENCY_BUCKETS = (
     30,
     60,
 )
+
+
+class ModelInfo(Collector):
+    """``model_info{service,model,version} 1`` for each model serving now, read at scrape
+    time so a promotion shows at once."""
+
+    def __init__(self, service: str, versions: Callable[[], Mapping[str, str]]) -> None:
+        self._service = service
+        self._versions = versions
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to check at registration; the versions come at scrape time
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "model_info", "Always 1; labels say which model versions serve.",
+            labels=["service", "model", "version"],
+        )  # fmt: skip
+        for model, version in sorted(self._versions().items()):
+            family.add_metric([self._service, model, version], 1)
+        yield family
 
 
 class ServiceMetrics:

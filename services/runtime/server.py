@@ -43,7 +43,7 @@ from services.runtime.interceptors.errors import ErrorMappingInterceptor
 from services.runtime.interceptors.metrics import MetricsInterceptor
 from services.runtime.interceptors.request_id import RequestIdInterceptor
 from services.runtime.interceptors.stream_limit import StreamLimitInterceptor
-from services.runtime.metrics import ServiceMetrics
+from services.runtime.metrics import ModelInfo, ServiceMetrics
 from services.runtime.readiness import Readiness, ReadinessCheck
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ class ServiceParts:
     close: Callable[[], None] = lambda: None
     # Domain metrics, created unregistered; registered in the process's registry.
     collectors: Sequence[Collector] = ()
+    # Version of each model serving now, exported as model_info.
+    model_versions: Callable[[], Mapping[str, str]] = dict
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -113,7 +115,9 @@ class GrpcService:
             git_revision=build.git_revision,
             color=settings.color,
         )
-        self.metrics.register(parts.collectors)
+        self.metrics.register(
+            [*parts.collectors, ModelInfo(settings.service, parts.model_versions)]
+        )
         self.metrics_port = 0
         self._workers = futures.ThreadPoolExecutor(
             max_workers=settings.server.max_workers, thread_name_prefix="grpc"

@@ -51,6 +51,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         readiness_checks={"database": partial(db.database_ready, engine)},
         close=engine.dispose,
         collectors=(solved,),
+        model_versions=lambda: {"processing_time": durations[0]},
     )
 
 

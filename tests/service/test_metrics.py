@@ -64,6 +64,8 @@ def test_calls_are_counted_with_their_status_code(quality, quality_stub):
     assert samples[count_key] == 3
     build = [labels for (name, labels) in samples if name == "service_build_info"]
     assert dict(build[0])["version"] == "9.8.7"
+    models = {dict(labels)["model"] for (name, labels) in samples if name == "model_info"}
+    assert "neu-surface" in models
 
 
 def counter(samples, name: str, **labels: str) -> float:
