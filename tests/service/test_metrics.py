@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import urllib.request
 
+import cv2
 import grpc
+import numpy as np
 import pytest
 from manufacturing.maintenance.v1 import maintenance_service_pb2 as mpb
 from manufacturing.maintenance.v1 import maintenance_service_pb2_grpc, sensor_reading_pb2
-from manufacturing.quality.v1 import control_chart_pb2
+from manufacturing.quality.v1 import control_chart_pb2, inspection_pb2
 from manufacturing.quality.v1 import quality_service_pb2 as pb
 from manufacturing.scheduling.v1 import schedule_pb2, scheduling_service_pb2_grpc
 from manufacturing.scheduling.v1 import scheduling_service_pb2 as spb
@@ -101,3 +103,23 @@ def test_readings_ingested_are_counted_once(maintenance):
         stub.IngestReadings(iter([mpb.IngestReadingsRequest(readings=[reading])]))
         stub.IngestReadings(iter([mpb.IngestReadingsRequest(readings=[reading])]))  # duplicate
     assert counter(scrape(maintenance.metrics_port), "maintenance_readings_ingested_total") == 1
+
+
+def test_inspections_are_counted_by_verdict_and_timed(quality, quality_stub):
+    rng = np.random.default_rng(0)
+    ok, png = cv2.imencode(
+        ".png", np.clip(rng.normal(128, 20, (200, 200)), 0, 255).astype(np.uint8)
+    )
+    assert ok
+    result = quality_stub.Inspect(
+        pb.InspectRequest(image=png.tobytes(), model="magnetic-tile")
+    ).result
+    verdict = inspection_pb2.Verdict.Name(result.verdict).removeprefix("VERDICT_").lower()
+    samples = scrape(quality.metrics_port)
+    counted = {
+        dict(labels)["verdict"]: value
+        for (name, labels), value in samples.items()
+        if name == "quality_parts_inspected_total"
+    }
+    assert counted == {verdict: 1}
+    assert counter(samples, "model_inference_seconds_count", model="magnetic-tile") == 1
