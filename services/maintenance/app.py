@@ -23,14 +23,15 @@ from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
 
 
-def alert_stream_for(settings: Settings) -> AlertStream:
-    """Redis Streams shared by every replica on the same database, else in-process.
+def alert_stream_key(settings: Settings) -> str:
+    """Replicas that share a database (and so its alerts) share the stream key."""
+    return f"{settings.service}:{settings.database_schema}:alerts"
 
-    Replicas that share a database (and so its alerts) share the stream key.
-    """
+
+def alert_stream_for(settings: Settings) -> AlertStream:
+    """Redis Streams shared by every replica on the same database, else in-process."""
     if settings.redis.url:
-        key = f"{settings.service}:{settings.database_schema}:alerts"
-        return RedisAlertStream(settings.redis.url, key)
+        return RedisAlertStream(settings.redis.url, alert_stream_key(settings))
     return MemoryAlertStream()
 
 
