@@ -385,11 +385,14 @@ def cyclic(request):
             lambda r: r.problem.jobs[0].operations[0].ClearField("eligible_machines"),
             "problem.jobs[0].operations[0].eligible_machines",
         ),
-        (
-            lambda r: (
-                r.problem.jobs[0].operations[0].eligible_machines[0].__setattr__("duration", 10**15)
-            ),
-            "problem.jobs[0].operations[0].eligible_machines[0].duration",
+        *(
+            (
+                lambda r, d=duration: (
+                    r.problem.jobs[0].operations[0].eligible_machines[0].__setattr__("duration", d)
+                ),
+                "problem.jobs[0].operations[0].eligible_machines[0].duration",
+            )
+            for duration in (0, -3, 10**15)
         ),
         (
             lambda r: (
@@ -438,3 +441,17 @@ def test_bad_problems_name_the_field(shared_scheduling_stub, mutate, field):
             rpc(message)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in field_violations(caught.value), field_violations(caught.value)
+
+
+def test_an_instance_with_a_zero_duration_is_refused_naming_the_operation(shared_scheduling_stub):
+    problem = problem_to_proto(parse_orlib((shared_data("jssp") / "orb07").read_text()))
+    zero = next(
+        f"problem.jobs[{j}].operations[{o}].eligible_machines[0].duration"
+        for j, job in enumerate(problem.jobs)
+        for o, operation in enumerate(job.operations)
+        if operation.eligible_machines[0].duration == 0
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        shared_scheduling_stub.Solve(pb.SolveRequest(problem=problem, time_limit=seconds(1)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(field_violations(caught.value)) == [zero]

@@ -216,3 +216,18 @@ def test_checker_catches_an_overlap():
         Assignment("j2", "1", "a", 4, 7),
     ]
     assert any("overlap" in v for v in violations(problem, bad))
+
+
+def test_importer_keeps_the_zero_length_operation_of_orb07_and_the_solver_places_it():
+    problem = parse_orlib((shared_data("jssp") / "orb07").read_text())
+    zero = [
+        (job.id, op.id)
+        for job in problem.jobs
+        for op in job.operations
+        if op.eligible_machines[0].duration == 0
+    ]
+    assert len(zero) == 1
+    solution = solve(problem, SolveOptions(time_limit_s=2))
+    assert_feasible(problem, solution.assignments)
+    placed = {(a.job_id, a.operation_id): a for a in solution.assignments}
+    assert placed[zero[0]].start == placed[zero[0]].end

@@ -3,6 +3,12 @@
 Lines starting with ``#`` are comments; the first line of numbers is
 ``jobs machines``; then one line per job of ``machine duration`` pairs in processing
 order, machines numbered from 0.
+
+Durations may be zero (orb07 has one zero-length operation). They are kept as written:
+the published best-known makespans are for the instances exactly as they are, and the
+domain solver places a zero-length operation without taking machine time. The service's
+contract refuses zero durations (an operation that takes no time is a data error in a
+plant), so such an instance is solved here, through the domain, not through Solve.
 """
 
 from __future__ import annotations

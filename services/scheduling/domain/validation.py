@@ -110,9 +110,9 @@ def validate_problem(problem: Problem, violations: Violations, path: str = "prob
                     )
                 seen_machines.add(eligible.machine_id)
                 violations.check(
-                    0 <= eligible.duration <= MAX_DURATION,
+                    0 < eligible.duration <= MAX_DURATION,
                     f"{e_path}.duration",
-                    f"must be between 0 and {MAX_DURATION}",
+                    f"must be between 1 and {MAX_DURATION}",
                 )
     horizon = sum(
         max((e.duration for e in op.eligible_machines), default=0)

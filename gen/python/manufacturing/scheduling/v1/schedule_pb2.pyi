@@ -156,7 +156,7 @@ class EligibleMachine(_message.Message):
     machine_id: _builtins.str
     """Identifier of a machine declared in the problem."""
     duration: _builtins.int
-    """Processing time on this machine, in time units; zero or more."""
+    """Processing time on this machine, in time units; 1 to 10^9."""
     def __init__(
         self,
         *,

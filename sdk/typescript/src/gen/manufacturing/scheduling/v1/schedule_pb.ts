@@ -92,7 +92,7 @@ export type EligibleMachine = Message<"manufacturing.scheduling.v1.EligibleMachi
   machineId: string;
 
   /**
-   * Processing time on this machine, in time units; zero or more.
+   * Processing time on this machine, in time units; 1 to 10^9.
    *
    * @generated from field: int64 duration = 2;
    */
