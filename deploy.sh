@@ -133,13 +133,15 @@ NAMESPACE=$([[ $OVERLAY == production ]] && echo manufacturing-ai || echo "manuf
 
 # --- images -------------------------------------------------------------------------
 build_images() {
-    for service in "${SERVICES[@]}"; do
+    # Each service's image, then the ops image the backup CronJobs run.
+    for service in "${SERVICES[@]}" ops; do
         local version image
+        local -a source=(--file "$ROOT/docker/Dockerfile" --build-arg "SERVICE=$service")
+        [[ $service != ops ]] || source=(--file "$ROOT/docker/ops.Dockerfile")
         version=$(version_of "$service")
         image=$(image_of "$service")
         log "build $image"
-        "$DOCKER" build --file "$ROOT/docker/Dockerfile" \
-            --build-arg "SERVICE=$service" --build-arg "GIT_REVISION=$REVISION" \
+        "$DOCKER" build "${source[@]}" --build-arg "GIT_REVISION=$REVISION" \
             --label "org.opencontainers.image.version=$version" \
             --tag "$image" --tag "$REGISTRY/$service:$version" "$ROOT"
         if [[ $PUSH -eq 1 ]]; then
@@ -231,6 +233,9 @@ render_kubernetes() {
                 fi
             done
         done
+        echo "  - name: manufacturing-ai/ops"  # the backup CronJobs
+        echo "    newName: $REGISTRY/ops"
+        echo "    newTag: $(tag_of ops)"
     } >"$dir/kustomization.yaml"
     "$KUBECTL" kustomize "$dir"
 }

@@ -59,6 +59,14 @@ def test_dry_run_prints_the_manifests_with_this_revisions_images():
             assert re.fullmatch(pattern, images[f"{service}-{color}"]), images
         if f"{service}-migrations" in images:
             assert re.fullmatch(pattern, images[f"{service}-migrations"])
+    # The backup CronJobs run the ops image of this revision, tagged the same way.
+    ops_tag = rf"{re.escape(version('ops'))}-[0-9a-f]{{12}}(-dirty)?"
+    cronjobs = [d for d in documents if d["kind"] == "CronJob"]
+    assert cronjobs
+    for cronjob in cronjobs:
+        pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        for container in pod["containers"]:
+            assert re.fullmatch(rf"{re.escape(registry)}/ops:{ops_tag}", container["image"])
     namespace = {d["metadata"]["name"] for d in documents if d["kind"] == "Namespace"}
     assert namespace == {
         "manufacturing-ai" if overlay == "production" else "manufacturing-ai-staging"
@@ -207,8 +215,12 @@ def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
         return next(i for i, line in enumerate(log) if fragment in line)
 
     builds = [line for line in log if line.startswith("docker") and " build " in line]
-    assert len(builds) == len(SERVICES)
-    assert all("--build-arg GIT_REVISION=" in b and "docker/Dockerfile" in b for b in builds)
+    assert len(builds) == len(SERVICES) + 1
+    assert all("--build-arg GIT_REVISION=" in b for b in builds)
+    for service, build in zip(SERVICES, builds, strict=False):
+        assert f"docker/Dockerfile --build-arg SERVICE={service}" in build
+    assert "docker/ops.Dockerfile" in builds[-1] and "SERVICE=" not in builds[-1]
+    assert f"--tag registry.example.com/new/ops:{version('ops')}-" in builds[-1]
     order = [
         first("docker"),
         first("get secret manufacturing-ai-secrets"),

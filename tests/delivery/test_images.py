@@ -17,8 +17,15 @@ import pytest
 
 from tests.delivery.tools import ROOT, SERVICES, run, tool
 
-DOCKERFILES = sorted([*ROOT.glob("docker/**/Dockerfile*"), *ROOT.glob("services/*/Dockerfile*")])
+DOCKERFILES = sorted(
+    [
+        *ROOT.glob("docker/**/Dockerfile*"),
+        *ROOT.glob("docker/**/*.Dockerfile"),
+        *ROOT.glob("services/*/Dockerfile*"),
+    ]
+)
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
+OPS_DOCKERFILE = ROOT / "docker" / "ops.Dockerfile"
 
 
 def stages(text: str) -> list[str]:
@@ -55,17 +62,23 @@ def test_final_stage_is_small_and_unprivileged():
     assert "GIT_REVISION=${GIT_REVISION}" in final
 
 
+def copied_from_context(dockerfile: Path) -> set[str]:
+    copied = set()
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            copied.update(line.split()[1:-1])
+    return copied
+
+
 def test_dockerignore_admits_exactly_what_the_image_copies():
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     rules = [line for line in ignore if line and not line.startswith("#")]
     assert rules[0] == "*", "an allowlist: ignore everything first"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    copied = set()
-    for line in DOCKERFILE.read_text().splitlines():
-        if line.startswith("COPY ") and "--from=" not in line:
-            copied.update(line.split()[1:-1])
     # Everything else (.venv, .env, var/, certs/, .git) stays out of the build context.
-    assert copied == allowed
+    assert copied_from_context(DOCKERFILE) == allowed
+    # The ops image is built from the same context and needs nothing more.
+    assert copied_from_context(OPS_DOCKERFILE) <= allowed
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +183,110 @@ def run_port(service: str) -> int:
 def test_every_service_has_an_entry_point():
     for service in SERVICES:
         assert (ROOT / "services" / service / "__main__.py").is_file()
+
+
+# --- the ops image (docker/ops.Dockerfile): what the backup CronJobs run -----------------
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def ops_pip_pins() -> dict[str, str]:
+    """The ``name==version`` pins of the ops image's build stage."""
+    build = stages(OPS_DOCKERFILE.read_text())[0]
+    return {_normalized(n): v for n, v in re.findall(r"([A-Za-z0-9_.-]+)==([^\s\\]+)", build)}
+
+
+def test_ops_image_is_small_unprivileged_and_has_its_tools():
+    text = OPS_DOCKERFILE.read_text()
+    build, final = stages(text)[0], stages(text)[-1]
+    assert len(stages(text)) >= 2
+    # The services' exact base, so the database tools match across the suite's images.
+    base = re.search(r"(?m)^ARG PYTHON_IMAGE=(\S+)$", text)
+    service_base = re.search(r"(?m)^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE.read_text())
+    assert base and service_base and base[1] == service_base[1]
+    assert build.startswith("${PYTHON_IMAGE}") and final.startswith("${PYTHON_IMAGE}")
+    installs = " ".join(re.findall(r"apt-get install[^&]*", final))
+    packages = {word for word in installs.split() if not word.startswith("-")} - {
+        "apt-get",
+        "install",
+        "\\",
+    }
+    assert packages == {"postgresql-common", "pgbackrest=2.45-1", "postgresql-15"}
+    assert "--no-install-recommends" in installs and "rm -rf /var/lib/apt/lists/*" in final
+    assert "create_main_cluster = false" in final
+    for word in ("gcc", "build-essential", "make ", "pip install", "-dev"):
+        assert word not in final, word
+    assert "pip uninstall --yes setuptools pip" in build
+    assert "/usr/local/bin/python -m pip uninstall --yes --quiet pip setuptools wheel" in final
+    assert re.findall(r"(?m)^USER (\S+)$", final) == ["10001:10001"]
+    assert "GIT_REVISION=${GIT_REVISION}" in final
+    assert "PG_BIN=/usr/lib/postgresql/15/bin" in final
+    assert re.search(r'(?m)^ENTRYPOINT \["python", "-m", "services.ops"\]$', final)
+
+
+def test_ops_image_pins_are_the_projects():
+    constraints = {
+        _normalized(n): v
+        for n, v in re.findall(
+            r"(?m)^([A-Za-z0-9_.-]+)==(\S+)$",
+            (ROOT / "requirements" / "constraints.txt").read_text(),
+        )
+    }
+    pins = ops_pip_pins()
+    setuptools = re.search(r"setuptools==(\S+)", DOCKERFILE.read_text())
+    assert setuptools and pins.pop("setuptools") == setuptools[1]
+    assert pins, "the ops image installs pinned packages"
+    for name, version in pins.items():
+        assert constraints.get(name) == version, f"{name}: {version} vs constraints"
+
+
+def test_ops_commands_run_with_only_the_ops_image_packages(tmp_path):
+    """Replay the ops image's site-packages: only the pinned distributions (with what
+    they pull in) and the project, beside the standard library. Every services.ops
+    module and the stubs the probes load must import, and the command must start."""
+    from importlib import metadata
+
+    wanted = set(ops_pip_pins()) - {"setuptools"}
+    closure: set[str] = set()
+    while wanted:
+        name = wanted.pop()
+        closure.add(name)
+        for requirement in metadata.requires(name) or []:
+            if "extra ==" in requirement:
+                continue
+            dependency = _normalized(re.split(r"[<>=!~;\s\[]", requirement, maxsplit=1)[0])
+            if dependency not in closure:
+                wanted.add(dependency)
+    site = tmp_path / "site-packages"
+    for name in closure:
+        distribution = metadata.distribution(name)
+        for file in distribution.files or []:
+            source = Path(str(distribution.locate_file(file)))
+            if source.is_file() and "__pycache__" not in file.parts:
+                target = site / file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(source)
+    (site / "services").symlink_to(ROOT / "services")
+    (site / "manufacturing").symlink_to(ROOT / "gen" / "python" / "manufacturing")
+    probe = (
+        "import importlib, pkgutil, runpy, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import services.ops\n"
+        "for found in pkgutil.walk_packages(services.ops.__path__, 'services.ops.'):\n"
+        "    importlib.import_module(found.name)\n"
+        "from services.ops import probes\n"
+        "for service in probes.SERVICES:\n"
+        "    importlib.import_module(f'manufacturing.{service}.v1.{service}_service_pb2_grpc')\n"
+        "outside = {m.__file__ for m in list(sys.modules.values())\n"
+        "           if getattr(m, '__file__', None) and 'site-packages' in m.__file__\n"
+        "           and not m.__file__.startswith(sys.argv[1])}\n"
+        "assert not outside, sorted(outside)[:5]\n"
+        "sys.argv = ['services.ops', '--help']\n"
+        "runpy.run_module('services.ops', run_name='__main__')\n"
+    )
+    # -S: not the virtualenv's site-packages; -I: no PYTHONPATH, no user site.
+    completed = run(sys.executable, "-I", "-S", "-c", probe, str(site), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "check" in completed.stdout and "backup" in completed.stdout

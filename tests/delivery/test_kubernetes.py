@@ -379,3 +379,49 @@ def test_gateway_probe_paths_exist_in_its_config(rendered):
         for route in host["routes"]
     ]
     assert "/health" in paths
+
+
+def test_production_backups_run_the_ops_image_daily_full_six_hourly_incremental(rendered):
+    """pgBackRest as the product brief asks: a full backup daily, an incremental every 6
+    hours, 30 days kept; every backup CronJob runs the ops image (docker/ops.Dockerfile,
+    which deploy.sh builds and tags <version>-<revision> like the services')."""
+    overlay, documents = rendered
+    cronjobs = {d["metadata"]["name"]: d for d in documents if d["kind"] == "CronJob"}
+    if overlay != "production":
+        assert not cronjobs
+        return
+    for name, cronjob in cronjobs.items():
+        pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert [c["image"] for c in pod["containers"]] == ["manufacturing-ai/ops"], name
+        assert pod["containers"][0]["command"][:3] == ["python", "-m", "services.ops"], name
+    full, incr = cronjobs["pgbackrest-full"]["spec"], cronjobs["pgbackrest-incr"]["spec"]
+
+    def fields(schedule: str) -> list[str]:
+        minute, hour, day, month, weekday = schedule.split()
+        assert (day, month, weekday) == ("*", "*", "*"), schedule  # every day
+        return [minute, hour]
+
+    full_minute, full_hour = fields(full["schedule"])
+    incr_minute, incr_hours = fields(incr["schedule"])
+    assert full_minute == incr_minute and full_hour.isdigit()
+    hours = sorted([int(full_hour), *map(int, incr_hours.split(","))])
+    # The full backup and the incrementals together: one every 6 hours, all day.
+    assert hours == [int(full_hour) % 6 + 6 * i for i in range(4)]
+
+    def backup_type(spec) -> str:
+        command = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+        return str(command[command.index("--type") + 1])
+
+    assert (backup_type(full), backup_type(incr)) == ("full", "incr")
+    pgbackrest = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("pgbackrest-config")
+    )
+    settings = dict(
+        line.split("=", 1)
+        for line in pgbackrest["data"]["pgbackrest.conf"].splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert settings["repo1-retention-full-type"] == "time"
+    assert settings["repo1-retention-full"] == "30"  # days, with the incrementals on them
