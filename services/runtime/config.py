@@ -133,6 +133,15 @@ class LoggingSettings(_Section):
     max_age_days: float = Field(default=0, ge=0)
 
 
+class SchedulingSettings(_Section):
+    """The scheduling service's solver; the other services leave this section out."""
+
+    # CP-SAT workers per solve; 0 means the CPU count, at most 8.
+    solver_workers: int = Field(default=0, ge=0, le=64)
+    # Time limit of a solve whose request sets none.
+    default_time_limit_s: float = Field(default=10.0, gt=0, le=3600)
+
+
 class Settings(_Section):
     service: str
     environment: Literal["development", "staging", "production"]
@@ -146,6 +155,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()
+    scheduling: SchedulingSettings = SchedulingSettings()
 
     @property
     def database_url(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from functools import partial
 
 import grpc
@@ -12,7 +11,7 @@ from prometheus_client import Counter
 
 from services.runtime import db
 from services.runtime.build_info import BuildInfo
-from services.runtime.config import ConfigError, Settings
+from services.runtime.config import SchedulingSettings, Settings
 from services.runtime.info import service_info
 from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
@@ -38,7 +37,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         info=partial(
             service_info, settings, build, SERVICE_NAME, {"processing_time": durations[0]}
         ),
-        solver=solver_settings(os.environ),
+        solver=solver_settings(settings.scheduling),
         durations=durations,
     )
 
@@ -55,19 +54,9 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     )
 
 
-def solver_settings(environ: Mapping[str, str]) -> SolverSettings:
-    """CP-SAT workers (SCHEDULING_SOLVER_WORKERS, default: the CPU count, at most 8) and the
-    default time limit (SCHEDULING_DEFAULT_TIME_LIMIT_S, default 10)."""
-    workers = environ.get("SCHEDULING_SOLVER_WORKERS") or str(min(8, os.cpu_count() or 1))
-    limit = environ.get("SCHEDULING_DEFAULT_TIME_LIMIT_S") or "10"
-    try:
-        settings = SolverSettings(workers=int(workers), default_time_limit_s=float(limit))
-    except ValueError as error:
-        raise ConfigError(
-            f"SCHEDULING_SOLVER_WORKERS / SCHEDULING_DEFAULT_TIME_LIMIT_S: {error}"
-        ) from error
-    if not 1 <= settings.workers <= 64 or not 0 < settings.default_time_limit_s <= 3600:
-        raise ConfigError(
-            "SCHEDULING_SOLVER_WORKERS must be 1..64, SCHEDULING_DEFAULT_TIME_LIMIT_S 0..3600"
-        )
-    return settings
+def solver_settings(settings: SchedulingSettings) -> SolverSettings:
+    """The configured solver; ``solver_workers: 0`` means the CPU count, at most 8."""
+    return SolverSettings(
+        workers=settings.solver_workers or min(8, os.cpu_count() or 1),
+        default_time_limit_s=settings.default_time_limit_s,
+    )
