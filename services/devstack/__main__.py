@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from services.devstack import gateway_security as gs
 from services.devstack.banner import banner
 from services.devstack.envoy import EnvoyError
 from services.devstack.suite import SERVICES, LocalSuite, SuiteError, SuitePorts
@@ -20,6 +21,19 @@ def parse_ports(text: str) -> dict[str, int]:
     if len(ports) != len(SERVICES):
         raise argparse.ArgumentTypeError(f"give {len(SERVICES)} ports: {','.join(SERVICES)}")
     return dict(zip(SERVICES, ports, strict=True))
+
+
+def gateway_security(options: argparse.Namespace) -> gs.GatewaySecurity:
+    """What the ``--gateway-tls``, ``--jwks`` and ``--rate-limit`` switches turn on."""
+    tls = jwt = rate_limit = None
+    if options.gateway_tls:
+        certs = options.gateway_tls
+        tls = gs.ListenerTls(str(certs / "server.pem"), str(certs / "server-key.pem"))
+    if options.jwks:
+        jwt = gs.Jwt(options.issuer, (options.audience,), jwks_file=str(options.jwks))
+    if options.rate_limit:
+        rate_limit = gs.RateLimit(options.rate_limit, 2 * options.rate_limit)
+    return gs.GatewaySecurity(tls, jwt, rate_limit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +47,33 @@ def main(argv: list[str] | None = None) -> int:
         "--green-ports", type=parse_ports, default=None, help="idle colors' ports, same order"
     )
     parser.add_argument("--data-dir", type=Path, default=Path("var"))
+    secured = parser.add_argument_group(
+        "gateway security", "off by default in development; each switch turns one on"
+    )
+    secured.add_argument(
+        "--gateway-tls",
+        type=Path,
+        metavar="CERT_DIR",
+        help="TLS on the gateway with CERT_DIR/server.pem, server-key.pem and ca.pem "
+        "(python -m services.runtime.devcerts CERT_DIR makes them)",
+    )
+    secured.add_argument(
+        "--jwks",
+        type=Path,
+        metavar="FILE",
+        help="require JWTs signed by a key of this JWK set, at the gateway and the services",
+    )
+    secured.add_argument("--issuer", default="", help="the tokens' iss (with --jwks)")
+    secured.add_argument("--audience", default="manufacturing-ai", help="their aud")
+    secured.add_argument(
+        "--rate-limit",
+        type=int,
+        metavar="N",
+        help="calls per second per client at the gateway (bursts up to 2N)",
+    )
     options = parser.parse_args(argv)
+    if options.jwks and not options.issuer:
+        parser.error("--jwks needs --issuer")
 
     stop = threading.Event()
 
@@ -46,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     ports = SuitePorts(
         options.gateway_port, options.admin_port, options.service_ports, options.green_ports
     )
-    suite = LocalSuite(ports, options.data_dir, options.data_dir / "logs")
+    security = gateway_security(options)
+    suite = LocalSuite(
+        ports,
+        options.data_dir,
+        options.data_dir / "logs",
+        security,
+        str(options.gateway_tls / "ca.pem") if options.gateway_tls else "",
+    )
     started = time.monotonic()
     print("Starting scheduling, quality, maintenance and the Envoy gateway ...", flush=True)
     try:

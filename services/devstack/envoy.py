@@ -26,8 +26,9 @@ from typing import Any, Self
 
 import yaml
 
+from services.devstack.gateway_security import GatewaySecurity, secure
 from services.rollout import xds
-from services.rollout.xds import HealthCheckTiming, Layout, ServiceLayout
+from services.rollout.xds import HealthCheckTiming, Layout, ServiceLayout, UpstreamTls
 
 ENVOY_CONFIG = Path(__file__).resolve().parents[2] / "gateway" / "envoy.yaml"
 
@@ -177,6 +178,11 @@ class EnvoyProcess:
     Several may run at once: each gets a dynamic base id and hot restart is disabled.
     Envoy's stdout (the JSON access log) and stderr (its own log) go to ``log_path``;
     access log lines reach it within ``file_flush_interval_ms``.
+
+    ``security`` adds TLS, JWT and per-client rate limits to the listener
+    (:mod:`services.devstack.gateway_security`), ``upstream_tls`` makes Envoy reach the
+    services over mutual TLS, and ``max_call_s`` is the deadline a unary call gets when
+    its caller sets none (and the cap on one it sets).
     """
 
     def __init__(
@@ -193,6 +199,9 @@ class EnvoyProcess:
         file_flush_interval_ms: int = 1000,
         ready_timeout: float = 20.0,
         xds_dir: Path | None = None,
+        security: GatewaySecurity | None = None,
+        upstream_tls: UpstreamTls | None = None,
+        max_call_s: float = xds.DEFAULT_MAX_CALL_S,
     ) -> None:
         self.port = port
         self.admin_port = admin_port
@@ -210,6 +219,10 @@ class EnvoyProcess:
         self.timing = timing
         self._xds_dir = xds_dir
         self.config = render_envoy_config(port, admin_port, xds_dir or Path("xds"), listen_host)
+        if security is not None:
+            secure(self.config, security)
+        self.upstream_tls = upstream_tls
+        self.max_call_s = max_call_s
         self.admin_host: str = _socket_address(self.config["admin"], "admin")["address"]
         self._log_level = log_level
         self._concurrency = concurrency
@@ -232,18 +245,32 @@ class EnvoyProcess:
         self.xds_version += 1
         return str(self.xds_version)
 
+    def _write_clusters(self) -> None:
+        xds.write_clusters(
+            self.xds_dir,
+            self.layout,
+            self._next_version(),
+            timing=self.timing,
+            upstream_tls=self.upstream_tls,
+        )
+
+    def _write_routes(self) -> None:
+        xds.write_routes(
+            self.xds_dir, self.layout, self._next_version(), max_call_s=self.max_call_s
+        )
+
     def write_xds(self) -> None:
         """Write both watched files from ``self.layout`` (clusters first)."""
-        xds.write_clusters(self.xds_dir, self.layout, self._next_version(), timing=self.timing)
-        xds.write_routes(self.xds_dir, self.layout, self._next_version())
+        self._write_clusters()
+        self._write_routes()
 
     def set_layout(self, layout: Layout) -> None:
         """Move weights (routes only) or ports (clusters too); Envoy reloads the files."""
         ports_changed = any(layout[s].ports != self.layout[s].ports for s in layout)
         self.layout = dict(layout)
         if ports_changed:
-            xds.write_clusters(self.xds_dir, self.layout, self._next_version(), timing=self.timing)
-        xds.write_routes(self.xds_dir, self.layout, self._next_version())
+            self._write_clusters()
+        self._write_routes()
 
     @property
     def admin_url(self) -> str:

@@ -25,10 +25,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.devstack.envoy import EnvoyProcess
+from services.devstack.gateway_security import GatewaySecurity
 from services.rollout import processes
 from services.rollout.processes import REPOSITORY
 from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
-from services.rollout.xds import DEFAULT_PORTS
+from services.rollout.xds import DEFAULT_PORTS, HEALTH_ROUTE_HEADER
 from services.runtime.config import load_settings
 from services.runtime.server import suite_service_names
 
@@ -109,18 +110,27 @@ def wait_until_serving(
     raise SuiteError(f"{service_name} on port {port} was not SERVING in time")
 
 
-def wait_through_gateway(port: int, service_name: str, deadline: float) -> None:
-    """Call GetServiceInfo through the gateway until Envoy routes it to a healthy host."""
-    method = f"/{service_name}/GetServiceInfo"
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary(method, request_serializer=bytes, response_deserializer=bytes)
+def gateway_channel(port: int, ca_file: str = "") -> grpc.Channel:
+    """A channel to the local gateway: TLS trusting ``ca_file`` when given."""
+    target = f"127.0.0.1:{port}"
+    if not ca_file:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(Path(ca_file).read_bytes()))
+
+
+def wait_through_gateway(port: int, service: str, deadline: float, *, ca_file: str = "") -> None:
+    """Check the service's health through the gateway until Envoy routes it to a
+    healthy host (health needs no token, so this works with the gateway's JWT on)."""
+    request = health_pb2.HealthCheckRequest(service=full_name(service))
+    with gateway_channel(port, ca_file) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
-                call(b"", timeout=1)
+                stub.Check(request, timeout=1, metadata=((HEALTH_ROUTE_HEADER, service),))
                 return
             except grpc.RpcError:
                 time.sleep(0.2)
-    raise SuiteError(f"the gateway on port {port} did not route {service_name} in time")
+    raise SuiteError(f"the gateway on port {port} did not route {service} in time")
 
 
 class LocalSuite:
@@ -130,10 +140,24 @@ class LocalSuite:
     weight, not running) until ``rollout`` starts it. The topology the rollout command
     acts on is written under ``data_dir/rollout/``; ``stop()`` stops whatever colors
     run then, including ones a rollout started.
+
+    ``security`` hardens the gateway (TLS, JWT, rate limits); with a JWT JWK set file
+    the services verify the same tokens again (``AUTH_*``), as in production. With TLS,
+    ``gateway_ca_file`` is the CA the suite trusts to reach its own gateway.
     """
 
-    def __init__(self, ports: SuitePorts, data_dir: Path, log_dir: Path) -> None:
+    def __init__(
+        self,
+        ports: SuitePorts,
+        data_dir: Path,
+        log_dir: Path,
+        security: GatewaySecurity | None = None,
+        gateway_ca_file: str = "",
+    ) -> None:
         self.ports = ports
+        self.security = security
+        # The CA that signed the gateway's certificate, to reach it once it runs TLS.
+        self.gateway_ca_file = gateway_ca_file
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.store = TopologyStore(data_dir)
@@ -141,7 +165,16 @@ class LocalSuite:
         self._started_pids: list[int] = []
 
     def _environ(self) -> dict[str, str]:
-        return {"DATA_DIR": str(self.data_dir.resolve()), "APP_ENV": "development"}
+        environ = {"DATA_DIR": str(self.data_dir.resolve()), "APP_ENV": "development"}
+        jwt = self.security.jwt if self.security else None
+        if jwt is not None and jwt.jwks_file:
+            environ |= {
+                "AUTH_ENABLED": "true",
+                "AUTH_JWKS_FILE": str(Path(jwt.jwks_file).resolve()),
+                "AUTH_ISSUER": jwt.issuer,
+                "AUTH_AUDIENCE": jwt.audiences[0],
+            }
+        return environ
 
     def migrate(self) -> None:
         completed = subprocess.run(
@@ -194,6 +227,7 @@ class LocalSuite:
             admin_port=self.ports.admin,
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             xds_dir=xds_dir,
+            security=self.security,
         )
         self.envoy.start()
         with self.store.locked():
@@ -212,7 +246,7 @@ class LocalSuite:
                 )
             )
         for service in SERVICES:
-            wait_through_gateway(self.envoy.port, full_name(service), deadline)
+            wait_through_gateway(self.envoy.port, service, deadline, ca_file=self.gateway_ca_file)
 
     def _check_alive(self, service: str, pid: int) -> None:
         code = processes.exit_code(pid)

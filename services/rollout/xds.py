@@ -116,6 +116,42 @@ class HealthCheckTiming:
         return cls(interval_s, 0.0, timeout_s, interval_s)
 
 
+@dataclass(frozen=True)
+class UpstreamTls:
+    """Mutual TLS from Envoy to the services: the CA their certificates are checked
+    against, and the client certificate Envoy presents (PEM file paths)."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    # The name the services' certificates carry (devcerts puts localhost in them).
+    server_name: str = "localhost"
+
+    def transport_socket(self) -> dict[str, Any]:
+        return {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": _TYPE + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": self.server_name,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "tls_certificates": [
+                        {
+                            "certificate_chain": {"filename": self.cert_file},
+                            "private_key": {"filename": self.key_file},
+                        }
+                    ],
+                    "validation_context": {
+                        "trusted_ca": {"filename": self.ca_file},
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": self.server_name}}
+                        ],
+                    },
+                },
+            },
+        }
+
+
 def render_cluster(
     service: str,
     color: str,
@@ -123,7 +159,10 @@ def render_cluster(
     *,
     host: str = "127.0.0.1",
     timing: HealthCheckTiming = HealthCheckTiming(),
+    upstream_tls: UpstreamTls | None = None,
 ) -> dict[str, Any]:
+    """One color's cluster; with ``upstream_tls`` Envoy reaches it (and health checks
+    it) over mutual TLS."""
     name = cluster_name(service, color)
     health_check: dict[str, Any] = {
         "timeout": _duration(timing.timeout_s),
@@ -139,6 +178,7 @@ def render_cluster(
     }
     if timing.jitter_s:
         health_check["interval_jitter"] = _duration(timing.jitter_s)
+    tls = {} if upstream_tls is None else {"transport_socket": upstream_tls.transport_socket()}
     return {
         "@type": _CLUSTER_TYPE,
         "name": name,
@@ -179,6 +219,7 @@ def render_cluster(
             ],
         },
         "health_checks": [health_check],
+        **tls,
         "outlier_detection": {
             # gRPC errors reach outlier detection as HTTP codes (UNAVAILABLE -> 503).
             # Eject for gateway failures (connection refused or reset: a crashed host),
@@ -204,9 +245,17 @@ def render_clusters(
     *,
     host: str = "127.0.0.1",
     timing: HealthCheckTiming = HealthCheckTiming(),
+    upstream_tls: UpstreamTls | None = None,
 ) -> list[dict[str, Any]]:
     clusters = [
-        render_cluster(service, color, layout[service].ports[color], host=host, timing=timing)
+        render_cluster(
+            service,
+            color,
+            layout[service].ports[color],
+            host=host,
+            timing=timing,
+            upstream_tls=upstream_tls,
+        )
         for service in layout
         for color in COLORS
     ]
@@ -434,8 +483,10 @@ def dump(document: Mapping[str, Any]) -> str:
     return _HEADER + yaml.safe_dump(dict(document), sort_keys=False, width=100)
 
 
-def write_routes(directory: Path, layout: Layout, version: str) -> None:
-    document = _document([render_routes(layout)], version)
+def write_routes(
+    directory: Path, layout: Layout, version: str, *, max_call_s: float = DEFAULT_MAX_CALL_S
+) -> None:
+    document = _document([render_routes(layout, max_call_s=max_call_s)], version)
     _atomic_write(directory / RDS_FILE, dump(document))
 
 
@@ -446,8 +497,11 @@ def write_clusters(
     *,
     host: str = "127.0.0.1",
     timing: HealthCheckTiming = HealthCheckTiming(),
+    upstream_tls: UpstreamTls | None = None,
 ) -> None:
-    document = _document(render_clusters(layout, host=host, timing=timing), version)
+    document = _document(
+        render_clusters(layout, host=host, timing=timing, upstream_tls=upstream_tls), version
+    )
     _atomic_write(directory / CDS_FILE, dump(document))
 
 

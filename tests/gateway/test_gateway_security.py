@@ -1,0 +1,303 @@
+"""The hardened gateway: TLS for callers, JWT at Envoy, per-client rate limits, mTLS upstream.
+
+A real Envoy (services/devstack/gateway_security.py on gateway/envoy.yaml) in front of a
+real scheduling service that itself runs with TLS demanding client certificates and
+with authentication on, so every call below crosses both checks. Certificates come from
+the dev-cert command, tokens from a test issuer whose JWK set Envoy and the service load.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jwt
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
+from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
+
+from services.devstack import gateway_security as gs
+from services.devstack.envoy import EnvoyProcess, layout_of, validate
+from services.rollout import xds
+from services.runtime import devcerts
+from tests.gateway.conftest import HEALTH_CHECK_INTERVAL_S
+from tests.gateway.test_envoy import by_request_id, wait_for_log_entry
+from tests.harness import serve, settings_for
+
+pytestmark = pytest.mark.envoy
+
+ISSUER = "https://login.plant.example"
+AUDIENCE = "manufacturing-ai"
+CALL_TIMEOUT_S = 5.0
+RATE = gs.RateLimit(requests_per_s=1, burst=5)
+SCHEDULING = "manufacturing.scheduling.v1.SchedulingService"
+
+
+class Issuer:
+    """Signs tokens as the plant's identity provider would (ES256, key id k1)."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+
+    def jwks(self) -> str:
+        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
+        return json.dumps({"keys": [{**public, "kid": "k1", "alg": "ES256", "use": "sig"}]})
+
+    def token(self, subject: str, *roles: str) -> str:
+        now = int(time.time())
+        claims = {"sub": subject, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300}
+        return jwt.encode(
+            {**claims, "roles": list(roles)}, self.key, algorithm="ES256", headers={"kid": "k1"}
+        )
+
+
+def new_subject() -> str:
+    """Each test its own caller: the rate limit counts per subject."""
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"), ("x-request-id", f"test-{uuid.uuid4()}"))
+
+
+def code_of(call: Any) -> grpc.StatusCode:
+    try:
+        call()
+    except grpc.RpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("certs")
+    devcerts.create(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Issuer:
+    return Issuer()
+
+
+@pytest.fixture(scope="module")
+def jwks_file(tmp_path_factory: pytest.TempPathFactory, issuer: Issuer) -> Path:
+    path = tmp_path_factory.mktemp("auth") / "jwks.json"
+    path.write_text(issuer.jwks(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def security(certs: Path, jwks_file: Path) -> gs.GatewaySecurity:
+    return gs.GatewaySecurity(
+        tls=gs.ListenerTls(str(certs / "server.pem"), str(certs / "server-key.pem")),
+        jwt=gs.Jwt(ISSUER, (AUDIENCE,), jwks_file=str(jwks_file)),
+        rate_limit=RATE,
+    )
+
+
+@pytest.fixture(scope="module")
+def scheduling_port(
+    tmp_path_factory: pytest.TempPathFactory, certs: Path, jwks_file: Path
+) -> Iterator[int]:
+    """The real scheduling service: TLS demanding client certificates, auth on."""
+    settings = settings_for(
+        "scheduling",
+        tmp_path_factory.mktemp("scheduling"),
+        TLS_ENABLED="true",
+        TLS_CERT_FILE=str(certs / "server.pem"),
+        TLS_KEY_FILE=str(certs / "server-key.pem"),
+        TLS_CLIENT_CA_FILE=str(certs / "ca.pem"),
+        AUTH_ENABLED="true",
+        AUTH_JWKS_FILE=str(jwks_file),
+        AUTH_ISSUER=ISSUER,
+    )
+    with serve(settings) as service:
+        yield service.port
+
+
+@pytest.fixture(scope="module")
+def envoy(
+    backends: dict[str, int], scheduling_port: int, certs: Path, security: gs.GatewaySecurity
+) -> Iterator[EnvoyProcess]:
+    # Only scheduling is called here; the other clusters' plaintext stand-ins stay
+    # unhealthy behind mutual TLS, which is the point of the switch.
+    with EnvoyProcess(
+        {**backends, "scheduling": scheduling_port},
+        listen_host="127.0.0.1",
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        concurrency=1,
+        file_flush_interval_ms=50,
+        security=security,
+        upstream_tls=xds.UpstreamTls(
+            str(certs / "ca.pem"), str(certs / "client.pem"), str(certs / "client-key.pem")
+        ),
+    ) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def channel(envoy: EnvoyProcess, certs: Path) -> Iterator[grpc.Channel]:
+    """A TLS client trusting only the dev CA."""
+    credentials = grpc.ssl_channel_credentials((certs / "ca.pem").read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{envoy.port}", credentials) as tls_channel:
+        grpc.channel_ready_future(tls_channel).result(timeout=10)
+        yield tls_channel
+
+
+@pytest.fixture(scope="module")
+def stub(channel: grpc.Channel) -> scheduling_service_pb2_grpc.SchedulingServiceStub:
+    stub = scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
+    # Envoy's health checks must see the service (over mTLS) before calls reach it.
+    health = health_pb2_grpc.HealthStub(channel)
+    request = health_pb2.HealthCheckRequest(service=SCHEDULING)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            health.Check(request, timeout=1, metadata=((xds.HEALTH_ROUTE_HEADER, "scheduling"),))
+            return stub
+        except grpc.RpcError:
+            assert time.monotonic() < deadline, "scheduling never healthy behind mutual TLS"
+            time.sleep(0.1)
+
+
+def list_schedules(
+    stub: scheduling_service_pb2_grpc.SchedulingServiceStub, metadata: Any = ()
+) -> Any:
+    return stub.ListSchedules(pb.ListSchedulesRequest(), timeout=CALL_TIMEOUT_S, metadata=metadata)
+
+
+def test_secured_bootstrap_validates(tmp_path: Path, envoy: EnvoyProcess) -> None:
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(envoy.config), encoding="utf-8")
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_call_without_a_token_is_refused_by_envoy(
+    envoy: EnvoyProcess, stub: scheduling_service_pb2_grpc.SchedulingServiceStub
+) -> None:
+    request_id = f"test-{uuid.uuid4()}"
+    with pytest.raises(grpc.RpcError) as raised:
+        list_schedules(stub, (("x-request-id", request_id),))
+    assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    entry = wait_for_log_entry(envoy, by_request_id(request_id))
+    assert entry["upstream_host"] is None  # never reached the service
+    assert "jwt" in entry["response_code_details"].lower()
+
+
+def test_foreign_and_malformed_tokens_are_refused_by_envoy(
+    stub: scheduling_service_pb2_grpc.SchedulingServiceStub,
+) -> None:
+    stranger = Issuer().token(new_subject(), "admin")  # right claims, unknown key
+    for token in (stranger, "not-a-jwt"):
+        code = code_of(lambda token=token: list_schedules(stub, bearer(token)))
+        assert code is grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_valid_token_passes_and_the_service_checks_roles_again(
+    envoy: EnvoyProcess,
+    stub: scheduling_service_pb2_grpc.SchedulingServiceStub,
+    issuer: Issuer,
+) -> None:
+    viewer = bearer(issuer.token(new_subject(), "viewer"))
+    _, call = stub.ListSchedules.with_call(
+        pb.ListSchedulesRequest(), timeout=CALL_TIMEOUT_S, metadata=viewer
+    )
+    assert call.code() is grpc.StatusCode.OK
+    entry = wait_for_log_entry(envoy, by_request_id(viewer[1][1]))
+    assert entry["upstream_cluster"] == "scheduling-blue" and entry["grpc_status"] == "OK"
+    # The token reached the service, which applies the per-method roles: a viewer may
+    # not solve (Envoy only checks the token is genuine).
+    code = code_of(lambda: stub.Solve(pb.SolveRequest(), timeout=CALL_TIMEOUT_S, metadata=viewer))
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_api_key_calls_pass_envoy_and_the_service_checks_the_key(
+    envoy: EnvoyProcess, stub: scheduling_service_pb2_grpc.SchedulingServiceStub
+) -> None:
+    request_id = f"test-{uuid.uuid4()}"
+    metadata = (("x-api-key", "mk_unknown"), ("x-request-id", request_id))
+    assert code_of(lambda: list_schedules(stub, metadata)) is grpc.StatusCode.UNAUTHENTICATED
+    # Answered by the service, not Envoy: the key is checked where the digests are.
+    assert wait_for_log_entry(envoy, by_request_id(request_id))["upstream_host"]
+
+
+def test_health_stays_open_without_a_token(envoy: EnvoyProcess, certs: Path) -> None:
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    for path in ("/health", "/ready"):
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", envoy.port, timeout=CALL_TIMEOUT_S, context=context
+        )
+        try:
+            connection.request("GET", path)
+            assert connection.getresponse().status == 200, path
+        finally:
+            connection.close()
+
+
+def test_plaintext_and_untrusting_clients_do_not_connect(envoy: EnvoyProcess) -> None:
+    target = f"127.0.0.1:{envoy.port}"
+    with grpc.insecure_channel(target) as plaintext, pytest.raises(grpc.FutureTimeoutError):
+        grpc.channel_ready_future(plaintext).result(timeout=2)
+    # The system trust store does not know the dev CA.
+    untrusting_credentials = grpc.ssl_channel_credentials()
+    with (
+        grpc.secure_channel(target, untrusting_credentials) as untrusting,
+        pytest.raises(grpc.FutureTimeoutError),
+    ):
+        grpc.channel_ready_future(untrusting).result(timeout=2)
+
+
+def test_rate_limit_per_subject_answers_resource_exhausted(
+    envoy: EnvoyProcess,
+    stub: scheduling_service_pb2_grpc.SchedulingServiceStub,
+    issuer: Issuer,
+) -> None:
+    greedy = bearer(issuer.token(new_subject(), "viewer"))
+    codes = [code_of(lambda: list_schedules(stub, greedy)) for _ in range(RATE.burst * 3)]
+    assert codes[: RATE.burst] == [grpc.StatusCode.OK] * RATE.burst  # the burst is served
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes[RATE.burst :]
+    assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    # Another caller has a bucket of its own.
+    other = bearer(issuer.token(new_subject(), "viewer"))
+    assert [code_of(lambda: list_schedules(stub, other)) for _ in range(3)] == (
+        [grpc.StatusCode.OK] * 3
+    )
+    _, body = envoy.admin_get("/stats?filter=per_client.http_local_rate_limit.rate_limited$")
+    assert int(body.split(":")[1]) >= 1
+
+
+def test_rate_limit_without_jwt_counts_per_address() -> None:
+    limit = gs.rate_limit_filter(RATE, with_jwt=False)["typed_config"]
+    assert limit["rate_limits"] == [{"actions": [{"remote_address": {}}]}]
+    assert [d["entries"] for d in limit["descriptors"]] == [[{"key": "remote_address"}]]
+
+
+def test_jwks_from_a_uri_gets_a_verified_cluster_of_its_own(tmp_path: Path) -> None:
+    process = EnvoyProcess(
+        layout_of({"scheduling": 1, "quality": 2, "maintenance": 3}),
+        security=gs.GatewaySecurity(
+            jwt=gs.Jwt(ISSUER, (AUDIENCE,), jwks_uri="https://login.plant.example/jwks.json")
+        ),
+    )
+    (cluster,) = process.config["static_resources"]["clusters"]
+    assert cluster["name"] == gs.JWKS_CLUSTER
+    socket = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert socket["address"]["socket_address"] == {
+        "address": "login.plant.example",
+        "port_value": 443,
+    }
+    assert cluster["transport_socket"]["typed_config"]["sni"] == "login.plant.example"
+    with pytest.raises(gs.GatewaySecurityError):
+        gs.Jwt(ISSUER, (AUDIENCE,), jwks_file="a", jwks_uri="https://b")
