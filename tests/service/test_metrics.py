@@ -8,8 +8,12 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+from manufacturing.maintenance.v1 import (
+    alert_pb2,
+    maintenance_service_pb2_grpc,
+    sensor_reading_pb2,
+)
 from manufacturing.maintenance.v1 import maintenance_service_pb2 as mpb
-from manufacturing.maintenance.v1 import maintenance_service_pb2_grpc, sensor_reading_pb2
 from manufacturing.quality.v1 import control_chart_pb2, inspection_pb2
 from manufacturing.quality.v1 import quality_service_pb2 as pb
 from manufacturing.scheduling.v1 import schedule_pb2, scheduling_service_pb2_grpc
@@ -103,6 +107,44 @@ def test_readings_ingested_are_counted_once(maintenance):
         stub.IngestReadings(iter([mpb.IngestReadingsRequest(readings=[reading])]))
         stub.IngestReadings(iter([mpb.IngestReadingsRequest(readings=[reading])]))  # duplicate
     assert counter(scrape(maintenance.metrics_port), "maintenance_readings_ingested_total") == 1
+
+
+def test_alerts_raised_are_counted_by_severity(maintenance):
+    """A reading over a P1 threshold raises one alert; the counter names its severity.
+    The next breach, while that alert is open, raises none and counts none."""
+
+    def temperature(step: int, value: float) -> sensor_reading_pb2.SensorReading:
+        reading = sensor_reading_pb2.SensorReading(machine_id="press", sensor="temp", value=value)
+        reading.time.FromSeconds(1_767_225_600 + step)
+        return reading
+
+    with channel_to(maintenance.port) as channel:
+        stub = maintenance_service_pb2_grpc.MaintenanceServiceStub(channel)
+        stub.CreateAlertRule(
+            mpb.CreateAlertRuleRequest(
+                rule=alert_pb2.AlertRule(
+                    machine_id="press",
+                    kind=alert_pb2.RULE_KIND_THRESHOLD,
+                    severity=alert_pb2.SEVERITY_P1,
+                    sensor="temp",
+                    upper_limit=80.0,
+                )
+            )
+        )
+        within = stub.IngestReadings(
+            iter([mpb.IngestReadingsRequest(readings=[temperature(0, 70.0)])])
+        )
+        assert within.alerts_raised == 0
+        assert counter(scrape(maintenance.metrics_port), "maintenance_alerts_raised_total") == 0
+        over = [temperature(1, 90.0), temperature(2, 95.0)]
+        reply = stub.IngestReadings(iter([mpb.IngestReadingsRequest(readings=over)]))
+    assert reply.alerts_raised == 1
+    raised = {
+        dict(labels)["severity"]: value
+        for (name, labels), value in scrape(maintenance.metrics_port).items()
+        if name == "maintenance_alerts_raised_total"
+    }
+    assert raised == {"P1": 1}
 
 
 def test_inspections_are_counted_by_verdict_and_timed(quality, quality_stub):
