@@ -10,15 +10,18 @@ import copy
 import http.client
 import json
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.devstack.envoy import (
     ENVOY_CONFIG,
@@ -67,11 +70,13 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def raw_call(channel: grpc.Channel, path: str) -> grpc.StatusCode:
+def raw_call(
+    channel: grpc.Channel, path: str, timeout: float | None = CALL_TIMEOUT_S
+) -> grpc.StatusCode:
     """Call ``path`` with an empty message; return the status code it ends with."""
     try:
         channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)(
-            b"", timeout=CALL_TIMEOUT_S
+            b"", timeout=timeout
         )
     except grpc.RpcError as error:
         return error.code()
@@ -589,3 +594,77 @@ def test_rest_json_for_unary_methods(envoy: EnvoyProcess) -> None:
         "/manufacturing.maintenance.v1.MaintenanceService/IngestReadings", '{"readings": []}'
     )
     assert status == 404
+
+
+# --- a default deadline ----------------------------------------------------------------
+
+
+class _SlowSolve(grpc.GenericRpcHandler):
+    """Scheduling's Solve that never finishes on its own; records the deadline it got."""
+
+    def __init__(self) -> None:
+        self.remaining_s: list[float | None] = []
+        self.cancelled = threading.Event()
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        if handler_call_details.method != SOLVE:
+            return None
+
+        def solve(request: bytes, context: grpc.ServicerContext) -> bytes:
+            self.remaining_s.append(context.time_remaining())
+            context.add_callback(self.cancelled.set)
+            while context.is_active():
+                time.sleep(0.05)
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(solve)
+
+
+SOLVE = "/manufacturing.scheduling.v1.SchedulingService/Solve"
+
+
+def wait_until_healthy(envoy: EnvoyProcess, cluster: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = json.loads(envoy.admin_get("/clusters?format=json")[1])
+        (found,) = [c for c in status["cluster_statuses"] if c["name"] == cluster]
+        hosts = found.get("host_statuses", [])
+        if hosts and all(h["health_status"].get("eds_health_status") == "HEALTHY" for h in hosts):
+            return
+        assert time.monotonic() < deadline, f"{cluster} never became healthy"
+        time.sleep(0.05)
+
+
+def test_a_call_without_a_deadline_gets_the_routes_default(backends: dict[str, int]) -> None:
+    """No grpc-timeout from the caller: Envoy applies the route's (here 1 s), tells the
+    service in grpc-timeout, and ends the call DEADLINE_EXCEEDED instead of waiting."""
+    slow = _SlowSolve()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((slow,))
+    health_servicer = health.HealthServicer()
+    health_servicer.set(SERVICES["scheduling"][0], health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with (
+            EnvoyProcess(
+                {**backends, "scheduling": port},
+                listen_host="127.0.0.1",
+                concurrency=1,
+                max_call_s=1.0,
+                health_check_interval=0.2,
+            ) as envoy,
+            grpc.insecure_channel(f"127.0.0.1:{envoy.port}") as channel,
+        ):
+            wait_until_healthy(envoy, "scheduling-blue")
+            started = time.monotonic()
+            assert raw_call(channel, SOLVE, timeout=None) is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() - started < 3.0
+        (remaining,) = slow.remaining_s
+        assert remaining is not None and 0 < remaining <= 1.0  # the service knew its deadline
+        assert slow.cancelled.wait(2.0)  # and its handler was stopped, nothing piles up
+    finally:
+        server.stop(grace=None)
