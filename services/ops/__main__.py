@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="ops backup state directory (default DATA_DIR/backup-state)",
     )
+    check.add_argument(
+        "--requirements",
+        type=Path,
+        default=checks.Targets.requirements,
+        help="pinned requirements the weekly vulnerability scan audits",
+    )
     check.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_URL"))
     check.add_argument("--alertmanager", default=os.environ.get("ALERTMANAGER_URL"))
 
@@ -142,6 +148,7 @@ def _check(options: argparse.Namespace) -> int:
         admin=options.admin or None,
         prometheus=options.prometheus,
         alertmanager=options.alertmanager,
+        requirements=options.requirements,
     )
     if options.service:
         targets.services = dict(options.service)

@@ -12,6 +12,7 @@ import gzip
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -322,8 +323,19 @@ def check_logs(log_dir: Path, days: int = 7) -> Check:
     )
 
 
-def check_dependencies(requirements: Path) -> Check:
-    scanner = shutil.which("pip-audit")
+def _pip_audit() -> str | None:
+    """pip-audit beside this interpreter (the virtualenv, not activated) or on PATH."""
+    beside = Path(sys.executable).with_name("pip-audit")
+    return str(beside) if beside.is_file() else shutil.which("pip-audit")
+
+
+def check_dependencies(requirements: Path, timeout_s: float = 600) -> Check:
+    """Known vulnerabilities (PyPI's advisory database, via pip-audit) in ``requirements``.
+
+    The file pins every transitive dependency (requirements/constraints.txt), so it is
+    audited as it is (--no-deps --disable-pip): no virtualenv is built to resolve it.
+    """
+    scanner = _pip_audit()
     if scanner is None:
         return Check(
             "dependencies",
@@ -331,32 +343,41 @@ def check_dependencies(requirements: Path) -> Check:
             "no vulnerability scanner installed (pip install pip-audit); not scanned",
             {"scanned": False},
         )
+    command = [scanner, "-r", str(requirements), "--no-deps", "--disable-pip"]
     try:
         done = subprocess.run(
-            [scanner, "-r", str(requirements), "--format", "json", "--progress-spinner", "off"],
+            [*command, "--format", "json", "--progress-spinner", "off"],
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=timeout_s,
             check=False,
         )
         found = json.loads(done.stdout or "{}")
     except (subprocess.TimeoutExpired, ValueError) as error:
         return Check("dependencies", Status.WARN, f"pip-audit failed: {error}", {})
+    dependencies = found.get("dependencies") or []
+    if not dependencies:
+        return Check("dependencies", Status.WARN, f"pip-audit: {done.stderr.strip()[-200:]}", {})
     vulnerable = [
-        {"name": d["name"], "version": d["version"], "ids": [v["id"] for v in d.get("vulns", [])]}
-        for d in found.get("dependencies", [])
+        {"name": d["name"], "version": d["version"], "ids": [v["id"] for v in d["vulns"]]}
+        for d in dependencies
         if d.get("vulns")
     ]
-    if not found.get("dependencies"):
-        return Check("dependencies", Status.WARN, f"pip-audit: {done.stderr.strip()[-200:]}", {})
-    summary = f"{len(vulnerable)} vulnerable of {len(found['dependencies'])} packages"
+    # A package PyPI does not know (a private or yanked release) is not proven safe.
+    unaudited = sorted(d["name"] for d in dependencies if "skip_reason" in d)
+    summary = f"{len(vulnerable)} vulnerable of {len(dependencies)} packages"
     if vulnerable:
-        summary += ": " + ", ".join(f"{v['name']} {v['version']}" for v in vulnerable[:5])
+        summary += ": " + ", ".join(
+            f"{v['name']} {v['version']} ({', '.join(v['ids'][:3])})" for v in vulnerable[:5]
+        )
+    if unaudited:
+        summary += f"; {len(unaudited)} not audited: " + ", ".join(unaudited[:5])
+    status = Status.FAIL if vulnerable else Status.WARN if unaudited else Status.OK
     return Check(
         "dependencies",
-        Status.FAIL if vulnerable else Status.OK,
+        status,
         summary,
-        {"vulnerable": vulnerable},
+        {"vulnerable": vulnerable, "unaudited": unaudited, "command": " ".join(command)},
     )
 
 

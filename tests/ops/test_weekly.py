@@ -1,4 +1,4 @@
-"""Weekly check parts that need no running suite: backups, logs, config backup."""
+"""Weekly check parts: backups, logs, config backup, the dependency vulnerability scan."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import tarfile
 import time
 from pathlib import Path
 
+import yaml
+
 from services.ops import checks, configbackup
 from services.ops.backup import BackupState, metrics_text
 from services.ops.report import Status
+from tests.ops.tools import require_pypi_json, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3600
@@ -107,14 +110,64 @@ def test_config_backup_is_private_encrypted_and_restorable(tmp_path):
     assert configbackup.prune(tmp_path / "out", keep_days=30) == [written]
 
 
-def test_weekly_command_prints_json_and_fails_without_backups(tmp_path):
+def weekly(tmp_path: Path, requirements: str) -> tuple[int, dict]:
+    """``ops check --weekly --json`` with its scan on a requirements file of its own."""
+    (tmp_path / "requirements.txt").write_text(requirements)
     done = subprocess.run(
         [sys.executable, "-m", "services.ops", "check", "--weekly", "--json",
-         "--service", "quality=127.0.0.1:1", "--data-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+         "--service", "quality=127.0.0.1:1", "--data-dir", str(tmp_path),
+         "--requirements", str(tmp_path / "requirements.txt")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    report = json.loads(done.stdout)
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_weekly_command_prints_json_and_fails_without_backups(tmp_path):
+    code, report = weekly(tmp_path, "")
     names = {c["name"]: c for c in report["checks"]}
     assert set(names) == {"trend quality", "logs", "dependencies", "backups"}
     assert names["backups"]["status"] == "FAIL"
-    assert report["status"] == "FAIL" and done.returncode == 2
+    assert report["status"] == "FAIL" and code == 2
+
+
+def dependencies_check(report: dict) -> dict:
+    return next(c for c in report["checks"] if c["name"] == "dependencies")
+
+
+def test_weekly_scan_reports_a_known_vulnerable_pin(tmp_path):
+    """requests 2.19.1 leaks credentials on redirects (CVE-2018-18074, PYSEC-2018-28);
+    pip-audit finds it in PyPI's advisory data and the weekly check fails on it."""
+    require_tool("pip-audit", "pip package pip-audit (requirements/dev.txt)")
+    require_pypi_json("https://pypi.org/pypi/requests/2.19.1/json")
+    code, report = weekly(tmp_path, "requests==2.19.1\n")
+    check = dependencies_check(report)
+    assert check["status"] == "FAIL", check
+    (found,) = check["vulnerable"]
+    assert (found["name"], found["version"]) == ("requests", "2.19.1")
+    assert "PYSEC-2018-28" in found["ids"] or "GHSA-x84v-xcm2-53pg" in found["ids"]
+    assert "requests 2.19.1" in check["summary"]
+    assert code == 2
+
+
+def test_weekly_scan_never_calls_an_unaudited_package_safe(tmp_path):
+    """A pin PyPI cannot vouch for (unknown there: private, or removed) is a warning,
+    not "0 vulnerable"."""
+    require_tool("pip-audit", "pip package pip-audit (requirements/dev.txt)")
+    require_pypi_json("https://pypi.org/pypi/requests/json")
+    _, report = weekly(tmp_path, "manufacturing-ai-unpublished-package==1.0\n")
+    check = dependencies_check(report)
+    assert check["status"] == "WARN", check
+    assert check["vulnerable"] == []
+    assert check["unaudited"] == ["manufacturing-ai-unpublished-package"]
+    assert "--no-deps --disable-pip" in check["command"]
+    assert "1 not audited" in check["summary"]
+
+
+def test_ci_runs_the_weekly_scan_on_every_pin():
+    """The pipeline audits what the weekly check audits, the same way."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci-cd.yml").read_text())
+    commands = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
+    (scan,) = [command for command in commands if "pip-audit" in command]
+    assert "-r requirements/constraints.txt --no-deps --disable-pip" in scan
+    assert str(checks.Targets.requirements) == "requirements/constraints.txt"
+    assert "--strict" in scan  # an unaudited package fails CI; the weekly check warns

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import urllib.request
 from pathlib import Path
 from typing import NoReturn
 
@@ -38,3 +39,15 @@ def require_postgres_bin() -> str:
     if found is None:
         missing("PostgreSQL server binaries (initdb, pg_ctl) not found")
     return str(found)
+
+
+def require_pypi_json(url: str) -> None:
+    """Skip (fail in CI) unless PyPI's JSON API answers ``url``: pip-audit's source."""
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:  # noqa: S310 (https)
+            response.read(1)
+    except (OSError, ValueError) as error:
+        reason = f"PyPI's JSON API does not answer {url} from here ({error})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI needs it for the dependency vulnerability scan")
+        pytest.skip(reason)
