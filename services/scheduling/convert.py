@@ -33,6 +33,7 @@ from services.scheduling.domain.reschedule import (
     OperationLate,
     RushJob,
 )
+from services.scheduling.estimation import Estimate
 
 OBJECTIVE_TO_PROTO = {
     Objective.MAKESPAN: schedule_pb2.OBJECTIVE_MAKESPAN,
@@ -244,6 +245,17 @@ def disruption_from_proto(message: service_pb2.Disruption) -> Disruption | None:
         late = message.operation_late
         return OperationLate(_ref(late.operation), late.delay)
     return None
+
+
+def estimate_to_proto(estimate: Estimate) -> schedule_pb2.EstimatedDuration:
+    return schedule_pb2.EstimatedDuration(
+        operation=schedule_pb2.OperationRef(
+            job_id=estimate.job_id, operation_id=estimate.operation_id
+        ),
+        machine_id=estimate.machine_id,
+        duration=estimate.duration,
+        model_version=estimate.model_version,
+    )
 
 
 def violation_to_proto(violation: Violation) -> service_pb2.ConstraintViolation:

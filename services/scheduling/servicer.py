@@ -29,6 +29,7 @@ from services.scheduling.convert import (
     OBJECTIVE_FROM_PROTO,
     assignments_from_proto,
     disruption_from_proto,
+    estimate_to_proto,
     problem_from_proto,
     schedule_to_proto,
     solution_to_proto,
@@ -53,13 +54,13 @@ from services.scheduling.domain.reschedule import (
 )
 from services.scheduling.domain.solver import SolveOptions, solve
 from services.scheduling.domain.validation import validate_problem, validate_weights
+from services.scheduling.estimation import Estimate, check_record, fill_durations
 from services.scheduling.persistence import ScheduleRepository
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SchedulingService"].full_name
 MAX_TIME_LIMIT_S = 3600
 MAX_MOVED_WEIGHT = 1_000_000
 MAX_DURATION_QUERIES = 10_000
-MAX_QUANTITY = 1_000_000
 
 RepositoryScope = Callable[[], AbstractContextManager[ScheduleRepository]]
 
@@ -78,6 +79,19 @@ class _Job:
     objective: Objective
     weights: ObjectiveWeights
     time_limit_s: float
+    # Durations the request left out, filled in with the learned model.
+    estimates: tuple[Estimate, ...] = ()
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Remarks stored with the schedule on how its input was completed."""
+        if not self.estimates:
+            return ()
+        versions = ", ".join(sorted({e.model_version for e in self.estimates}))
+        return (
+            f"{len(self.estimates)} duration(s) left out were estimated by the duration "
+            f"model {versions}",
+        )
 
 
 class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
@@ -112,7 +126,10 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             self._options(job),
             should_stop=lambda: not context.is_active(),
         )
-        return pb.SolveResponse(schedule=schedule_to_proto(self._store(job, solution)))
+        return pb.SolveResponse(
+            schedule=schedule_to_proto(self._store(job, solution)),
+            estimated_durations=[estimate_to_proto(e) for e in job.estimates],
+        )
 
     def SolveStream(
         self, request: pb.SolveStreamRequest, context: grpc.ServicerContext
@@ -164,6 +181,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
                 schedule=schedule_to_proto(schedule),
                 lower_bound=result[0].lower_bound,
                 final=True,
+                estimated_durations=[estimate_to_proto(e) for e in job.estimates],
             )
         finally:
             stop.set()
@@ -183,7 +201,16 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         weights = weights_from_proto(request.objective_weights)
         validate_weights(weights, violations, "objective_weights")
         problem = problem_from_proto(request.problem)
+        estimates: tuple[Estimate, ...] = ()
         if request.HasField("problem"):
+            jobs, estimates = fill_durations(
+                problem.jobs,
+                request.problem.jobs,
+                [f"problem.jobs[{j}]" for j in range(len(problem.jobs))],
+                self._durations,
+                violations,
+            )
+            problem = replace(problem, jobs=jobs)
             validate_problem(problem, violations)
         violations.raise_if_any()
         return _Job(
@@ -191,6 +218,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             OBJECTIVE_FROM_PROTO[request.objective],
             weights,
             self._within_deadline(limit, context),
+            estimates,
         )
 
     def _time_limit(
@@ -232,7 +260,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             created_at=self._clock(),
             objective=job.objective,
             problem=job.problem,
-            solution=solution,
+            solution=replace(solution, notes=job.notes + solution.notes),
             weights=job.weights,
             based_on=based_on,
         )
@@ -260,12 +288,23 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             f"must be between 0 and {MAX_MOVED_WEIGHT}",
         )
         disruptions: list[Disruption] = []
+        estimates: list[Estimate] = []
         for i, message in enumerate(request.disruptions):
             disruption = disruption_from_proto(message)
             if disruption is None:
                 violations.add(f"disruptions[{i}]", "names no kind of disruption")
-            else:
-                disruptions.append(disruption)
+                continue
+            if isinstance(disruption, RushJob):
+                jobs, found = fill_durations(
+                    (disruption.job,),
+                    (message.rush_job.job,),
+                    (f"disruptions[{i}].rush_job.job",),
+                    self._durations,
+                    violations,
+                )
+                disruption = RushJob(jobs[0])
+                estimates.extend(found)
+            disruptions.append(disruption)
         violations.raise_if_any()
         with self._schedules() as repository:
             stored = repository.get(request.schedule_id)
@@ -282,7 +321,11 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             stored.problem, stored.solution.assignments, disruptions, request.current_time
         )
         job = _Job(
-            plan.problem, stored.objective, stored.weights, self._within_deadline(limit, context)
+            plan.problem,
+            stored.objective,
+            stored.weights,
+            self._within_deadline(limit, context),
+            tuple(estimates),
         )
         solution = solve(
             plan.problem,
@@ -297,7 +340,10 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         )
         solution = replace(solution, notes=solution.notes + plan.notes)
         schedule = self._store(job, solution, based_on=stored.id)
-        return pb.RescheduleResponse(schedule=schedule_to_proto(schedule))
+        return pb.RescheduleResponse(
+            schedule=schedule_to_proto(schedule),
+            estimated_durations=[estimate_to_proto(e) for e in job.estimates],
+        )
 
     def Validate(
         self, request: pb.ValidateRequest, context: grpc.ServicerContext
@@ -333,24 +379,16 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             "queries",
             f"1 to {MAX_DURATION_QUERIES} queries are accepted",
         )
-        for i, query in enumerate(request.queries[:MAX_DURATION_QUERIES]):
-            for name in ("product", "machine_id", "shift"):
-                value = getattr(query, name)
-                violations.check(
-                    0 < len(value) <= 128, f"queries[{i}].{name}", "must be 1 to 128 characters"
-                )
-            violations.check(
-                0 < query.quantity <= MAX_QUANTITY,
-                f"queries[{i}].quantity",
-                f"must be between 1 and {MAX_QUANTITY}",
-            )
+        records = [
+            OperationRecord(q.product, q.machine_id, q.quantity, q.shift) for q in request.queries
+        ]
+        for i, record in enumerate(records[:MAX_DURATION_QUERIES]):
+            check_record(record, f"queries[{i}]", violations)
         violations.raise_if_any()
         if self._durations is None:
             raise Unavailable("no duration model is loaded")
         version, model = self._durations
-        predicted = model.predict(
-            [OperationRecord(q.product, q.machine_id, q.quantity, q.shift) for q in request.queries]
-        )
+        predicted = model.predict(records)
         return pb.PredictDurationsResponse(durations=predicted, model_version=version)
 
     # -- reading -------------------------------------------------------------------------

@@ -112,7 +112,8 @@ def validate_problem(problem: Problem, violations: Violations, path: str = "prob
                 violations.check(
                     0 < eligible.duration <= MAX_DURATION,
                     f"{e_path}.duration",
-                    f"must be between 1 and {MAX_DURATION}",
+                    f"must be between 1 and {MAX_DURATION}; leave it 0 only on an operation "
+                    "whose work is described, to have it estimated",
                 )
     horizon = sum(
         max((e.duration for e in op.eligible_machines), default=0)

@@ -26,39 +26,43 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*manufacturing/scheduling/v1/schedule.proto\x12\x1bmanufacturing.scheduling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\nTimeWindow\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\"i\n\x07Machine\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12<\n\x0bunavailable\x18\x03 \x03(\x0b\x32\'.manufacturing.scheduling.v1.TimeWindow\"7\n\x0f\x45ligibleMachine\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x10\n\x08\x64uration\x18\x02 \x01(\x03\"`\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12G\n\x11\x65ligible_machines\x18\x02 \x03(\x0b\x32,.manufacturing.scheduling.v1.EligibleMachine\"\x97\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12:\n\noperations\x18\x02 \x03(\x0b\x32&.manufacturing.scheduling.v1.Operation\x12\x14\n\x0crelease_time\x18\x03 \x01(\x03\x12\x10\n\x08\x64ue_time\x18\x04 \x01(\x03\x12\x0e\n\x06weight\x18\x05 \x01(\x03\x12\x10\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x03\"4\n\x0cOperationRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"\x81\x01\n\nPrecedence\x12\x39\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32).manufacturing.scheduling.v1.OperationRef\x12\x38\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32).manufacturing.scheduling.v1.OperationRef\"Y\n\tSetupTime\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_job_id\x18\x02 \x01(\t\x12\x11\n\tto_job_id\x18\x03 \x01(\t\x12\x10\n\x08\x64uration\x18\x04 \x01(\x03\"\xec\x01\n\x07Problem\x12\x36\n\x08machines\x18\x01 \x03(\x0b\x32$.manufacturing.scheduling.v1.Machine\x12.\n\x04jobs\x18\x02 \x03(\x0b\x32 .manufacturing.scheduling.v1.Job\x12<\n\x0bprecedences\x18\x03 \x03(\x0b\x32\'.manufacturing.scheduling.v1.Precedence\x12;\n\x0bsetup_times\x18\x04 \x03(\x0b\x32&.manufacturing.scheduling.v1.SetupTime\"7\n\x10ObjectiveWeights\x12\x10\n\x08makespan\x18\x01 \x01(\x03\x12\x11\n\ttardiness\x18\x02 \x01(\x03\"j\n\x12ScheduledOperation\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\x12\x12\n\nmachine_id\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x03\"\xeb\x04\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\tobjective\x18\x03 \x01(\x0e\x32&.manufacturing.scheduling.v1.Objective\x12\x38\n\x06status\x18\x04 \x01(\x0e\x32(.manufacturing.scheduling.v1.SolveStatus\x12\x10\n\x08makespan\x18\x05 \x01(\x03\x12\x0e\n\x06solver\x18\x06 \x01(\t\x12\x43\n\noperations\x18\x07 \x03(\x0b\x32/.manufacturing.scheduling.v1.ScheduledOperation\x12\x35\n\x07problem\x18\x08 \x01(\x0b\x32$.manufacturing.scheduling.v1.Problem\x12\x17\n\x0fobjective_value\x18\t \x01(\x03\x12\x13\n\x0blower_bound\x18\n \x01(\x03\x12\x0b\n\x03gap\x18\x0b \x01(\x01\x12,\n\twall_time\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rstatus_reason\x18\r \x01(\t\x12H\n\x11objective_weights\x18\x0e \x01(\x0b\x32-.manufacturing.scheduling.v1.ObjectiveWeights\x12\x18\n\x10moved_operations\x18\x0f \x01(\x05\x12\x1c\n\x14\x62\x61sed_on_schedule_id\x18\x10 \x01(\t\x12\r\n\x05notes\x18\x11 \x03(\t*\x82\x01\n\tObjective\x12\x19\n\x15OBJECTIVE_UNSPECIFIED\x10\x00\x12\x16\n\x12OBJECTIVE_MAKESPAN\x10\x01\x12&\n\"OBJECTIVE_TOTAL_WEIGHTED_TARDINESS\x10\x02\x12\x1a\n\x16OBJECTIVE_WEIGHTED_SUM\x10\x03*\x97\x01\n\x0bSolveStatus\x12\x1c\n\x18SOLVE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SOLVE_STATUS_FEASIBLE\x10\x01\x12\x18\n\x14SOLVE_STATUS_OPTIMAL\x10\x02\x12\x1b\n\x17SOLVE_STATUS_INFEASIBLE\x10\x03\x12\x18\n\x14SOLVE_STATUS_UNKNOWN\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*manufacturing/scheduling/v1/schedule.proto\x12\x1bmanufacturing.scheduling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"(\n\nTimeWindow\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\"i\n\x07Machine\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12<\n\x0bunavailable\x18\x03 \x03(\x0b\x32\'.manufacturing.scheduling.v1.TimeWindow\"7\n\x0f\x45ligibleMachine\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x10\n\x08\x64uration\x18\x02 \x01(\x03\"C\n\x0fWorkDescription\x12\x0f\n\x07product\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\r\n\x05shift\x18\x03 \x01(\t\"\x9c\x01\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12G\n\x11\x65ligible_machines\x18\x02 \x03(\x0b\x32,.manufacturing.scheduling.v1.EligibleMachine\x12:\n\x04work\x18\x03 \x01(\x0b\x32,.manufacturing.scheduling.v1.WorkDescription\"\x8e\x01\n\x11\x45stimatedDuration\x12<\n\toperation\x18\x01 \x01(\x0b\x32).manufacturing.scheduling.v1.OperationRef\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\x10\n\x08\x64uration\x18\x03 \x01(\x03\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\x97\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12:\n\noperations\x18\x02 \x03(\x0b\x32&.manufacturing.scheduling.v1.Operation\x12\x14\n\x0crelease_time\x18\x03 \x01(\x03\x12\x10\n\x08\x64ue_time\x18\x04 \x01(\x03\x12\x0e\n\x06weight\x18\x05 \x01(\x03\x12\x10\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x03\"4\n\x0cOperationRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\"\x81\x01\n\nPrecedence\x12\x39\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32).manufacturing.scheduling.v1.OperationRef\x12\x38\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32).manufacturing.scheduling.v1.OperationRef\"Y\n\tSetupTime\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_job_id\x18\x02 \x01(\t\x12\x11\n\tto_job_id\x18\x03 \x01(\t\x12\x10\n\x08\x64uration\x18\x04 \x01(\x03\"\xec\x01\n\x07Problem\x12\x36\n\x08machines\x18\x01 \x03(\x0b\x32$.manufacturing.scheduling.v1.Machine\x12.\n\x04jobs\x18\x02 \x03(\x0b\x32 .manufacturing.scheduling.v1.Job\x12<\n\x0bprecedences\x18\x03 \x03(\x0b\x32\'.manufacturing.scheduling.v1.Precedence\x12;\n\x0bsetup_times\x18\x04 \x03(\x0b\x32&.manufacturing.scheduling.v1.SetupTime\"7\n\x10ObjectiveWeights\x12\x10\n\x08makespan\x18\x01 \x01(\x03\x12\x11\n\ttardiness\x18\x02 \x01(\x03\"j\n\x12ScheduledOperation\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0coperation_id\x18\x02 \x01(\t\x12\x12\n\nmachine_id\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x03\"\xeb\x04\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\tobjective\x18\x03 \x01(\x0e\x32&.manufacturing.scheduling.v1.Objective\x12\x38\n\x06status\x18\x04 \x01(\x0e\x32(.manufacturing.scheduling.v1.SolveStatus\x12\x10\n\x08makespan\x18\x05 \x01(\x03\x12\x0e\n\x06solver\x18\x06 \x01(\t\x12\x43\n\noperations\x18\x07 \x03(\x0b\x32/.manufacturing.scheduling.v1.ScheduledOperation\x12\x35\n\x07problem\x18\x08 \x01(\x0b\x32$.manufacturing.scheduling.v1.Problem\x12\x17\n\x0fobjective_value\x18\t \x01(\x03\x12\x13\n\x0blower_bound\x18\n \x01(\x03\x12\x0b\n\x03gap\x18\x0b \x01(\x01\x12,\n\twall_time\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rstatus_reason\x18\r \x01(\t\x12H\n\x11objective_weights\x18\x0e \x01(\x0b\x32-.manufacturing.scheduling.v1.ObjectiveWeights\x12\x18\n\x10moved_operations\x18\x0f \x01(\x05\x12\x1c\n\x14\x62\x61sed_on_schedule_id\x18\x10 \x01(\t\x12\r\n\x05notes\x18\x11 \x03(\t*\x82\x01\n\tObjective\x12\x19\n\x15OBJECTIVE_UNSPECIFIED\x10\x00\x12\x16\n\x12OBJECTIVE_MAKESPAN\x10\x01\x12&\n\"OBJECTIVE_TOTAL_WEIGHTED_TARDINESS\x10\x02\x12\x1a\n\x16OBJECTIVE_WEIGHTED_SUM\x10\x03*\x97\x01\n\x0bSolveStatus\x12\x1c\n\x18SOLVE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SOLVE_STATUS_FEASIBLE\x10\x01\x12\x18\n\x14SOLVE_STATUS_OPTIMAL\x10\x02\x12\x1b\n\x17SOLVE_STATUS_INFEASIBLE\x10\x03\x12\x18\n\x14SOLVE_STATUS_UNKNOWN\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'manufacturing.scheduling.v1.schedule_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBJECTIVE']._serialized_start=1902
-  _globals['_OBJECTIVE']._serialized_end=2032
-  _globals['_SOLVESTATUS']._serialized_start=2035
-  _globals['_SOLVESTATUS']._serialized_end=2186
+  _globals['_OBJECTIVE']._serialized_start=2177
+  _globals['_OBJECTIVE']._serialized_end=2307
+  _globals['_SOLVESTATUS']._serialized_start=2310
+  _globals['_SOLVESTATUS']._serialized_end=2461
   _globals['_TIMEWINDOW']._serialized_start=140
   _globals['_TIMEWINDOW']._serialized_end=180
   _globals['_MACHINE']._serialized_start=182
   _globals['_MACHINE']._serialized_end=287
   _globals['_ELIGIBLEMACHINE']._serialized_start=289
   _globals['_ELIGIBLEMACHINE']._serialized_end=344
-  _globals['_OPERATION']._serialized_start=346
-  _globals['_OPERATION']._serialized_end=442
-  _globals['_JOB']._serialized_start=445
-  _globals['_JOB']._serialized_end=596
-  _globals['_OPERATIONREF']._serialized_start=598
-  _globals['_OPERATIONREF']._serialized_end=650
-  _globals['_PRECEDENCE']._serialized_start=653
-  _globals['_PRECEDENCE']._serialized_end=782
-  _globals['_SETUPTIME']._serialized_start=784
-  _globals['_SETUPTIME']._serialized_end=873
-  _globals['_PROBLEM']._serialized_start=876
-  _globals['_PROBLEM']._serialized_end=1112
-  _globals['_OBJECTIVEWEIGHTS']._serialized_start=1114
-  _globals['_OBJECTIVEWEIGHTS']._serialized_end=1169
-  _globals['_SCHEDULEDOPERATION']._serialized_start=1171
-  _globals['_SCHEDULEDOPERATION']._serialized_end=1277
-  _globals['_SCHEDULE']._serialized_start=1280
-  _globals['_SCHEDULE']._serialized_end=1899
+  _globals['_WORKDESCRIPTION']._serialized_start=346
+  _globals['_WORKDESCRIPTION']._serialized_end=413
+  _globals['_OPERATION']._serialized_start=416
+  _globals['_OPERATION']._serialized_end=572
+  _globals['_ESTIMATEDDURATION']._serialized_start=575
+  _globals['_ESTIMATEDDURATION']._serialized_end=717
+  _globals['_JOB']._serialized_start=720
+  _globals['_JOB']._serialized_end=871
+  _globals['_OPERATIONREF']._serialized_start=873
+  _globals['_OPERATIONREF']._serialized_end=925
+  _globals['_PRECEDENCE']._serialized_start=928
+  _globals['_PRECEDENCE']._serialized_end=1057
+  _globals['_SETUPTIME']._serialized_start=1059
+  _globals['_SETUPTIME']._serialized_end=1148
+  _globals['_PROBLEM']._serialized_start=1151
+  _globals['_PROBLEM']._serialized_end=1387
+  _globals['_OBJECTIVEWEIGHTS']._serialized_start=1389
+  _globals['_OBJECTIVEWEIGHTS']._serialized_end=1444
+  _globals['_SCHEDULEDOPERATION']._serialized_start=1446
+  _globals['_SCHEDULEDOPERATION']._serialized_end=1552
+  _globals['_SCHEDULE']._serialized_start=1555
+  _globals['_SCHEDULE']._serialized_end=2174
 # @@protoc_insertion_point(module_scope)

@@ -156,7 +156,9 @@ class EligibleMachine(_message.Message):
     machine_id: _builtins.str
     """Identifier of a machine declared in the problem."""
     duration: _builtins.int
-    """Processing time on this machine, in time units; 1 to 10^9."""
+    """Processing time on this machine, in time units; 1 to 10^9. Leave it 0 (unset) to
+    have Solve, SolveStream and Reschedule estimate it from the operation's `work`.
+    """
     def __init__(
         self,
         *,
@@ -172,6 +174,38 @@ class EligibleMachine(_message.Message):
 Global___EligibleMachine: _TypeAlias = EligibleMachine  # noqa: Y015
 
 @_typing.final
+class WorkDescription(_message.Message):
+    """What an operation processes: what the learned duration model needs to estimate its
+    processing time on a machine (see PredictDurations).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    SHIFT_FIELD_NUMBER: _builtins.int
+    product: _builtins.str
+    """Product (part number) being processed; 1 to 128 characters."""
+    quantity: _builtins.int
+    """Number of units; 1 to 1000000."""
+    shift: _builtins.str
+    """Shift it runs in, e.g. "day", "evening", "night"; 1 to 128 characters."""
+    def __init__(
+        self,
+        *,
+        product: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        shift: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product", "quantity", b"quantity", "shift", b"shift"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkDescription: _TypeAlias = WorkDescription  # noqa: Y015
+
+@_typing.final
 class Operation(_message.Message):
     """One step of a job. Operations of a job run in the order they are listed."""
 
@@ -179,25 +213,70 @@ class Operation(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     ELIGIBLE_MACHINES_FIELD_NUMBER: _builtins.int
+    WORK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Identifier, unique within its job; defaults to the operation's index."""
     @_builtins.property
     def eligible_machines(self) -> _containers.RepeatedCompositeFieldContainer[Global___EligibleMachine]:
         """Machines that can process this operation. Exactly one is chosen."""
 
+    @_builtins.property
+    def work(self) -> Global___WorkDescription:
+        """What the operation processes. Needed only when a duration is left out: each such
+        duration is then the learned model's estimate for this work on that machine, rounded
+        to whole time units of the model (minutes for the shipped model), at least 1.
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         eligible_machines: _abc.Iterable[Global___EligibleMachine] | None = ...,
+        work: Global___WorkDescription | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["work", b"work"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible_machines", b"eligible_machines", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible_machines", b"eligible_machines", "id", b"id", "work", b"work"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Operation: _TypeAlias = Operation  # noqa: Y015
+
+@_typing.final
+class EstimatedDuration(_message.Message):
+    """A duration the service filled in with its learned model because the request left it out."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    """Eligible machine the duration is for."""
+    duration: _builtins.int
+    """Estimated processing time, in time units; now part of the stored problem."""
+    model_version: _builtins.str
+    """Version of the duration model that estimated it."""
+    @_builtins.property
+    def operation(self) -> Global___OperationRef:
+        """The operation."""
+
+    def __init__(
+        self,
+        *,
+        operation: Global___OperationRef | None = ...,
+        machine_id: _builtins.str = ...,
+        duration: _builtins.int = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "machine_id", b"machine_id", "model_version", b"model_version", "operation", b"operation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EstimatedDuration: _TypeAlias = EstimatedDuration  # noqa: Y015
 
 @_typing.final
 class Job(_message.Message):

@@ -160,18 +160,24 @@ class SolveResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEDULE_FIELD_NUMBER: _builtins.int
+    ESTIMATED_DURATIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def schedule(self) -> _schedule_pb2.Schedule:
         """The stored schedule."""
+
+    @_builtins.property
+    def estimated_durations(self) -> _containers.RepeatedCompositeFieldContainer[_schedule_pb2.EstimatedDuration]:
+        """Durations the request left out, as estimated and used (also in schedule.problem)."""
 
     def __init__(
         self,
         *,
         schedule: _schedule_pb2.Schedule | None = ...,
+        estimated_durations: _abc.Iterable[_schedule_pb2.EstimatedDuration] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "schedule", b"schedule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -228,6 +234,7 @@ class SolveStreamResponse(_message.Message):
     SCHEDULE_FIELD_NUMBER: _builtins.int
     LOWER_BOUND_FIELD_NUMBER: _builtins.int
     FINAL_FIELD_NUMBER: _builtins.int
+    ESTIMATED_DURATIONS_FIELD_NUMBER: _builtins.int
     lower_bound: _builtins.int
     """Lower bound on the objective known when the message was sent."""
     final: _builtins.bool
@@ -236,16 +243,21 @@ class SolveStreamResponse(_message.Message):
     def schedule(self) -> _schedule_pb2.Schedule:
         """An improving schedule (not stored, no id) or, when final is set, the stored result."""
 
+    @_builtins.property
+    def estimated_durations(self) -> _containers.RepeatedCompositeFieldContainer[_schedule_pb2.EstimatedDuration]:
+        """Durations the request left out, as estimated and used; on the final message only."""
+
     def __init__(
         self,
         *,
         schedule: _schedule_pb2.Schedule | None = ...,
         lower_bound: _builtins.int = ...,
         final: _builtins.bool = ...,
+        estimated_durations: _abc.Iterable[_schedule_pb2.EstimatedDuration] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "lower_bound", b"lower_bound", "schedule", b"schedule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "final", b"final", "lower_bound", b"lower_bound", "schedule", b"schedule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -450,18 +462,24 @@ class RescheduleResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEDULE_FIELD_NUMBER: _builtins.int
+    ESTIMATED_DURATIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def schedule(self) -> _schedule_pb2.Schedule:
         """The repaired schedule, stored under a new id."""
+
+    @_builtins.property
+    def estimated_durations(self) -> _containers.RepeatedCompositeFieldContainer[_schedule_pb2.EstimatedDuration]:
+        """Durations of rush jobs that the request left out, as estimated and used."""
 
     def __init__(
         self,
         *,
         schedule: _schedule_pb2.Schedule | None = ...,
+        estimated_durations: _abc.Iterable[_schedule_pb2.EstimatedDuration] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "schedule", b"schedule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

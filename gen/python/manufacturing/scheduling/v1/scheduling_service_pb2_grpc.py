@@ -92,8 +92,11 @@ class SchedulingServiceServicer:
         """Solves a problem within the time limit (and the call deadline), stores the best
         schedule found and returns it. A problem whose deadlines cannot all be met is
         answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
+        Durations the problem leaves out are estimated with the learned duration model from
+        the operation's work and listed in the response.
         Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
-        limits (field violations name the offending fields).
+        limits (field violations name the offending fields); UNAVAILABLE when a duration is
+        left out and no duration model is loaded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,7 +106,7 @@ class SchedulingServiceServicer:
         """Solves like Solve and streams each improving schedule with the current lower bound
         as soon as it is found (the first one comes from a dispatching heuristic within
         moments); the last message is the stored schedule, marked final. Cancelling the call
-        stops the search. Errors: INVALID_ARGUMENT as for Solve.
+        stops the search. Errors: INVALID_ARGUMENT and UNAVAILABLE as for Solve.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,8 +116,9 @@ class SchedulingServiceServicer:
         """Repairs a stored schedule after disruptions: operations that started before
         current_time stay where they are, the rest are placed again minimising the
         objective plus the number of operations moved; the result is stored as a new
-        schedule. Errors: INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no
-        schedule has the id.
+        schedule. Rush jobs' durations left out are estimated as in Solve. Errors:
+        INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no schedule has the id;
+        UNAVAILABLE as for Solve.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,21 +39,25 @@ class SchedulingServiceStub:
     """Solves a problem within the time limit (and the call deadline), stores the best
     schedule found and returns it. A problem whose deadlines cannot all be met is
     answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
+    Durations the problem leaves out are estimated with the learned duration model from
+    the operation's work and listed in the response.
     Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
-    limits (field violations name the offending fields).
+    limits (field violations name the offending fields); UNAVAILABLE when a duration is
+    left out and no duration model is loaded.
     """
     SolveStream: _grpc.UnaryStreamMultiCallable[_scheduling_service_pb2.SolveStreamRequest, _scheduling_service_pb2.SolveStreamResponse]
     """Solves like Solve and streams each improving schedule with the current lower bound
     as soon as it is found (the first one comes from a dispatching heuristic within
     moments); the last message is the stored schedule, marked final. Cancelling the call
-    stops the search. Errors: INVALID_ARGUMENT as for Solve.
+    stops the search. Errors: INVALID_ARGUMENT and UNAVAILABLE as for Solve.
     """
     Reschedule: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.RescheduleRequest, _scheduling_service_pb2.RescheduleResponse]
     """Repairs a stored schedule after disruptions: operations that started before
     current_time stay where they are, the rest are placed again minimising the
     objective plus the number of operations moved; the result is stored as a new
-    schedule. Errors: INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no
-    schedule has the id.
+    schedule. Rush jobs' durations left out are estimated as in Solve. Errors:
+    INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no schedule has the id;
+    UNAVAILABLE as for Solve.
     """
     Validate: _grpc.UnaryUnaryMultiCallable[_scheduling_service_pb2.ValidateRequest, _scheduling_service_pb2.ValidateResponse]
     """Checks a schedule supplied by the caller against a problem and lists every violated
@@ -80,21 +84,25 @@ class SchedulingServiceAsyncStub(SchedulingServiceStub):
     """Solves a problem within the time limit (and the call deadline), stores the best
     schedule found and returns it. A problem whose deadlines cannot all be met is
     answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
+    Durations the problem leaves out are estimated with the learned duration model from
+    the operation's work and listed in the response.
     Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
-    limits (field violations name the offending fields).
+    limits (field violations name the offending fields); UNAVAILABLE when a duration is
+    left out and no duration model is loaded.
     """
     SolveStream: _aio.UnaryStreamMultiCallable[_scheduling_service_pb2.SolveStreamRequest, _scheduling_service_pb2.SolveStreamResponse]  # type: ignore[assignment]
     """Solves like Solve and streams each improving schedule with the current lower bound
     as soon as it is found (the first one comes from a dispatching heuristic within
     moments); the last message is the stored schedule, marked final. Cancelling the call
-    stops the search. Errors: INVALID_ARGUMENT as for Solve.
+    stops the search. Errors: INVALID_ARGUMENT and UNAVAILABLE as for Solve.
     """
     Reschedule: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.RescheduleRequest, _scheduling_service_pb2.RescheduleResponse]  # type: ignore[assignment]
     """Repairs a stored schedule after disruptions: operations that started before
     current_time stay where they are, the rest are placed again minimising the
     objective plus the number of operations moved; the result is stored as a new
-    schedule. Errors: INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no
-    schedule has the id.
+    schedule. Rush jobs' durations left out are estimated as in Solve. Errors:
+    INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no schedule has the id;
+    UNAVAILABLE as for Solve.
     """
     Validate: _aio.UnaryUnaryMultiCallable[_scheduling_service_pb2.ValidateRequest, _scheduling_service_pb2.ValidateResponse]  # type: ignore[assignment]
     """Checks a schedule supplied by the caller against a problem and lists every violated
@@ -130,8 +138,11 @@ class SchedulingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Solves a problem within the time limit (and the call deadline), stores the best
         schedule found and returns it. A problem whose deadlines cannot all be met is
         answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
+        Durations the problem leaves out are estimated with the learned duration model from
+        the operation's work and listed in the response.
         Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
-        limits (field violations name the offending fields).
+        limits (field violations name the offending fields); UNAVAILABLE when a duration is
+        left out and no duration model is loaded.
         """
 
     @_abc_1.abstractmethod
@@ -143,7 +154,7 @@ class SchedulingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Solves like Solve and streams each improving schedule with the current lower bound
         as soon as it is found (the first one comes from a dispatching heuristic within
         moments); the last message is the stored schedule, marked final. Cancelling the call
-        stops the search. Errors: INVALID_ARGUMENT as for Solve.
+        stops the search. Errors: INVALID_ARGUMENT and UNAVAILABLE as for Solve.
         """
 
     @_abc_1.abstractmethod
@@ -155,8 +166,9 @@ class SchedulingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Repairs a stored schedule after disruptions: operations that started before
         current_time stay where they are, the rest are placed again minimising the
         objective plus the number of operations moved; the result is stored as a new
-        schedule. Errors: INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no
-        schedule has the id.
+        schedule. Rush jobs' durations left out are estimated as in Solve. Errors:
+        INVALID_ARGUMENT for malformed disruptions; NOT_FOUND when no schedule has the id;
+        UNAVAILABLE as for Solve.
         """
 
     @_abc_1.abstractmethod

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file manufacturing/scheduling/v1/schedule.proto.
  */
 export const file_manufacturing_scheduling_v1_schedule: GenFile = /*@__PURE__*/
-  fileDesc("CiptYW51ZmFjdHVyaW5nL3NjaGVkdWxpbmcvdjEvc2NoZWR1bGUucHJvdG8SG21hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MSIoCgpUaW1lV2luZG93Eg0KBXN0YXJ0GAEgASgDEgsKA2VuZBgCIAEoAyJpCgdNYWNoaW5lEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRI8Cgt1bmF2YWlsYWJsZRgDIAMoCzInLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5UaW1lV2luZG93IjcKD0VsaWdpYmxlTWFjaGluZRISCgptYWNoaW5lX2lkGAEgASgJEhAKCGR1cmF0aW9uGAIgASgDImAKCU9wZXJhdGlvbhIKCgJpZBgBIAEoCRJHChFlbGlnaWJsZV9tYWNoaW5lcxgCIAMoCzIsLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5FbGlnaWJsZU1hY2hpbmUilwEKA0pvYhIKCgJpZBgBIAEoCRI6CgpvcGVyYXRpb25zGAIgAygLMiYubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9wZXJhdGlvbhIUCgxyZWxlYXNlX3RpbWUYAyABKAMSEAoIZHVlX3RpbWUYBCABKAMSDgoGd2VpZ2h0GAUgASgDEhAKCGRlYWRsaW5lGAYgASgDIjQKDE9wZXJhdGlvblJlZhIOCgZqb2JfaWQYASABKAkSFAoMb3BlcmF0aW9uX2lkGAIgASgJIoEBCgpQcmVjZWRlbmNlEjkKBmJlZm9yZRgBIAEoCzIpLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PcGVyYXRpb25SZWYSOAoFYWZ0ZXIYAiABKAsyKS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuT3BlcmF0aW9uUmVmIlkKCVNldHVwVGltZRISCgptYWNoaW5lX2lkGAEgASgJEhMKC2Zyb21fam9iX2lkGAIgASgJEhEKCXRvX2pvYl9pZBgDIAEoCRIQCghkdXJhdGlvbhgEIAEoAyLsAQoHUHJvYmxlbRI2CghtYWNoaW5lcxgBIAMoCzIkLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5NYWNoaW5lEi4KBGpvYnMYAiADKAsyIC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuSm9iEjwKC3ByZWNlZGVuY2VzGAMgAygLMicubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByZWNlZGVuY2USOwoLc2V0dXBfdGltZXMYBCADKAsyJi5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU2V0dXBUaW1lIjcKEE9iamVjdGl2ZVdlaWdodHMSEAoIbWFrZXNwYW4YASABKAMSEQoJdGFyZGluZXNzGAIgASgDImoKElNjaGVkdWxlZE9wZXJhdGlvbhIOCgZqb2JfaWQYASABKAkSFAoMb3BlcmF0aW9uX2lkGAIgASgJEhIKCm1hY2hpbmVfaWQYAyABKAkSDQoFc3RhcnQYBCABKAMSCwoDZW5kGAUgASgDIusECghTY2hlZHVsZRIKCgJpZBgBIAEoCRIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoJb2JqZWN0aXZlGAMgASgOMiYubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9iamVjdGl2ZRI4CgZzdGF0dXMYBCABKA4yKC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU29sdmVTdGF0dXMSEAoIbWFrZXNwYW4YBSABKAMSDgoGc29sdmVyGAYgASgJEkMKCm9wZXJhdGlvbnMYByADKAsyLy5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU2NoZWR1bGVkT3BlcmF0aW9uEjUKB3Byb2JsZW0YCCABKAsyJC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuUHJvYmxlbRIXCg9vYmplY3RpdmVfdmFsdWUYCSABKAMSEwoLbG93ZXJfYm91bmQYCiABKAMSCwoDZ2FwGAsgASgBEiwKCXdhbGxfdGltZRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1zdGF0dXNfcmVhc29uGA0gASgJEkgKEW9iamVjdGl2ZV93ZWlnaHRzGA4gASgLMi0ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9iamVjdGl2ZVdlaWdodHMSGAoQbW92ZWRfb3BlcmF0aW9ucxgPIAEoBRIcChRiYXNlZF9vbl9zY2hlZHVsZV9pZBgQIAEoCRINCgVub3RlcxgRIAMoCSqCAQoJT2JqZWN0aXZlEhkKFU9CSkVDVElWRV9VTlNQRUNJRklFRBAAEhYKEk9CSkVDVElWRV9NQUtFU1BBThABEiYKIk9CSkVDVElWRV9UT1RBTF9XRUlHSFRFRF9UQVJESU5FU1MQAhIaChZPQkpFQ1RJVkVfV0VJR0hURURfU1VNEAMqlwEKC1NvbHZlU3RhdHVzEhwKGFNPTFZFX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNPTFZFX1NUQVRVU19GRUFTSUJMRRABEhgKFFNPTFZFX1NUQVRVU19PUFRJTUFMEAISGwoXU09MVkVfU1RBVFVTX0lORkVBU0lCTEUQAxIYChRTT0xWRV9TVEFUVVNfVU5LTk9XThAEYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiptYW51ZmFjdHVyaW5nL3NjaGVkdWxpbmcvdjEvc2NoZWR1bGUucHJvdG8SG21hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MSIoCgpUaW1lV2luZG93Eg0KBXN0YXJ0GAEgASgDEgsKA2VuZBgCIAEoAyJpCgdNYWNoaW5lEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRI8Cgt1bmF2YWlsYWJsZRgDIAMoCzInLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5UaW1lV2luZG93IjcKD0VsaWdpYmxlTWFjaGluZRISCgptYWNoaW5lX2lkGAEgASgJEhAKCGR1cmF0aW9uGAIgASgDIkMKD1dvcmtEZXNjcmlwdGlvbhIPCgdwcm9kdWN0GAEgASgJEhAKCHF1YW50aXR5GAIgASgDEg0KBXNoaWZ0GAMgASgJIpwBCglPcGVyYXRpb24SCgoCaWQYASABKAkSRwoRZWxpZ2libGVfbWFjaGluZXMYAiADKAsyLC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuRWxpZ2libGVNYWNoaW5lEjoKBHdvcmsYAyABKAsyLC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuV29ya0Rlc2NyaXB0aW9uIo4BChFFc3RpbWF0ZWREdXJhdGlvbhI8CglvcGVyYXRpb24YASABKAsyKS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuT3BlcmF0aW9uUmVmEhIKCm1hY2hpbmVfaWQYAiABKAkSEAoIZHVyYXRpb24YAyABKAMSFQoNbW9kZWxfdmVyc2lvbhgEIAEoCSKXAQoDSm9iEgoKAmlkGAEgASgJEjoKCm9wZXJhdGlvbnMYAiADKAsyJi5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuT3BlcmF0aW9uEhQKDHJlbGVhc2VfdGltZRgDIAEoAxIQCghkdWVfdGltZRgEIAEoAxIOCgZ3ZWlnaHQYBSABKAMSEAoIZGVhZGxpbmUYBiABKAMiNAoMT3BlcmF0aW9uUmVmEg4KBmpvYl9pZBgBIAEoCRIUCgxvcGVyYXRpb25faWQYAiABKAkigQEKClByZWNlZGVuY2USOQoGYmVmb3JlGAEgASgLMikubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9wZXJhdGlvblJlZhI4CgVhZnRlchgCIAEoCzIpLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PcGVyYXRpb25SZWYiWQoJU2V0dXBUaW1lEhIKCm1hY2hpbmVfaWQYASABKAkSEwoLZnJvbV9qb2JfaWQYAiABKAkSEQoJdG9fam9iX2lkGAMgASgJEhAKCGR1cmF0aW9uGAQgASgDIuwBCgdQcm9ibGVtEjYKCG1hY2hpbmVzGAEgAygLMiQubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk1hY2hpbmUSLgoEam9icxgCIAMoCzIgLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Kb2ISPAoLcHJlY2VkZW5jZXMYAyADKAsyJy5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuUHJlY2VkZW5jZRI7CgtzZXR1cF90aW1lcxgEIAMoCzImLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5TZXR1cFRpbWUiNwoQT2JqZWN0aXZlV2VpZ2h0cxIQCghtYWtlc3BhbhgBIAEoAxIRCgl0YXJkaW5lc3MYAiABKAMiagoSU2NoZWR1bGVkT3BlcmF0aW9uEg4KBmpvYl9pZBgBIAEoCRIUCgxvcGVyYXRpb25faWQYAiABKAkSEgoKbWFjaGluZV9pZBgDIAEoCRINCgVzdGFydBgEIAEoAxILCgNlbmQYBSABKAMi6wQKCFNjaGVkdWxlEgoKAmlkGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI5CglvYmplY3RpdmUYAyABKA4yJi5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuT2JqZWN0aXZlEjgKBnN0YXR1cxgEIAEoDjIoLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Tb2x2ZVN0YXR1cxIQCghtYWtlc3BhbhgFIAEoAxIOCgZzb2x2ZXIYBiABKAkSQwoKb3BlcmF0aW9ucxgHIAMoCzIvLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5TY2hlZHVsZWRPcGVyYXRpb24SNQoHcHJvYmxlbRgIIAEoCzIkLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Qcm9ibGVtEhcKD29iamVjdGl2ZV92YWx1ZRgJIAEoAxITCgtsb3dlcl9ib3VuZBgKIAEoAxILCgNnYXAYCyABKAESLAoJd2FsbF90aW1lGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDXN0YXR1c19yZWFzb24YDSABKAkSSAoRb2JqZWN0aXZlX3dlaWdodHMYDiABKAsyLS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuT2JqZWN0aXZlV2VpZ2h0cxIYChBtb3ZlZF9vcGVyYXRpb25zGA8gASgFEhwKFGJhc2VkX29uX3NjaGVkdWxlX2lkGBAgASgJEg0KBW5vdGVzGBEgAygJKoIBCglPYmplY3RpdmUSGQoVT0JKRUNUSVZFX1VOU1BFQ0lGSUVEEAASFgoST0JKRUNUSVZFX01BS0VTUEFOEAESJgoiT0JKRUNUSVZFX1RPVEFMX1dFSUdIVEVEX1RBUkRJTkVTUxACEhoKFk9CSkVDVElWRV9XRUlHSFRFRF9TVU0QAyqXAQoLU29sdmVTdGF0dXMSHAoYU09MVkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVU09MVkVfU1RBVFVTX0ZFQVNJQkxFEAESGAoUU09MVkVfU1RBVFVTX09QVElNQUwQAhIbChdTT0xWRV9TVEFUVVNfSU5GRUFTSUJMRRADEhgKFFNPTFZFX1NUQVRVU19VTktOT1dOEARiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A half-open stretch of time [start, end), in time units.
@@ -92,7 +92,8 @@ export type EligibleMachine = Message<"manufacturing.scheduling.v1.EligibleMachi
   machineId: string;
 
   /**
-   * Processing time on this machine, in time units; 1 to 10^9.
+   * Processing time on this machine, in time units; 1 to 10^9. Leave it 0 (unset) to
+   * have Solve, SolveStream and Reschedule estimate it from the operation's `work`.
    *
    * @generated from field: int64 duration = 2;
    */
@@ -105,6 +106,42 @@ export type EligibleMachine = Message<"manufacturing.scheduling.v1.EligibleMachi
  */
 export const EligibleMachineSchema: GenMessage<EligibleMachine> = /*@__PURE__*/
   messageDesc(file_manufacturing_scheduling_v1_schedule, 2);
+
+/**
+ * What an operation processes: what the learned duration model needs to estimate its
+ * processing time on a machine (see PredictDurations).
+ *
+ * @generated from message manufacturing.scheduling.v1.WorkDescription
+ */
+export type WorkDescription = Message<"manufacturing.scheduling.v1.WorkDescription"> & {
+  /**
+   * Product (part number) being processed; 1 to 128 characters.
+   *
+   * @generated from field: string product = 1;
+   */
+  product: string;
+
+  /**
+   * Number of units; 1 to 1000000.
+   *
+   * @generated from field: int64 quantity = 2;
+   */
+  quantity: bigint;
+
+  /**
+   * Shift it runs in, e.g. "day", "evening", "night"; 1 to 128 characters.
+   *
+   * @generated from field: string shift = 3;
+   */
+  shift: string;
+};
+
+/**
+ * Describes the message manufacturing.scheduling.v1.WorkDescription.
+ * Use `create(WorkDescriptionSchema)` to create a new message.
+ */
+export const WorkDescriptionSchema: GenMessage<WorkDescription> = /*@__PURE__*/
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 3);
 
 /**
  * One step of a job. Operations of a job run in the order they are listed.
@@ -125,6 +162,15 @@ export type Operation = Message<"manufacturing.scheduling.v1.Operation"> & {
    * @generated from field: repeated manufacturing.scheduling.v1.EligibleMachine eligible_machines = 2;
    */
   eligibleMachines: EligibleMachine[];
+
+  /**
+   * What the operation processes. Needed only when a duration is left out: each such
+   * duration is then the learned model's estimate for this work on that machine, rounded
+   * to whole time units of the model (minutes for the shipped model), at least 1.
+   *
+   * @generated from field: manufacturing.scheduling.v1.WorkDescription work = 3;
+   */
+  work?: WorkDescription | undefined;
 };
 
 /**
@@ -132,7 +178,49 @@ export type Operation = Message<"manufacturing.scheduling.v1.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 3);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 4);
+
+/**
+ * A duration the service filled in with its learned model because the request left it out.
+ *
+ * @generated from message manufacturing.scheduling.v1.EstimatedDuration
+ */
+export type EstimatedDuration = Message<"manufacturing.scheduling.v1.EstimatedDuration"> & {
+  /**
+   * The operation.
+   *
+   * @generated from field: manufacturing.scheduling.v1.OperationRef operation = 1;
+   */
+  operation?: OperationRef | undefined;
+
+  /**
+   * Eligible machine the duration is for.
+   *
+   * @generated from field: string machine_id = 2;
+   */
+  machineId: string;
+
+  /**
+   * Estimated processing time, in time units; now part of the stored problem.
+   *
+   * @generated from field: int64 duration = 3;
+   */
+  duration: bigint;
+
+  /**
+   * Version of the duration model that estimated it.
+   *
+   * @generated from field: string model_version = 4;
+   */
+  modelVersion: string;
+};
+
+/**
+ * Describes the message manufacturing.scheduling.v1.EstimatedDuration.
+ * Use `create(EstimatedDurationSchema)` to create a new message.
+ */
+export const EstimatedDurationSchema: GenMessage<EstimatedDuration> = /*@__PURE__*/
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 5);
 
 /**
  * A job: a chain of operations.
@@ -190,7 +278,7 @@ export type Job = Message<"manufacturing.scheduling.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 4);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 6);
 
 /**
  * A reference to one operation of one job.
@@ -218,7 +306,7 @@ export type OperationRef = Message<"manufacturing.scheduling.v1.OperationRef"> &
  * Use `create(OperationRefSchema)` to create a new message.
  */
 export const OperationRefSchema: GenMessage<OperationRef> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 5);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 7);
 
 /**
  * An ordering between operations beyond the order within each job.
@@ -246,7 +334,7 @@ export type Precedence = Message<"manufacturing.scheduling.v1.Precedence"> & {
  * Use `create(PrecedenceSchema)` to create a new message.
  */
 export const PrecedenceSchema: GenMessage<Precedence> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 6);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 8);
 
 /**
  * Time a machine needs between an operation of one job and a later one of another job
@@ -289,7 +377,7 @@ export type SetupTime = Message<"manufacturing.scheduling.v1.SetupTime"> & {
  * Use `create(SetupTimeSchema)` to create a new message.
  */
 export const SetupTimeSchema: GenMessage<SetupTime> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 7);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 9);
 
 /**
  * A job-shop scheduling problem (flexible: an operation may have several machines).
@@ -331,7 +419,7 @@ export type Problem = Message<"manufacturing.scheduling.v1.Problem"> & {
  * Use `create(ProblemSchema)` to create a new message.
  */
 export const ProblemSchema: GenMessage<Problem> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 8);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 10);
 
 /**
  * Weights of OBJECTIVE_WEIGHTED_SUM: makespan * makespan weight + total weighted
@@ -360,7 +448,7 @@ export type ObjectiveWeights = Message<"manufacturing.scheduling.v1.ObjectiveWei
  * Use `create(ObjectiveWeightsSchema)` to create a new message.
  */
 export const ObjectiveWeightsSchema: GenMessage<ObjectiveWeights> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 9);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 11);
 
 /**
  * The placement of one operation in a schedule.
@@ -409,7 +497,7 @@ export type ScheduledOperation = Message<"manufacturing.scheduling.v1.ScheduledO
  * Use `create(ScheduledOperationSchema)` to create a new message.
  */
 export const ScheduledOperationSchema: GenMessage<ScheduledOperation> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 10);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 12);
 
 /**
  * A stored schedule for a problem.
@@ -542,7 +630,7 @@ export type Schedule = Message<"manufacturing.scheduling.v1.Schedule"> & {
  * Use `create(ScheduleSchema)` to create a new message.
  */
 export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_schedule, 11);
+  messageDesc(file_manufacturing_scheduling_v1_schedule, 13);
 
 /**
  * What a solver optimises.
