@@ -52,6 +52,11 @@ def print_json(message: Message) -> None:
     click.echo(json.dumps(as_dict(message), indent=2))
 
 
+def print_json_line(message: Message) -> None:
+    """One reply of a stream: one line each, so scripts can read them as they come."""
+    click.echo(json.dumps(as_dict(message)))
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     table = Table(title=title)
     for column in columns:
@@ -62,8 +67,14 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
 
 
 def csv_rows(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of a UTF-8 CSV file; BadParameter naming the line that cannot be read."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        yield from csv.DictReader(handle)
+        reader = csv.DictReader(handle)
+        try:
+            yield from reader
+        except (UnicodeDecodeError, csv.Error) as error:
+            where = f"{path.name} line {reader.line_num + 1}"
+            raise click.BadParameter(f"{where}: not a UTF-8 CSV file ({error})") from error
 
 
 def parse_time(text: str, where: str) -> datetime:
