@@ -11,7 +11,6 @@ import grpc
 from manufacturing.quality.v1 import quality_service_pb2_grpc
 from prometheus_client import Counter, Histogram
 
-from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.feed import MeasurementFeed
 from services.quality.persistence import MeasurementRepository
@@ -55,7 +54,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         feed=MeasurementFeed(),
         inspector=Inspector(),
         executor=executor,
-        max_pixels=DEFAULT_MAX_PIXELS,
+        max_pixels=settings.quality.max_image_pixels,
         stream_in_flight=4,
     )
 

@@ -142,6 +142,13 @@ class SchedulingSettings(_Section):
     default_time_limit_s: float = Field(default=10.0, gt=0, le=3600)
 
 
+class QualitySettings(_Section):
+    """The quality service's inspection limits; the other services leave this section out."""
+
+    # Images above this many pixels are refused from their header, before decoding.
+    max_image_pixels: int = Field(default=4_000_000, ge=16 * 16, le=100_000_000)
+
+
 class Settings(_Section):
     service: str
     environment: Literal["development", "staging", "production"]
@@ -156,6 +163,7 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()
     scheduling: SchedulingSettings = SchedulingSettings()
+    quality: QualitySettings = QualitySettings()
 
     @property
     def database_url(self) -> str:

@@ -12,9 +12,12 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from services.runtime.config import QualitySettings
 from services.runtime.errors import FieldViolation, InvalidArgument
 
-DEFAULT_MAX_PIXELS = 4_000_000
+# The service reads its limit from settings (quality.max_image_pixels); tools that decode
+# images outside the service use the same default.
+DEFAULT_MAX_PIXELS = QualitySettings().max_image_pixels
 MIN_SIDE = 16
 
 
