@@ -1,19 +1,24 @@
 """``rollout``: move a service to a new version through the gateway, or show where it is.
 
     rollout SERVICE --version V --strategy blue-green|canary [--steps 10,50,100]
-            [--max-error-rate 0.001] [--step-seconds 30] [--source DIR]
+            [--max-error-rate 0.001] [--step-seconds 30] [--source DIR | --image IMAGE]
     rollout status [--json]
     rollout history [--limit 20]
 
-It acts on the topology that ``make up`` (``python -m services.devstack``) wrote under
-its data directory (``--data-dir``, default ``var``). Exit code 0: completed; 1: rolled
-back (the reason is printed and kept in the history); 2: could not start.
+``--platform local`` (the default) acts on the topology that ``make up`` (``python -m
+services.devstack``) wrote under its data directory; ``--platform kubernetes
+--namespace NS`` on the suite deploy.sh installed there, through kubectl (``$KUBECTL``
+or on PATH). ``ROLLOUT_PLATFORM`` and ``ROLLOUT_NAMESPACE`` are the defaults of both
+options. The history is kept under ``--data-dir`` (default ``var``) either way.
+Exit code 0: completed; 1: rolled back (the reason is printed and kept in the
+history); 2: could not start.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +33,15 @@ from services.rollout.controller import (
     status,
 )
 from services.rollout.envoy_admin import AdminError
+from services.rollout.kubectl import KubectlError
+from services.rollout.kubernetes import KubernetesPlatform
+from services.rollout.local import LocalPlatform
+from services.rollout.platform import PLATFORMS, Platform
 from services.rollout.processes import LaunchError
 from services.rollout.state import StateError, TopologyStore
+
+# Could not start: the rollout or status had nothing to act on.
+_SETUP_ERRORS = (RolloutError, StateError, LaunchError, AdminError, KubectlError)
 
 
 def _steps(text: str) -> tuple[int, ...]:
@@ -41,18 +53,34 @@ def _steps(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _platform(options: argparse.Namespace) -> Platform:
+    if options.platform == "kubernetes":
+        return KubernetesPlatform(options.namespace)
+    if options.platform == "local":
+        return LocalPlatform(options.data_dir)
+    raise RolloutError(f"--platform (or ROLLOUT_PLATFORM) must be one of {', '.join(PLATFORMS)}")
+
+
 def _print_status(report: dict[str, Any]) -> None:
-    print(f"gateway: localhost:{report['gateway_port']}")
-    header = ("service", "color", "version", "weight", "live", "health", "processes")
+    kubernetes = report["platform"] == "kubernetes"
+    if kubernetes:
+        print(f"kubernetes namespace: {report['namespace']}")
+    else:
+        print(f"gateway: localhost:{report['gateway_port']}")
+    running = "pods ready" if kubernetes else "processes"
+    header = ("service", "color", "version", "weight", "live", "health", running)
     print("{:<13}{:<7}{:<14}{:>7}  {:<5}{:<10}{}".format(*header))
     for name, colors in report["services"].items():
         for color, c in colors.items():
             health = f"{c['healthy_hosts']}/{c['hosts']}" if c["hosts"] else "-"
             version = c["version"] if c["processes"] else f"({c['version'] or '-'})"
             live = "yes" if c["live"] else ""
-            pids = ",".join(map(str, c["processes"])) or "stopped"
+            if kubernetes:
+                where = f"{len(c['processes'])}/{c['replicas']}"
+            else:
+                where = ",".join(map(str, c["processes"])) or "stopped"
             print(
-                f"{name:<13}{color:<7}{version:<14}{c['weight']:>6}%  {live:<5}{health:<10}{pids}"
+                f"{name:<13}{color:<7}{version:<14}{c['weight']:>6}%  {live:<5}{health:<10}{where}"
             )
     if error := report.get("envoy_error"):
         print(f"envoy admin: {error}")
@@ -71,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=Path("var"))
+    common.add_argument(
+        "--platform",
+        choices=PLATFORMS,
+        default=os.environ.get("ROLLOUT_PLATFORM") or "local",
+        help="where the suite runs (default $ROLLOUT_PLATFORM or local)",
+    )
+    common.add_argument(
+        "--namespace",
+        default=os.environ.get("ROLLOUT_NAMESPACE", ""),
+        help="Kubernetes namespace of the suite (default $ROLLOUT_NAMESPACE)",
+    )
     if argv and argv[0] in ("status", "history"):
         parser = argparse.ArgumentParser(prog=f"rollout {argv[0]}", parents=[common])
         parser.add_argument("--json", action="store_true")
@@ -78,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         options = parser.parse_args(argv[1:])
         try:
             if argv[0] == "status":
-                report = status(options.data_dir)
+                report = status(_platform(options), options.data_dir)
                 if options.json:
                     print(json.dumps(report, indent=2))
                 else:
@@ -86,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for record in TopologyStore(options.data_dir).history()[-options.limit :]:
                     print(json.dumps(record) if options.json else _history_line(record))
-        except StateError as error:
+        except _SETUP_ERRORS as error:
             print(f"rollout: {error}", file=sys.stderr)
             return 2
         return 0
@@ -109,9 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=90.0)
     parser.add_argument("--ready-timeout", type=float, default=60.0, help="after startup")
     parser.add_argument("--drain-quiet-seconds", type=float, default=2.0)
-    parser.add_argument("--source", type=Path, default=None, help="release tree of the version")
+    origin = parser.add_mutually_exclusive_group()
+    origin.add_argument("--source", type=Path, default=None, help="release tree (local)")
+    origin.add_argument(
+        "--image",
+        default=None,
+        help="image of the version (kubernetes; default: the live color's, tagged VERSION)",
+    )
     parser.add_argument("--json", action="store_true", help="print the history record as JSON")
     options = parser.parse_args(argv)
+    try:
+        platform = _platform(options)
+    except _SETUP_ERRORS as error:
+        print(f"rollout: {error}", file=sys.stderr)
+        return 2
+    if (options.image if platform.name == "local" else options.source) is not None:
+        flag = "--image" if platform.name == "local" else "--source"
+        parser.error(f"{flag} is not for the {platform.name} platform")
     rollout_options = RolloutOptions(
         strategy=options.strategy,
         steps=options.steps,
@@ -121,11 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         startup_timeout_s=options.startup_timeout,
         ready_timeout_s=options.ready_timeout,
         drain_quiet_s=options.drain_quiet_seconds,
+        route_timeout_s=platform.route_timeout_s,
+        poll_s=platform.poll_s,
     )
-    controller = RolloutController(options.data_dir, echo=lambda line: print(line, flush=True))
+    controller = RolloutController(
+        options.data_dir, echo=lambda line: print(line, flush=True), platform=platform
+    )
     try:
-        record = controller.run(options.service, options.version, rollout_options, options.source)
-    except (RolloutError, StateError, LaunchError, AdminError) as error:
+        record = controller.run(
+            options.service, options.version, rollout_options, options.source or options.image
+        )
+    except _SETUP_ERRORS as error:
         print(f"rollout: {error}", file=sys.stderr)
         return 2
     if options.json:

@@ -1,19 +1,23 @@
 """One rollout of one service: from starting the idle color to stopping the old one.
 
-1. start the idle color at the new version (its release's migrations first);
-2. wait until each of its processes reports SERVING through grpc.health.v1;
-3. smoke calls and a parity check against the live color, straight to its ports;
+1. start the idle color at the new version (locally from its release tree, migrations
+   first; on Kubernetes its Deployment with the new image);
+2. wait until every replica is ready (grpc.health.v1 SERVING for the service's name:
+   asked directly locally, the kubelet's gRPC readiness probe on Kubernetes);
+3. smoke calls and a parity check against the live color, straight to each color;
 4. wait until Envoy's own health checks see every new host healthy;
-5. shift weights, step by step (blue-green: one step to 100), rewriting the watched
-   route file and waiting until Envoy serves that version; during each step watch the
-   new color's calls by grpc-status in Envoy's stats and stop at the first sign that
-   its server errors exceed ``max_error_rate``;
+5. shift weights, step by step (blue-green: one step to 100), rewriting the route
+   configuration the gateway watches and waiting until Envoy serves that version;
+   during each step watch the new color's calls by grpc-status in Envoy's stats and
+   stop at the first sign that its server errors exceed ``max_error_rate``;
 6. drain the old color: no weight, then wait until Envoy has no call in flight to it
    and sends it no new one for ``drain_quiet_s``; only then stop it (SIGTERM: it turns
    NOT_SERVING, waits, lets in-flight calls finish, sends GOAWAY and exits).
 
 Any failure rolls back the same way in reverse: weights back to the live color, drain
-the new one, stop it. Every rollout ends as a line in the history.
+the new one, stop it. Every rollout ends as a line in the history. Where each step
+acts is the platform's (:mod:`services.rollout.platform`): local processes or
+Kubernetes; the algorithm is this one for both.
 
 Through the gateway, the weighted route picks a cluster per call, so moving weights
 moves every new call at once, long-lived HTTP/2 connections or not; a server's
@@ -33,10 +37,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.rollout import checks, processes, xds
-from services.rollout.envoy_admin import AdminError, EnvoyAdmin
+from services.rollout import checks, xds
+from services.rollout.envoy_admin import AdminError, Gateway
+from services.rollout.kubectl import KubectlError
+from services.rollout.local import LocalPlatform
+from services.rollout.platform import Platform
 from services.rollout.processes import LaunchError
-from services.rollout.state import ColorState, Topology, TopologyStore
+from services.rollout.state import TopologyStore
 
 STRATEGIES = ("blue-green", "canary")
 DEFAULT_CANARY_STEPS = (10, 50, 100)
@@ -96,34 +103,20 @@ class RolloutController:
         data_dir: Path,
         *,
         echo: Callable[[str], None] = lambda _line: None,
+        platform: Platform | None = None,
     ) -> None:
         self.store = TopologyStore(data_dir)
         self.data_dir = data_dir
+        self.platform = platform if platform is not None else LocalPlatform(data_dir)
         self._echo = echo
 
-    # --- topology edits -----------------------------------------------------------------
-
-    def _update(self, edit: Callable[[Topology], None]) -> Topology:
-        with self.store.locked():
-            topology = self.store.load()
-            edit(topology)
-            self.store.save(topology)
-            return topology
-
-    def _set_weights(self, service: str, weights: dict[str, int], timeout: float) -> None:
-        """Rewrite the watched route file and wait until Envoy serves it."""
-        version = ""
-
-        def edit(topology: Topology) -> None:
-            nonlocal version
-            topology.service(service).weights = dict(weights)
-            version = topology.next_xds_version()
-            xds.write_routes(Path(topology.xds_dir), topology.layout(), version)
-
-        topology = self._update(edit)
-        admin = EnvoyAdmin(topology.admin_url)
+    def _set_weights(
+        self, gateway: Gateway, service: str, weights: dict[str, int], timeout: float
+    ) -> None:
+        """Publish the split and wait until the gateway serves it."""
+        version = self.platform.write_weights(service, weights)
         deadline = time.monotonic() + timeout
-        while admin.route_version() != version:
+        while gateway.route_version() != version:
             if time.monotonic() > deadline:
                 raise AdminError(f"envoy did not load route version {version} in {timeout} s")
             time.sleep(0.02)
@@ -150,35 +143,45 @@ class RolloutController:
         self._echo(f"[{elapsed:7.2f}s] {run.service}: {event} {shown}".rstrip())
 
     def run(
-        self, service: str, version: str, options: RolloutOptions, source: Path | None = None
+        self,
+        service: str,
+        version: str,
+        options: RolloutOptions,
+        source: Path | str | None = None,
     ) -> dict[str, Any]:
-        """Roll ``service`` to ``version``; returns the history record (also appended)."""
+        """Roll ``service`` to ``version``; returns the history record (also appended).
+
+        ``source`` is where the version comes from, if not where the platform looks by
+        default: a release tree (local) or an image reference (Kubernetes).
+        """
         steps = options.weight_steps()
         with self._exclusive(service):
-            topology = self.store.load()
-            state = topology.service(service)
+            state = self.platform.service(service)
             live, idle = state.live, state.idle
             if state.weights[live] != 100:
                 raise RolloutError(
-                    f"{service} is not settled: weights {state.weights}; "
+                    f"{service} is not settled: weights {dict(state.weights)}; "
                     "was a rollout interrupted? (rollout status)"
                 )
-            release = processes.find_release(service, version, self.data_dir, source)
+            release = self.platform.release(
+                service, version, None if source is None else str(source)
+            )
             run = _Run(service, version, options)
             record: dict[str, Any] = {
                 "id": uuid.uuid4().hex[:12],
                 "service": service,
+                **self.platform.describe(),
                 "strategy": options.strategy,
                 "steps": list(steps),
                 "max_error_rate": options.max_error_rate,
-                "from": {"color": live, "version": state.colors[live].version},
-                "to": {"color": idle, "version": version, "source": str(release)},
+                "from": {"color": live, "version": state.versions[live]},
+                "to": {"color": idle, "version": version, "source": release},
                 "started_at": datetime.now(UTC).isoformat(),
             }
             try:
-                self._deploy(run, topology, release, steps)
+                self._deploy(run, live, idle, release, steps)
             except Exception as failure:  # any failure: never leave traffic on the new color
-                known = (_Abort, LaunchError, AdminError, OSError)
+                known = (_Abort, LaunchError, AdminError, KubectlError, OSError)
                 reason = str(failure) if isinstance(failure, known) else repr(failure)
                 self._event(run, "rolling back", reason=reason)
                 try:
@@ -197,76 +200,54 @@ class RolloutController:
             self._event(run, record["outcome"])
             return record
 
-    def _deploy(self, run: _Run, topology: Topology, release: Path, steps: Sequence[int]) -> None:
-        service, options = run.service, run.options
-        state = topology.service(service)
-        live, idle = state.live, state.idle
-        if state.colors[idle].running:
-            self._event(run, "stopping leftover", color=idle, pids=state.colors[idle].pids)
-            self._stop_color(run, idle)
-        environ = {**topology.environ, "DATA_DIR": topology.data_dir}
-        if options.migrate and processes.migrate(service, release, environ):
-            self._event(run, "migrated", source=str(release))
-        ports = state.colors[idle].ports
-        pids = processes.start_color(service, idle, ports, release, environ, Path(topology.log_dir))
+    def _deploy(self, run: _Run, live: str, idle: str, release: str, steps: Sequence[int]) -> None:
+        service, options, platform = run.service, run.options, self.platform
+        platform.start(
+            service, idle, run.version, release, options, functools.partial(self._event, run)
+        )
 
-        def started(t: Topology) -> None:
-            t.service(service).colors[idle] = ColorState(
-                list(ports), run.version, str(release), pids
-            )
-
-        self._update(started)
-        self._event(run, "started", color=idle, version=run.version, pids=pids, ports=ports)
-
-        # Readiness, smoke and parity: straight to the new processes.
-        for pid, port in zip(pids, ports, strict=True):
-            try:
-                checks.wait_serving(
-                    port,
-                    service,
-                    startup_timeout=options.startup_timeout_s,
-                    ready_timeout=options.ready_timeout_s,
-                    alive=functools.partial(processes.alive, pid),
-                )
-            except checks.CheckFailed as failure:
-                raise _Abort(str(failure)) from failure
-        self._event(run, "ready", color=idle)
-        live_port = state.colors[live].ports[0]
+        # Readiness, smoke and parity: straight to the new color, bypassing the gateway.
         try:
-            calls = sum(checks.smoke(port, service, run.version, idle) for port in ports)
-            self._event(run, "smoke passed", calls=calls)
-            compared = checks.parity(live_port, ports[0], service, checks.SAMPLES[service])
-            self._event(run, "parity passed", samples=compared)
+            platform.wait_ready(service, idle, options)
+        except checks.CheckFailed as failure:
+            raise _Abort(str(failure)) from failure
+        self._event(run, "ready", color=idle)
+        try:
+            with (
+                platform.endpoints(service, idle) as new_ports,
+                platform.endpoints(service, live) as live_ports,
+            ):
+                calls = sum(checks.smoke(port, service, run.version, idle) for port in new_ports)
+                self._event(run, "smoke passed", calls=calls)
+                compared = checks.parity(
+                    live_ports[0], new_ports[0], service, checks.SAMPLES[service]
+                )
+                self._event(run, "parity passed", samples=compared)
         except checks.CheckFailed as failure:
             raise _Abort(str(failure)) from failure
 
-        admin = EnvoyAdmin(topology.admin_url)
         new_cluster = xds.cluster_name(service, idle)
-        self._wait_healthy_in_envoy(run, admin, new_cluster, len(ports))
+        with platform.gateway() as gateway:
+            self._wait_healthy_in_envoy(run, gateway, new_cluster, platform.replicas(service, idle))
+            for weight in steps:
+                weights = {idle: weight, live: 100 - weight}
+                self._set_weights(gateway, service, weights, options.route_timeout_s)
+                self._event(run, "weights", **weights)
+                self._watch(run, gateway, new_cluster, idle)
 
-        for weight in steps:
-            self._set_weights(service, {idle: weight, live: 100 - weight}, options.route_timeout_s)
-            self._event(run, "weights", **{idle: weight, live: 100 - weight})
-            self._watch(run, admin, new_cluster, pids)
+            platform.mark_live(service, idle)
+            # From here the new color is live: a failure to retire the old one is
+            # reported, never "rolled back" onto a color that may be half stopped.
+            try:
+                self._drain(run, gateway, xds.cluster_name(service, live))
+                self._stop_color(run, live)
+            except Exception as error:
+                self._event(run, "old color not retired cleanly", color=live, error=repr(error))
 
-        def switched(t: Topology) -> None:
-            t.service(service).live = idle
-
-        self._update(switched)
-        # From here the new color is live: a failure to retire the old one is reported,
-        # never "rolled back" onto a color that may be half stopped.
-        try:
-            self._drain(run, admin, xds.cluster_name(service, live))
-            self._stop_color(run, live)
-        except Exception as error:
-            self._event(run, "old color not retired cleanly", color=live, error=repr(error))
-
-    def _wait_healthy_in_envoy(
-        self, run: _Run, admin: EnvoyAdmin, cluster: str, hosts: int
-    ) -> None:
+    def _wait_healthy_in_envoy(self, run: _Run, gateway: Gateway, cluster: str, hosts: int) -> None:
         deadline = time.monotonic() + run.options.ready_timeout_s
         while True:
-            health = admin.host_health(cluster)
+            health = gateway.host_health(cluster)
             if len(health) == hosts and all(health.values()):
                 self._event(run, "healthy in envoy", cluster=cluster)
                 return
@@ -274,23 +255,23 @@ class RolloutController:
                 raise _Abort(f"envoy never saw {cluster} healthy: {health}")
             time.sleep(run.options.poll_s)
 
-    def _watch(self, run: _Run, admin: EnvoyAdmin, cluster: str, pids: Sequence[int]) -> None:
+    def _watch(self, run: _Run, gateway: Gateway, cluster: str, color: str) -> None:
         """Observe one step; raise _Abort as soon as the error budget is broken."""
         options = run.options
-        before = admin.calls([cluster])[cluster]
+        before = gateway.calls([cluster])[cluster]
         started = time.monotonic()
         end, give_up = started + options.step_s, started + 4 * options.step_s
         while True:
             time.sleep(options.poll_s)
-            now = admin.calls([cluster])[cluster].since(before)
+            now = gateway.calls([cluster])[cluster].since(before)
             if now.errors > options.max_error_rate * now.total:
                 raise _Abort(
                     f"{now.errors} server errors in {now.total} calls on {cluster} "
                     f"(max error rate {options.max_error_rate}); by code {now.by_code}"
                 )
-            if not all(processes.alive(pid) for pid in pids):
+            if not self.platform.alive(run.service, color):
                 raise _Abort(f"a process of {cluster} exited")
-            health = admin.host_health(cluster)
+            health = gateway.host_health(cluster)
             if not health or not all(health.values()):
                 raise _Abort(f"envoy sees {cluster} unhealthy: {health}")
             if time.monotonic() >= end and now.total >= options.min_step_calls:
@@ -302,15 +283,15 @@ class RolloutController:
                     f"{options.min_step_calls} needed to judge the step"
                 )
 
-    def _drain(self, run: _Run, admin: EnvoyAdmin, cluster: str) -> None:
+    def _drain(self, run: _Run, gateway: Gateway, cluster: str) -> None:
         """Until no call is in flight to ``cluster`` and none arrives for a while."""
         options = run.options
         deadline = time.monotonic() + options.drain_timeout_s
-        _, total = admin.upstream_requests(cluster)
+        _, total = gateway.upstream_requests(cluster)
         quiet_since = time.monotonic()
         while True:
             time.sleep(options.poll_s)
-            now_active, now_total = admin.upstream_requests(cluster)
+            now_active, now_total = gateway.upstream_requests(cluster)
             if now_total != total or now_active:
                 total, quiet_since = now_total, time.monotonic()
             elif time.monotonic() - quiet_since >= options.drain_quiet_s:
@@ -321,62 +302,32 @@ class RolloutController:
                 return
 
     def _stop_color(self, run: _Run, color: str) -> None:
-        topology = self.store.load()
-        state = topology.service(run.service).colors[color]
-        graceful = processes.stop(state.pids, run.options.stop_timeout_s)
-
-        def stopped(t: Topology) -> None:
-            t.service(run.service).colors[color].pids = []
-
-        self._update(stopped)
+        graceful = self.platform.stop(run.service, color, run.options.stop_timeout_s)
         self._event(run, "stopped", color=color, graceful=graceful)
 
     def _roll_back(self, run: _Run, live: str, idle: str) -> None:
-        topology = self.store.load()
-        state = topology.service(run.service)
+        state = self.platform.service(run.service)
         try:
             if state.weights[idle] != 0 or state.live != live:
-                self._set_weights(run.service, {live: 100, idle: 0}, run.options.route_timeout_s)
-
-                def restored(t: Topology) -> None:
-                    t.service(run.service).live = live
-
-                self._update(restored)
-                self._event(run, "weights", **{live: 100, idle: 0})
-                self._drain(
-                    run, EnvoyAdmin(topology.admin_url), xds.cluster_name(run.service, idle)
-                )
+                with self.platform.gateway() as gateway:
+                    weights = {live: 100, idle: 0}
+                    self._set_weights(gateway, run.service, weights, run.options.route_timeout_s)
+                    self.platform.mark_live(run.service, live)
+                    self._event(run, "weights", **weights)
+                    self._drain(run, gateway, xds.cluster_name(run.service, idle))
         finally:
             self._stop_color(run, idle)
 
 
-def status(data_dir: Path) -> dict[str, Any]:
-    """Per service and color: version, weight, processes, health as Envoy sees it."""
-    store = TopologyStore(data_dir)
-    topology = store.load()
-    admin = EnvoyAdmin(topology.admin_url, timeout=2.0)
-    report: dict[str, Any] = {"gateway_port": topology.gateway_port, "services": {}}
-    for name, state in topology.services.items():
-        colors = {}
-        for color, color_state in state.colors.items():
-            try:
-                health = admin.host_health(xds.cluster_name(name, color))
-            except AdminError as error:
-                health = {"envoy": False}
-                report["envoy_error"] = str(error)
-            running = [p for p in color_state.pids if processes.alive(p)]
-            colors[color] = {
-                "version": color_state.version,
-                "weight": state.weights[color],
-                "live": color == state.live,
-                "processes": running,
-                "healthy_hosts": sum(health.values()),
-                "hosts": len(health),
-            }
-        report["services"][name] = colors
-    history = store.history()
+def status(platform: Platform, data_dir: Path) -> dict[str, Any]:
+    """Per service and color: version, weight, replicas, health as Envoy sees it; and the
+    last rollouts."""
+    report = platform.status()
     report["last_rollouts"] = [
-        {k: r.get(k) for k in ("service", "outcome", "reason", "finished_at", "to", "strategy")}
-        for r in history[-5:]
+        {
+            k: r.get(k)
+            for k in ("service", "outcome", "reason", "finished_at", "to", "strategy", "platform")
+        }
+        for r in TopologyStore(data_dir).history()[-5:]
     ]
     return report

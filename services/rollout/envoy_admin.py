@@ -6,6 +6,8 @@
 - per cluster, active and total upstream requests (is a color drained?);
 - per cluster, each host's health as Envoy's active checks see it;
 - which route configuration version Envoy applied (did it load our file yet?).
+
+A gateway with several replicas (Kubernetes) is read as one through :class:`EnvoyFleet`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 # Status codes that mean the version at fault, not the caller: UNKNOWN, DEADLINE_EXCEEDED,
@@ -46,6 +49,22 @@ class CallCounts:
     def since(self, earlier: CallCounts) -> CallCounts:
         codes = set(self.by_code) | set(earlier.by_code)
         return CallCounts({c: self.by_code.get(c, 0) - earlier.by_code.get(c, 0) for c in codes})
+
+    def plus(self, other: CallCounts) -> CallCounts:
+        codes = set(self.by_code) | set(other.by_code)
+        return CallCounts({c: self.by_code.get(c, 0) + other.by_code.get(c, 0) for c in codes})
+
+
+class Gateway(Protocol):
+    """What the rollout controller reads from a gateway: one Envoy or a fleet."""
+
+    def calls(self, clusters: list[str]) -> dict[str, CallCounts]: ...
+
+    def upstream_requests(self, cluster: str) -> tuple[int, int]: ...
+
+    def host_health(self, cluster: str) -> dict[str, bool]: ...
+
+    def route_version(self) -> str: ...
 
 
 class EnvoyAdmin:
@@ -134,3 +153,38 @@ class EnvoyAdmin:
             if name == "cluster_manager.cds.version_text":
                 return value.strip().strip('"')
         return ""
+
+
+class EnvoyFleet:
+    """The replicas of one gateway, read as one: every call passes through one of them."""
+
+    def __init__(self, admins: Sequence[Gateway]) -> None:
+        if not admins:
+            raise AdminError("a gateway needs at least one Envoy")
+        self.admins = list(admins)
+
+    def calls(self, clusters: list[str]) -> dict[str, CallCounts]:
+        total = {c: CallCounts({}) for c in clusters}
+        for admin in self.admins:
+            for cluster, counts in admin.calls(clusters).items():
+                total[cluster] = total[cluster].plus(counts)
+        return total
+
+    def upstream_requests(self, cluster: str) -> tuple[int, int]:
+        active = total = 0
+        for admin in self.admins:
+            one_active, one_total = admin.upstream_requests(cluster)
+            active, total = active + one_active, total + one_total
+        return active, total
+
+    def host_health(self, cluster: str) -> dict[str, bool]:
+        """A host is healthy when every Envoy sees it so: one that has not resolved it
+        yet (DNS) or still fails its checks would send it no call, or a failing one."""
+        views = [admin.host_health(cluster) for admin in self.admins]
+        hosts = set().union(*views)
+        return {host: all(view.get(host, False) for view in views) for host in hosts}
+
+    def route_version(self) -> str:
+        """The route version every Envoy serves; empty while they differ."""
+        versions = {admin.route_version() for admin in self.admins}
+        return versions.pop() if len(versions) == 1 else ""

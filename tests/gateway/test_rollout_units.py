@@ -1,4 +1,5 @@
-"""The rollout controller's parts that need no processes: steps, stats, state, releases."""
+"""The rollout controller's parts that need no processes: steps, stats, state, releases,
+image tags, route files and platform choice."""
 
 from __future__ import annotations
 
@@ -6,10 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from services.rollout import processes
+from services.rollout import cli, processes, xds
 from services.rollout.controller import RolloutError, RolloutOptions
-from services.rollout.envoy_admin import _CODE_STAT, CallCounts
+from services.rollout.envoy_admin import _CODE_STAT, CallCounts, EnvoyFleet
+from services.rollout.kubectl import KubectlError
+from services.rollout.kubernetes import (
+    image_repository,
+    image_version,
+    render_route_file,
+    route_weights,
+)
 from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
 
 
@@ -80,3 +89,77 @@ def test_find_release(tmp_path: Path) -> None:
     assert processes.find_release("quality", "9.9.9", tmp_path) == release.parents[1]
     with pytest.raises(processes.LaunchError, match=r"no release of quality 8\.0\.0"):
         processes.find_release("quality", "8.0.0", tmp_path)
+
+
+def test_image_references_name_their_version() -> None:
+    acme = "registry.example.com/acme/quality"
+    for image, version, repository in (
+        (f"{acme}:1.2.0-0123456789ab", "1.2.0", acme),
+        (f"{acme}:1.2.0-rc.1-0123456789ab-dirty", "1.2.0-rc.1", acme),
+        ("localhost:5000/quality:1.2.0", "1.2.0", "localhost:5000/quality"),
+        ("localhost:5000/quality", "", "localhost:5000/quality"),
+        ("quality:2.0.0-dev@sha256:" + "0" * 64, "2.0.0-dev", "quality"),
+    ):  # fmt: skip
+        assert (image_version(image), image_repository(image)) == (version, repository), image
+
+
+def test_route_file_round_trip_keeps_every_services_split() -> None:
+    split = {"scheduling": {"blue": 100, "green": 0}, "quality": {"blue": 10, "green": 90},
+             "maintenance": {"blue": 0, "green": 100}}  # fmt: skip
+    text = render_route_file(split, "7")
+    document = yaml.safe_load(text)
+    assert document["version_info"] == "7"
+    assert route_weights(document) == split
+    # The same routes the local gateway gets for that split, ports aside.
+    local = {s: xds.ServiceLayout({"blue": (1,), "green": (2,)}, w) for s, w in split.items()}
+    assert document["resources"] == [xds.render_routes(local)]
+    del document["resources"][0]["virtual_hosts"][0]["routes"][1:]
+    with pytest.raises(KubectlError, match="no blue/green split for scheduling"):
+        route_weights(document)
+
+
+class _OneEnvoy:
+    def __init__(self, codes: dict[int, int], health: dict[str, bool], version: str) -> None:
+        self.codes, self.health, self.version = codes, health, version
+
+    def calls(self, clusters: list[str]) -> dict[str, CallCounts]:
+        return {c: CallCounts(dict(self.codes)) for c in clusters}
+
+    def upstream_requests(self, cluster: str) -> tuple[int, int]:
+        return 1, sum(self.codes.values())
+
+    def host_health(self, cluster: str) -> dict[str, bool]:
+        return dict(self.health)
+
+    def route_version(self) -> str:
+        return self.version
+
+
+def test_a_fleet_of_envoys_reads_as_one_gateway() -> None:
+    a = _OneEnvoy({0: 10, 14: 1}, {"10.0.0.1:50052": True, "10.0.0.2:50052": True}, "3")
+    b = _OneEnvoy({0: 5}, {"10.0.0.1:50052": True}, "2")
+    fleet = EnvoyFleet([a, b])
+    counts = fleet.calls(["quality-green"])["quality-green"]
+    assert (counts.total, counts.errors) == (16, 1)
+    assert fleet.upstream_requests("quality-green") == (2, 16)
+    # b has not resolved the second pod yet: it is not healthy for the gateway as a whole.
+    assert fleet.host_health("quality-green") == {"10.0.0.1:50052": True, "10.0.0.2:50052": False}
+    assert fleet.route_version() == ""  # b still serves the older routes
+    b.version = "3"
+    assert fleet.route_version() == "3"
+
+
+def test_platform_choice(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ROLLOUT_PLATFORM", "swarm")
+    assert cli.main(["status"]) == 2
+    assert "must be one of local, kubernetes" in capsys.readouterr().err
+    monkeypatch.setenv("ROLLOUT_PLATFORM", "kubernetes")
+    monkeypatch.delenv("ROLLOUT_NAMESPACE", raising=False)
+    assert cli.main(["quality", "--version", "1.0.0", "--strategy", "blue-green"]) == 2
+    assert "needs a namespace" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["quality", "--version", "1.0.0", "--strategy", "blue-green",
+                  "--namespace", "ns", "--source", "."])  # fmt: skip
+    assert "--source is not for the kubernetes platform" in capsys.readouterr().err

