@@ -7,14 +7,10 @@ import filecmp
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from services.devstack.suite import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 TS = ROOT / "sdk" / "typescript"
@@ -54,36 +50,14 @@ def test_generated_typescript_is_fresh(tmp_path):
 
 
 @pytest.mark.envoy
-def test_node_calls_every_service_through_the_gateway(tmp_path):
+def test_node_calls_every_service_through_the_gateway(local_suite):
     require(EXAMPLE, "run `make ts-sdk`")
-    gateway, admin, *backends = free_ports(5)
-    suite = subprocess.Popen(
-        [
-            sys.executable, "-m", "services.devstack", "--gateway-port", str(gateway),
-            "--admin-port", str(admin), "--service-ports", ",".join(map(str, backends)),
-            "--data-dir", str(tmp_path / "var"),
-        ],
-        cwd=ROOT, env={**os.environ, "MFG_METRICS__PORT": "0"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    completed = subprocess.run(
+        ["node", str(EXAMPLE), f"http://{local_suite.target}"],
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    try:
-        assert suite.stdout is not None
-        for line in suite.stdout:
-            if line.startswith("ready in") or "could not start" in line:
-                break
-        completed = subprocess.run(
-            ["node", str(EXAMPLE), f"http://127.0.0.1:{gateway}"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert completed.returncode == 0, completed.stderr
-        reply = json.loads(completed.stdout)
-        assert set(reply["versions"]) == {"scheduling", "quality", "maintenance"}
-        assert all(version.count(".") >= 2 for version in reply["versions"].values())
-        assert reply["makespan"] == "7"
-    finally:
-        suite.send_signal(signal.SIGINT)
-        try:
-            suite.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            suite.kill()
-            suite.wait()
+    assert completed.returncode == 0, completed.stderr
+    reply = json.loads(completed.stdout)
+    assert set(reply["versions"]) == {"scheduling", "quality", "maintenance"}
+    assert all(version.count(".") >= 2 for version in reply["versions"].values())
+    assert reply["makespan"] == "7"
