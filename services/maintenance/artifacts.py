@@ -3,7 +3,9 @@
 The manifest records, per artifact, its file, sha256, kind, training-data fingerprint
 (sha256 of every input file), metrics, parameters and creation time. A file is read only
 after its sha256 matches the manifest, and always with ``allow_pickle=False``, so a
-tampered or corrupt file is refused and a model file can never execute code.
+tampered or corrupt file is refused and a model file can never execute code. Where
+signing is configured the manifest itself must carry a valid signature
+(:mod:`services.runtime.model_signing`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from services.runtime import model_signing
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "models"
 MANIFEST = "manifest.json"
@@ -54,9 +58,11 @@ class Artifact:
 def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(model_signing.read_manifest(path))
     except FileNotFoundError as error:
         raise ArtifactError(f"no model manifest at {path}") from error
+    except model_signing.SignatureError as error:
+        raise ArtifactError(str(error)) from error
     except ValueError as error:
         raise ArtifactError(f"{path}: not valid JSON: {error}") from error
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):

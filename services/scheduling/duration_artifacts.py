@@ -2,7 +2,9 @@
 
 The manifest records the file, its sha256, the training-data fingerprint, metrics, the
 vocabularies and the creation time. The file is read only after its sha256 matches, and
-with ``allow_pickle=False``, so a tampered file is refused and can never run code.
+with ``allow_pickle=False``, so a tampered file is refused and can never run code. Where
+signing is configured the manifest must carry a valid signature too
+(:mod:`services.runtime.model_signing`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from services.runtime import model_signing
 from services.scheduling.domain.durations import DurationModel
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "models"
@@ -65,10 +68,10 @@ def load(directory: Path = DEFAULT_DIRECTORY) -> tuple[str, DurationModel]:
     """The manifest's current model, after checking its sha256."""
     path = directory / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(model_signing.read_manifest(path))
         version = manifest["current"]
         entry = manifest["artifacts"][version]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, model_signing.SignatureError) as error:
         raise ArtifactError(f"{path}: no usable manifest ({error})") from error
     data = (directory / entry["file"]).read_bytes()
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:

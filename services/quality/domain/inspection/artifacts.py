@@ -3,6 +3,8 @@
 The manifest records the sha256 of every file, the training-data fingerprint, metrics
 and creation time. Arrays are loaded with ``allow_pickle=False`` and only after the file's
 hash matches the manifest, so a tampered or truncated artifact is refused, never run.
+Where signing is configured the manifest must carry a valid signature too
+(:mod:`services.runtime.model_signing`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from services.runtime import model_signing
 from services.runtime.errors import FailedPrecondition
 
 MANIFEST = "manifest.json"
@@ -71,7 +74,14 @@ def write_artifact(
 
 def read_artifact(directory: Path) -> tuple[Manifest, dict[str, NDArray[Any]]]:
     """Manifest and arrays of one version; FailedPrecondition if a hash does not match."""
-    manifest = Manifest.from_json((directory / MANIFEST).read_text())
+    try:
+        text = model_signing.read_manifest(directory / MANIFEST)
+    except model_signing.SignatureError as error:
+        raise FailedPrecondition(
+            f"model {directory.parent.name} {directory.name}: its manifest's signature is "
+            "missing or wrong; refusing to load it"
+        ) from error
+    manifest = Manifest.from_json(text)
     payload = (directory / ARRAYS).read_bytes()
     expected = manifest.files.get(ARRAYS)
     if sha256_bytes(payload) != expected:
