@@ -9,8 +9,9 @@ well below ``server.max_workers``.
 
 Shutdown, on SIGTERM or SIGINT: every health status turns NOT_SERVING first, then
 after ``shutdown_delay_s`` (time for balancers to notice) the server stops taking
-calls, in-flight calls get ``grace_period_s`` to finish, and only then are the
-database and Redis closed.
+calls, open subscriptions are ended UNAVAILABLE (their callers reconnect elsewhere,
+see interceptors/stopping.py), other in-flight calls get ``grace_period_s`` to finish,
+and only then are the database and Redis closed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from services.runtime.interceptors.auth import AuthInterceptor
 from services.runtime.interceptors.errors import ErrorMappingInterceptor
 from services.runtime.interceptors.metrics import MetricsInterceptor
 from services.runtime.interceptors.request_id import RequestIdInterceptor
+from services.runtime.interceptors.stopping import EndStreamsOnStopInterceptor
 from services.runtime.interceptors.stream_limit import StreamLimitInterceptor
 from services.runtime.metrics import ModelInfo, ServiceMetrics
 from services.runtime.readiness import Readiness, ReadinessCheck
@@ -119,6 +121,8 @@ class GrpcService:
             [*parts.collectors, ModelInfo(settings.service, parts.model_versions)]
         )
         self.metrics_port = 0
+        # Set once the server stops taking calls: subscriptions end then.
+        self._taking_no_calls = threading.Event()
         self._workers = futures.ThreadPoolExecutor(
             max_workers=settings.server.max_workers, thread_name_prefix="grpc"
         )
@@ -138,6 +142,8 @@ class GrpcService:
             interceptors.append(
                 AuthInterceptor(rules_of(service), Authenticator.from_settings(settings.auth))
             )
+        # Innermost: it hands the handler the context whose is_active() sees the stop.
+        interceptors.append(EndStreamsOnStopInterceptor(self._taking_no_calls))
         self.server = grpc.server(
             self._workers,
             interceptors=interceptors,
@@ -213,7 +219,9 @@ class GrpcService:
         logger.info("shutting down", extra={"grace_s": grace_s, "delay_s": delay_s})
         self.readiness.stop()
         threading.Event().wait(delay_s)
-        self.server.stop(grace_s).wait()
+        stopped = self.server.stop(grace_s)
+        self._taking_no_calls.set()
+        stopped.wait()
         if self._health_server is not None:
             self._health_server.stop(0).wait()
         self._workers.shutdown(wait=False)

@@ -30,12 +30,7 @@ def wrap_handler(
             with scope(context, method):
                 yield from stream_inner(request, context)
 
-        factory = (
-            grpc.stream_stream_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_stream_rpc_method_handler
-        )
-        return factory(streaming, handler.request_deserializer, handler.response_serializer)
+        return response_stream_handler(handler, streaming)
 
     unary_inner: Any = handler.unary_unary or handler.stream_unary
 
@@ -49,6 +44,19 @@ def wrap_handler(
         else grpc.unary_unary_rpc_method_handler
     )
     return factory(unary, handler.request_deserializer, handler.response_serializer)
+
+
+def response_stream_handler(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+) -> Any:
+    """A handler of ``handler``'s kind and messages that runs ``behaviour`` instead."""
+    factory = (
+        grpc.stream_stream_rpc_method_handler
+        if handler.request_streaming
+        else grpc.unary_stream_rpc_method_handler
+    )
+    return factory(behaviour, handler.request_deserializer, handler.response_serializer)
 
 
 class ScopeInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
