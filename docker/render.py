@@ -462,7 +462,28 @@ def k8s_outputs(root: Path = ROOT) -> dict[Path, str]:
             "kubernetes", root / "gateway/xds", root / "k8s/base/gateway/xds", root / "config"
         )
     )
+    outputs.update(monitoring_outputs(root))
     return outputs
+
+
+# The monitoring component's configuration comes from ops/ (alert rules, dashboard, the
+# containers' scrape config); kustomize loads files only from inside the component, so
+# they are copied there verbatim, like the gateway's bootstrap into k8s/base.
+MONITORING_SOURCES = (
+    "ops/prometheus/suite.yml",
+    "ops/prometheus/rules/manufacturing.rules.yml",
+    "ops/prometheus/gateway-stats.envoy.yaml",
+    "ops/grafana/manufacturing-ai.json",
+    "ops/grafana/provisioning/datasources/prometheus.yaml",
+    "ops/grafana/provisioning/dashboards/manufacturing-ai.yaml",
+)
+
+
+def monitoring_outputs(root: Path = ROOT) -> dict[Path, str]:
+    return {
+        root / "k8s/components/monitoring" / source: (root / source).read_text(encoding="utf-8")
+        for source in MONITORING_SOURCES
+    }
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -158,6 +158,13 @@ def test_resources_follow_the_product_brief(rendered):
         }
 
 
+def gateway_envoy(documents) -> dict[str, Any]:
+    """The gateway pod's Envoy (beside it, with monitoring, the stats sidecar)."""
+    pod = find(documents, "Deployment", "gateway")["spec"]["template"]["spec"]
+    (envoy,) = [c for c in pod["containers"] if c["name"] == "envoy"]
+    return envoy
+
+
 def _workloads(documents):
     for document in documents:
         if document["kind"] in ("Deployment", "Job"):
@@ -230,8 +237,7 @@ def test_gateway_clusters_resolve_the_color_services(rendered):
     routes = find(documents, "ConfigMap", "gateway-routes")
     assert "grpc_routes" in routes["data"]["rds.yaml"]
     # The gateway mounts both into the one directory the bootstrap watches.
-    pod = find(documents, "Deployment", "gateway")["spec"]["template"]["spec"]
-    (envoy,) = pod["containers"]
+    envoy = gateway_envoy(documents)
     assert envoy["workingDir"] == "/etc/envoy"
     assert {"name": "xds", "mountPath": "/etc/envoy/gateway/xds", "readOnly": True} in envoy[
         "volumeMounts"
@@ -242,8 +248,8 @@ def test_secrets_are_referenced_never_committed(rendered):
     _, documents = rendered
     assert not [d for d in documents if d["kind"] == "Secret"]
     for name, pod in _workloads(documents):
-        if name == "gateway":
-            continue
+        if name in ("gateway", "prometheus", "grafana"):
+            continue  # the suite's own pods hold its database credentials
         (container,) = pod["containers"]
         env = {e["name"]: e for e in container.get("env", [])}
         reference = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
@@ -356,7 +362,7 @@ def test_gateway_probe_paths_exist_in_its_config(rendered):
     """The gateway's probes ask Envoy for /health (a direct response in the routes) and
     /ready (the health-check filter); both must still be in gateway/ as rendered."""
     _, documents = rendered
-    (envoy,) = find(documents, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    envoy = gateway_envoy(documents)
     assert envoy["livenessProbe"]["httpGet"]["path"] == "/health"
     assert envoy["readinessProbe"]["httpGet"]["path"] == "/ready"
     bootstrap_map = next(
@@ -425,3 +431,171 @@ def test_production_backups_run_the_ops_image_daily_full_six_hourly_incremental(
     )
     assert settings["repo1-retention-full-type"] == "time"
     assert settings["repo1-retention-full"] == "30"  # days, with the incrementals on them
+
+
+# --- monitoring (k8s/components/monitoring) ---------------------------------------------
+
+OPS = ROOT / "ops"
+
+
+def generated_map(documents, name: str) -> dict[str, str]:
+    """The data of a generated ConfigMap (its name carries kustomize's hash)."""
+    (found,) = [
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].rsplit("-", 1)[0] == name
+    ]
+    return dict(found["data"])
+
+
+def prometheus_files(documents) -> dict[str, str]:
+    """/etc/prometheus in the Prometheus pod: its projected volume's items."""
+    pod = find(documents, "Deployment", "prometheus")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/etc/prometheus"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    files = {}
+    for source in volume["projected"]["sources"]:
+        data = generated_map(documents, source["configMap"]["name"].rsplit("-", 1)[0])
+        for item in source["configMap"]["items"]:
+            files[item["path"]] = data[item["key"]]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in container["args"]
+    return files
+
+
+def test_monitoring_configuration_is_the_one_in_ops(rendered):
+    """Prometheus and Grafana run on ops/'s files, byte for byte: the rules and dashboard
+    that promtool and tests/ops check are the ones deployed."""
+    _, documents = rendered
+    files = prometheus_files(documents)
+    assert files.pop("prometheus.yml") == (OPS / "prometheus" / "suite.yml").read_text()
+    rules = sorted((OPS / "prometheus" / "rules").glob("*.yml"))
+    assert rules and files == {f"rules/{r.name}": r.read_text() for r in rules}
+    dashboards = sorted((OPS / "grafana").glob("*.json"))
+    assert generated_map(documents, "grafana-dashboards") == {
+        d.name: d.read_text() for d in dashboards
+    }
+    provisioning = generated_map(documents, "grafana-provisioning")
+    pod = find(documents, "Deployment", "grafana")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "provisioning"]
+    laid_out = {i["path"]: provisioning[i["key"]] for i in volume["configMap"]["items"]}
+    source = OPS / "grafana" / "provisioning"
+    assert laid_out == {
+        str(p.relative_to(source)): p.read_text() for p in sorted(source.rglob("*.yaml"))
+    }
+    (grafana,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in grafana["volumeMounts"]}
+    assert mounts["/etc/grafana/provisioning"] == "provisioning"
+    provider = yaml.safe_load(laid_out["dashboards/manufacturing-ai.yaml"])["providers"][0]
+    assert mounts[provider["options"]["path"]] == "dashboards"
+    # The admin password only by reference, to a Secret the component does not carry.
+    env = {e["name"]: e for e in grafana["env"]}
+    assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "grafana-admin"
+    )
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"]["value"] == "false"
+
+
+def test_prometheus_scrapes_every_service_and_the_gateway(rendered):
+    """Each job's DNS name is a headless Service over all of that workload's pods (both
+    colors, not-ready included) on the port the pods serve metrics on, and the network
+    policies let Prometheus reach it."""
+    _, documents = rendered
+    config = yaml.safe_load(prometheus_files(documents)["prometheus.yml"])
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {*SERVICES, "gateway"}
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    policies = [d["spec"] for d in documents if d["kind"] == "NetworkPolicy"]
+    prometheus_labels = deployments["prometheus"]["spec"]["template"]["metadata"]["labels"]
+
+    def allowed(pod_labels: dict[str, str], port: int) -> tuple[bool, bool]:
+        """(Prometheus may send to it, the pod may receive it from Prometheus)."""
+
+        def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+            return selector.get("matchLabels", {}).items() <= labels.items()
+
+        def ports(rule: dict[str, Any]) -> set[int]:
+            return {p["port"] for p in rule.get("ports", [])}
+
+        out = any(
+            selects(policy["podSelector"], prometheus_labels)
+            and port in ports(rule)
+            and any(selects(peer["podSelector"], pod_labels) for peer in rule["to"])
+            for policy in policies
+            for rule in policy.get("egress", [])
+        )
+        into = any(
+            selects(policy["podSelector"], pod_labels)
+            and port in ports(rule)
+            and any(
+                "podSelector" in peer and selects(peer["podSelector"], prometheus_labels)
+                for peer in rule.get("from", [])
+            )
+            for policy in policies
+            for rule in policy.get("ingress", [])
+        )
+        return out, into
+
+    for name, job in jobs.items():
+        (sd,) = job["dns_sd_configs"]
+        (host,) = sd["names"]
+        service = find(documents, "Service", host)["spec"]
+        assert service["clusterIP"] == "None" and service["publishNotReadyAddresses"] is True
+        (port,) = service["ports"]
+        assert sd["type"] == "A" and sd["port"] == port["port"]
+        pods = [
+            (d["metadata"]["name"], d["spec"]["template"])
+            for d in deployments.values()
+            if service["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        expected = [f"{name}-{color}" for color in COLORS] if name in SERVICES else [name]
+        assert sorted(n for n, _ in pods) == sorted(expected), host
+        for deployment, template in pods:
+            served = {
+                p["name"]: p["containerPort"]
+                for c in template["spec"]["containers"]
+                for p in c.get("ports", [])
+            }
+            assert served[port["targetPort"]] == sd["port"], deployment
+            assert allowed(template["metadata"]["labels"], sd["port"]) == (True, True)
+        if name in SERVICES:
+            assert sd["port"] == load_settings(name, environ={}).metrics.port
+            assert job.get("metrics_path", "/metrics") == "/metrics"
+        else:
+            assert job["metrics_path"] == "/stats/prometheus"
+
+
+def test_gateway_stats_sidecar_reads_the_gateways_admin(rendered):
+    """The stats proxy listens where the gateway-metrics Service points and asks the
+    admin address gateway/envoy.yaml really binds, with the gateway's own Envoy image."""
+    _, documents = rendered
+    pod = find(documents, "Deployment", "gateway")["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    stats, envoy = containers["stats"], containers["envoy"]
+    assert stats["image"] == envoy["image"]
+    assert "--disable-hot-restart" in stats["args"]
+    assert "readinessProbe" not in stats  # a scrape never decides the gateway's traffic
+    proxy = yaml.safe_load(generated_map(documents, "gateway-stats")["envoy.yaml"])
+    (listener,) = proxy["static_resources"]["listeners"]
+    assert stats["ports"] == [
+        {"name": "stats", "containerPort": listener["address"]["socket_address"]["port_value"],
+         "protocol": "TCP"}
+    ]  # fmt: skip
+    (cluster,) = proxy["static_resources"]["clusters"]
+    upstream = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    bootstrap = yaml.safe_load(generated_map(documents, "gateway-bootstrap")["envoy.yaml"])
+    assert upstream["address"] == bootstrap["admin"]["address"]
+
+
+def test_prometheus_config_passes_promtool(rendered, tmp_path):
+    """promtool checks the config as the pod has it, rules included (rule_files are
+    relative to the config file)."""
+    promtool = tool("promtool", "Debian package prometheus (ops/install-tools.sh)")
+    _, documents = rendered
+    for path, text in prometheus_files(documents).items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    completed = run(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    rules = len(list((OPS / "prometheus" / "rules").glob("*.yml")))
+    assert f"SUCCESS: {rules} rule files found" in completed.stdout + completed.stderr
