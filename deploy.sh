@@ -355,7 +355,9 @@ switch_traffic() {
         fi
         log "switch $service to $color ($(version_of "$service")) with the rollout command"
         mapfile -t command < <(rollout_command "$service")
-        ROLLOUT_PLATFORM=$platform ROLLOUT_NAMESPACE=$NAMESPACE ROLLOUT_COLOR=$color "${command[@]}"
+        # The smoke credentials go with the rollout's smoke and parity calls too.
+        ROLLOUT_PLATFORM=$platform ROLLOUT_NAMESPACE=$NAMESPACE ROLLOUT_COLOR=$color \
+            ROLLOUT_CALL_HEADER=$SMOKE_HEADER "${command[@]}"
     done
     if [[ $TARGET == compose ]]; then
         # The rollout command rewrote gateway/xds; publish it to the gateway's volume.

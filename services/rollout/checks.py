@@ -1,7 +1,9 @@
 """Before any traffic moves: readiness, smoke calls and a parity check on a sample.
 
 All of it goes straight to the new color's own ports, not through the gateway, so no
-caller ever sees an answer of a version that has not passed.
+caller ever sees an answer of a version that has not passed. Where the services require
+credentials (``AUTH_ENABLED``), smoke and parity calls carry the ``metadata`` given
+(an ``x-api-key`` or ``authorization`` header); health checks need none.
 
 - readiness: grpc.health.v1 Check for the service's full name says SERVING;
 - smoke: GetServiceInfo answers with the expected version and color, and each sample
@@ -65,8 +67,15 @@ def _classes(service: str, method: str) -> tuple[type[Message], type[Message]]:
     )
 
 
+Metadata = Sequence[tuple[str, str]]
+
+
 def call(
-    channel: grpc.Channel, service: str, method: str, request: dict[str, Any]
+    channel: grpc.Channel,
+    service: str,
+    method: str,
+    request: dict[str, Any],
+    metadata: Metadata = (),
 ) -> tuple[grpc.StatusCode, Message | None]:
     request_class, response_class = _classes(service, method)
     stub = channel.unary_unary(
@@ -76,7 +85,7 @@ def call(
     )
     message = json_format.ParseDict(request, request_class())
     try:
-        response = stub(message, timeout=CALL_TIMEOUT_S)
+        response = stub(message, timeout=CALL_TIMEOUT_S, metadata=tuple(metadata))
     except grpc.RpcError as error:
         return error.code(), None
     return grpc.StatusCode.OK, response
@@ -120,10 +129,10 @@ def wait_serving(
     raise CheckFailed(f"readiness: port {port} not SERVING within {waited:.0f} s ({last})")
 
 
-def smoke(port: int, service: str, version: str, color: str) -> int:
+def smoke(port: int, service: str, version: str, color: str, metadata: Metadata = ()) -> int:
     """GetServiceInfo and every sample once on ``port``; returns the number of calls."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        code, info = call(channel, service, "GetServiceInfo", {})
+        code, info = call(channel, service, "GetServiceInfo", {}, metadata)
         if code is not grpc.StatusCode.OK or info is None:
             raise CheckFailed(f"smoke: GetServiceInfo on port {port} ended {code.name}")
         found = info.info  # type: ignore[attr-defined]
@@ -133,7 +142,7 @@ def smoke(port: int, service: str, version: str, color: str) -> int:
                 f"expected {version} ({color})"
             )
         for sample in SAMPLES[service]:
-            code, _ = call(channel, service, sample.method, sample.request)
+            code, _ = call(channel, service, sample.method, sample.request, metadata)
             if code.value[0] in SERVER_ERROR_CODES:
                 raise CheckFailed(f"smoke: {sample.method} on port {port} ended {code.name}")
     return 1 + len(SAMPLES[service])
@@ -158,15 +167,21 @@ def _answer(code: grpc.StatusCode, response: Message | None) -> tuple[str, Any]:
     return code.name, body
 
 
-def parity(live_port: int, new_port: int, service: str, samples: Sequence[Sample]) -> int:
+def parity(
+    live_port: int,
+    new_port: int,
+    service: str,
+    samples: Sequence[Sample],
+    metadata: Metadata = (),
+) -> int:
     """Every sample answered alike by both ports; returns the number compared."""
     with (
         grpc.insecure_channel(f"127.0.0.1:{live_port}") as live,
         grpc.insecure_channel(f"127.0.0.1:{new_port}") as new,
     ):
         for sample in samples:
-            expected = _answer(*call(live, service, sample.method, sample.request))
-            found = _answer(*call(new, service, sample.method, sample.request))
+            expected = _answer(*call(live, service, sample.method, sample.request, metadata))
+            found = _answer(*call(new, service, sample.method, sample.request, metadata))
             if not _same(expected, found):
                 raise CheckFailed(
                     f"parity: {sample.method} differs from the live color: "

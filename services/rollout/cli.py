@@ -10,6 +10,9 @@ services.devstack``) wrote under its data directory; ``--platform kubernetes
 --namespace NS`` on the suite deploy.sh installed there, through kubectl (``$KUBECTL``
 or on PATH). ``ROLLOUT_PLATFORM`` and ``ROLLOUT_NAMESPACE`` are the defaults of both
 options. The history is kept under ``--data-dir`` (default ``var``) either way.
+Where the services require credentials, ``ROLLOUT_CALL_HEADER='x-api-key: KEY'`` (or
+``'authorization: Bearer TOKEN'``) goes with the smoke and parity calls; an environment
+variable, so the secret stays off command lines.
 Exit code 0: completed; 1: rolled back (the reason is printed and kept in the
 history); 2: could not start.
 """
@@ -51,6 +54,16 @@ def _steps(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"steps are percentages like 10,50,100: {text!r}"
         ) from None
+
+
+def _call_metadata(header: str) -> tuple[tuple[str, str], ...]:
+    """``'Name: value'`` -> gRPC metadata (names are lower case on the wire)."""
+    if not header:
+        return ()
+    name, separator, value = header.partition(":")
+    if not separator or not name.strip() or not value.strip():
+        raise RolloutError("ROLLOUT_CALL_HEADER must look like 'x-api-key: KEY'")
+    return ((name.strip().lower(), value.strip()),)
 
 
 def _platform(options: argparse.Namespace) -> Platform:
@@ -159,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         platform = _platform(options)
+        call_metadata = _call_metadata(os.environ.get("ROLLOUT_CALL_HEADER", ""))
     except _SETUP_ERRORS as error:
         print(f"rollout: {error}", file=sys.stderr)
         return 2
@@ -176,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         drain_quiet_s=options.drain_quiet_seconds,
         route_timeout_s=platform.route_timeout_s,
         poll_s=platform.poll_s,
+        call_metadata=call_metadata,
     )
     controller = RolloutController(
         options.data_dir, echo=lambda line: print(line, flush=True), platform=platform

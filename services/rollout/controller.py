@@ -74,6 +74,8 @@ class RolloutOptions:
     stop_timeout_s: float = 45.0
     poll_s: float = 0.1
     migrate: bool = True
+    # Credentials for the smoke and parity calls, e.g. (("x-api-key", "..."),).
+    call_metadata: tuple[tuple[str, str], ...] = ()
 
     def weight_steps(self) -> tuple[int, ...]:
         if self.strategy not in STRATEGIES:
@@ -217,11 +219,13 @@ class RolloutController:
                 platform.endpoints(service, idle) as new_ports,
                 platform.endpoints(service, live) as live_ports,
             ):
-                calls = sum(checks.smoke(port, service, run.version, idle) for port in new_ports)
-                self._event(run, "smoke passed", calls=calls)
-                compared = checks.parity(
-                    live_ports[0], new_ports[0], service, checks.SAMPLES[service]
+                metadata = options.call_metadata
+                calls = sum(
+                    checks.smoke(port, service, run.version, idle, metadata) for port in new_ports
                 )
+                self._event(run, "smoke passed", calls=calls)
+                samples = checks.SAMPLES[service]
+                compared = checks.parity(live_ports[0], new_ports[0], service, samples, metadata)
                 self._event(run, "parity passed", samples=compared)
         except checks.CheckFailed as failure:
             raise _Abort(str(failure)) from failure

@@ -137,7 +137,8 @@ exit 0
 """
 FAKE_LOGGER = """#!/usr/bin/env bash
 name=$(basename "$0")
-echo "$name ROLLOUT_COLOR=${ROLLOUT_COLOR:-} ROLLOUT_PLATFORM=${ROLLOUT_PLATFORM:-} $*" >> "$CALLS"
+echo "$name ROLLOUT_COLOR=${ROLLOUT_COLOR:-} ROLLOUT_PLATFORM=${ROLLOUT_PLATFORM:-} \
+ROLLOUT_CALL_HEADER=${ROLLOUT_CALL_HEADER:-} $*" >> "$CALLS"
 if [[ $name == grpcurl && $* == *GetServiceInfo* ]]; then echo '{"version": "x"}'; fi
 exit 0
 """
@@ -262,6 +263,7 @@ def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
         assert images[f"{service}-{live}"] == f"registry.example.com/old/{service}:0.0.9-012345678"
         switch = next(line for line in log if line.startswith("rollout") and f" {service} " in line)
         assert f"ROLLOUT_COLOR={idle} ROLLOUT_PLATFORM=kubernetes" in switch
+        assert "ROLLOUT_CALL_HEADER=x-api-key: k " in switch
         assert f"--version {version(service)} --strategy blue-green" in switch
         assert f"--image registry.example.com/new/{service}:{version(service)}-" in switch
     smoke = [line for line in log if line.startswith("grpcurl") and "GetServiceInfo" in line]

@@ -40,21 +40,32 @@ LIVE_IMAGE = "registry.example.com/acme/quality:1.0.0-0123456789ab"
 NEW_VERSION = "1.1.0"
 NEW_IMAGE = f"registry.example.com/acme/quality:{NEW_VERSION}-fedcba987654"
 GATEWAY_PODS = ("gateway-7d9f-a", "gateway-7d9f-b")
+API_KEY = "smoke-key"
 
 
 def serve(version: str, color: str) -> tuple[grpc.Server, int]:
     """One color's pods: GetServiceInfo says its version and color; charts are answered
-    alike by both versions (parity passes)."""
+    alike by both versions (parity passes). Like the overlays' services, every call
+    needs the API key."""
     info = service_info_pb2.ServiceInfo(version=version, color=color)
     messages = quality_service_pb2
+
+    def authenticated(answer: Any) -> Any:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            if ("x-api-key", API_KEY) not in context.invocation_metadata():
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "an API key is required")
+            return answer
+
+        return handle
+
     handlers = {
         "GetServiceInfo": grpc.unary_unary_rpc_method_handler(
-            lambda request, context: messages.GetServiceInfoResponse(info=info),
+            authenticated(messages.GetServiceInfoResponse(info=info)),
             request_deserializer=messages.GetServiceInfoRequest.FromString,
             response_serializer=messages.GetServiceInfoResponse.SerializeToString,
         ),
         "ComputeControlChart": grpc.unary_unary_rpc_method_handler(
-            lambda request, context: messages.ComputeControlChartResponse(),
+            authenticated(messages.ComputeControlChartResponse()),
             request_deserializer=messages.ComputeControlChartRequest.FromString,
             response_serializer=messages.ComputeControlChartResponse.SerializeToString,
         ),
@@ -239,8 +250,9 @@ def validate_with_envoy(cluster: Cluster, route_file: str) -> None:
 
 
 def test_blue_green_through_the_rollout_command(cluster: Cluster, tmp_path: Path) -> None:
-    """As deploy.sh runs it: platform and namespace from the environment, the image it
-    built. One competing write to the ConfigMap makes the first replace conflict."""
+    """As deploy.sh runs it: platform, namespace and the smoke calls' API key from the
+    environment, the image it built. One competing write to the ConfigMap makes the
+    first replace conflict."""
     before = cluster.routes()
     state = cluster.load()
     state["conflicts"] = 1
@@ -249,6 +261,7 @@ def test_blue_green_through_the_rollout_command(cluster: Cluster, tmp_path: Path
     environ |= cluster.environ() | {
         "ROLLOUT_PLATFORM": "kubernetes",
         "ROLLOUT_NAMESPACE": NAMESPACE,
+        "ROLLOUT_CALL_HEADER": f"X-Api-Key: {API_KEY}",
     }
     completed = run(
         sys.executable, "-m", "services.rollout", SERVICE,

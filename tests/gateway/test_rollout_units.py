@@ -163,3 +163,7 @@ def test_platform_choice(
         cli.main(["quality", "--version", "1.0.0", "--strategy", "blue-green",
                   "--namespace", "ns", "--source", "."])  # fmt: skip
     assert "--source is not for the kubernetes platform" in capsys.readouterr().err
+    monkeypatch.setenv("ROLLOUT_NAMESPACE", "ns")
+    monkeypatch.setenv("ROLLOUT_CALL_HEADER", "x-api-key")
+    assert cli.main(["quality", "--version", "1.0.0", "--strategy", "blue-green"]) == 2
+    assert "ROLLOUT_CALL_HEADER must look like 'x-api-key: KEY'" in capsys.readouterr().err
