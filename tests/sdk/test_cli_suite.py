@@ -95,6 +95,26 @@ def test_chart_of_a_stored_characteristic_with_its_picture(local_suite, tmp_path
     assert "xbar" in table.stdout and "nelson_1 at subgroup 24" in table.stdout
 
 
+def test_chart_from_a_request_file_draws_one_panel_for_an_attribute_chart(local_suite, tmp_path):
+    defectives = [3, 2, 4, 3, 2, 3, 4, 2, 3, 15, 3, 2, 4, 3, 2, 3, 4, 2, 3, 3]
+    request = tmp_path / "p.yaml"
+    request.write_text(
+        "chart_type: CHART_TYPE_P\nsubgroups:\n"
+        + "".join(f"  - {{count: {c}, size: 100}}\n" for c in defectives)
+    )
+    png = tmp_path / "p.png"
+    completed = mfg(local_suite.gateway, "--json", "quality", "chart", str(request),
+                    "--png", str(png))  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    (series,) = json.loads(completed.stdout)["chart"]["series"]
+    assert [p.get("subgroup_index", 0) for p in series["points"] if p.get("out_of_control")] == [9]
+    image = pictures.read_png(png)
+    assert image.shape[:2] == pictures.CHART_PANEL
+    assert pictures.chart_points(image[pictures.CHART_PLOT]).sum() > 300
+    ninth_x = 70 + int((980 - 70) * 9.5 / len(defectives))
+    assert pictures.red(image[:, ninth_x - 8 : ninth_x + 9]).any(axis=1).sum() >= 8
+
+
 def test_inspect_writes_the_part_with_its_regions_boxed(local_suite, tmp_path):
     rng = np.random.default_rng(3)
     part = np.clip(rng.normal(120, 5, (200, 200)), 0, 255).astype(np.uint8)
@@ -242,6 +262,11 @@ def test_rollout_status_then_a_blue_green_rollout(local_suite):
     after = rollout_status(local_suite)
     assert live_color(after, "scheduling") != live
     assert after["last_rollouts"][-1]["outcome"] == "completed"
+    history = mfg(local_suite.gateway, "--json", "rollout", "history",
+                  "--data-dir", str(local_suite.data_dir))  # fmt: skip
+    assert history.returncode == 0, history.stderr
+    last = json.loads(history.stdout.splitlines()[-1])
+    assert (last["service"], last["to"]["version"]) == ("scheduling", version)
     info = mfg(local_suite.gateway, "--json", "info")  # the suite still answers
     assert info.returncode == 0, info.stderr
 
