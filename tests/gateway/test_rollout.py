@@ -7,8 +7,7 @@ Each test runs one rollout with the real controller and diffs the load generator
 counts around it. The tests run in order and share the stack: a completed rollout
 leaves the other color live for the next.
 
-A "new version" is a release tree: a copy of ``services/`` whose quality VERSION says
-so. A broken release is such a copy with a test-only defect (tests/gateway/faults.py).
+The topology, releases and broken releases come from tests/gateway/topology.py.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,55 +34,26 @@ from services.devstack.suite import free_ports
 from services.rollout import processes, xds
 from services.rollout.controller import RolloutController, RolloutOptions
 from services.rollout.envoy_admin import EnvoyAdmin
-from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
+from services.rollout.state import TopologyStore
+from tests.gateway.topology import (
+    ROOT,
+    SERVICE_ENVIRON,
+    LocalTopology,
+    local_topology,
+    make_release,
+    rollout_options,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.envoy
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "quality"
 RATE = 120  # unary calls per second
 STEP_S = 1.5
-HEALTH_CHECK_INTERVAL_S = 0.2
-SERVICE_ENVIRON = {
-    "APP_ENV": "development",
-    "MFG_READINESS_INTERVAL_S": "0.2",
-    # SIGTERM: NOT_SERVING, keep serving 0.3 s, then up to 3 s for in-flight calls.
-    "MFG_SERVER__SHUTDOWN_DELAY_S": "0.3",
-    "MFG_SERVER__GRACE_PERIOD_S": "3",
-    "MFG_METRICS__PORT": "0",
-}
 
 
 def options(strategy: str, **overrides: Any) -> RolloutOptions:
-    values: dict[str, Any] = {
-        "strategy": strategy,
-        "step_s": STEP_S,
-        "min_step_calls": 5,
-        "startup_timeout_s": 60.0,
-        "ready_timeout_s": 3.0,
-        "drain_quiet_s": 0.5,
-        "drain_timeout_s": 10.0,
-        "stop_timeout_s": 10.0,
-        "poll_s": 0.1,
-        **overrides,
-    }
-    return RolloutOptions(**values)
-
-
-def make_release(root: Path, version: str, fault: str | None = None) -> Path:
-    """A copy of services/ and config/ with quality at ``version``, maybe with a defect."""
-    tree = root / "releases" / f"{version}"
-    shutil.copytree(
-        ROOT / "services", tree / "services", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copytree(ROOT / "config", tree / "config")
-    (tree / "services" / SERVICE / "VERSION").write_text(version + "\n", encoding="utf-8")
-    if fault is not None:
-        shutil.copy(Path(__file__).with_name("faults.py"), tree / "rollout_fault.py")
-        (tree / "sitecustomize.py").write_text(
-            f"import rollout_fault\n\nrollout_fault.install({fault!r})\n", encoding="utf-8"
-        )
-    return tree
+    return rollout_options(strategy, step_s=STEP_S, **overrides)
 
 
 @dataclass
@@ -113,12 +82,18 @@ class Window:
 
 @dataclass
 class Stack:
-    root: Path
-    data_dir: Path
-    envoy: EnvoyProcess
+    topology: LocalTopology
     load_out: Path
     load: subprocess.Popen[bytes]
     releases: dict[str, Path]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.topology.data_dir
+
+    @property
+    def envoy(self) -> EnvoyProcess:
+        return self.topology.envoy
 
     @property
     def store(self) -> TopologyStore:
@@ -163,112 +138,49 @@ class Stack:
             return stub.GetServiceInfo(quality_service_pb2.GetServiceInfoRequest(), timeout=5).info
 
 
-def _wait_serving(port: int, pid: int) -> None:
-    from services.rollout.checks import wait_serving
-
-    wait_serving(
-        port,
-        SERVICE,
-        startup_timeout=60,
-        ready_timeout=10,
-        alive=lambda: processes.alive(pid),
-    )
-
-
-def idle_service(blue: int, green: int) -> ServiceState:
-    return ServiceState({"blue": ColorState([blue]), "green": ColorState([green])})
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("rollout")
-    data_dir, log_dir = root / "var", root / "var" / "logs"
     releases = {
-        "0.1.0": make_release(root, "0.1.0"),
-        "0.2.0": make_release(root, "0.2.0"),
-        "0.3.0": make_release(root, "0.3.0"),
-        "0.4.0-not-ready": make_release(root, "0.4.0-not-ready", "not-ready"),
-        "0.4.0-errors": make_release(root, "0.4.0-errors", "errors"),
-        "0.4.0-different": make_release(root, "0.4.0-different", "different-answers"),
-        "0.4.0-errors-under-load": make_release(
-            root, "0.4.0-errors-under-load", "errors-under-load"
-        ),
-    }
-    blue_port, green_port, *unused = free_ports(6)
-    environ = {**SERVICE_ENVIRON, "DATA_DIR": str(data_dir)}
-    pids = processes.start_color(SERVICE, "blue", [blue_port], releases["0.1.0"], environ, log_dir)
-    services = {
-        SERVICE: ServiceState(
-            colors={
-                "blue": ColorState([blue_port], "0.1.0", str(releases["0.1.0"]), pids),
-                "green": ColorState([green_port]),
-            }
-        ),
-        # Not run here: their clusters point at closed ports.
-        "scheduling": idle_service(unused[0], unused[1]),
-        "maintenance": idle_service(unused[2], unused[3]),
-    }
-    load: subprocess.Popen[bytes] | None = None
-    envoy = EnvoyProcess(
-        {name: state.layout() for name, state in services.items()},
-        listen_host="127.0.0.1",
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        health_check_timeout=1.0,
-        concurrency=1,
-        xds_dir=data_dir / "gateway" / "xds",
-    )
-    try:
-        _wait_serving(blue_port, pids[0])
-        envoy.start()
-        store = TopologyStore(data_dir)
-        store.save(
-            Topology(
-                data_dir=str(data_dir),
-                log_dir=str(log_dir),
-                admin_url=envoy.admin_url,
-                gateway_port=envoy.port,
-                xds_dir=str(envoy.xds_dir),
-                services=services,
-                xds_version=envoy.xds_version,
-                environ=environ,
-                health_check_interval_s=HEALTH_CHECK_INTERVAL_S,
-                health_check_timeout_s=1.0,
-            )
+        version: make_release(root, SERVICE, version, fault)
+        for version, fault in (
+            ("0.1.0", None),
+            ("0.2.0", None),
+            ("0.3.0", None),
+            ("0.4.0-not-ready", "not-ready"),
+            ("0.4.0-errors", "errors"),
+            ("0.4.0-different", "different-answers"),
+            ("0.4.0-errors-under-load", "errors-under-load"),
         )
+    }
+    with local_topology(root, SERVICE, "0.1.0", releases["0.1.0"], SERVICE_ENVIRON) as topology:
         load_out = root / "load.json"
         load = subprocess.Popen(
             [
                 sys.executable, "-m", "tests.gateway.loadgen",
-                "--target", f"127.0.0.1:{envoy.port}", "--rate", str(RATE),
+                "--target", topology.target, "--rate", str(RATE),
                 "--streams", "2", "--stream-s", "1.5", "--duration", "600",
                 "--out", str(load_out),
             ],
             cwd=ROOT,
         )  # fmt: skip
-        stack = Stack(root, data_dir, envoy, load_out, load, releases)
-        deadline = time.monotonic() + 30
-        while not load_out.exists() or not stack.snapshot()["unary"].get("OK"):
-            assert load.poll() is None, "load generator exited"
-            assert time.monotonic() < deadline, "no load through the gateway"
-            time.sleep(0.1)
-        first = stack.snapshot()
-        assert not first["failures"], first["failures"]
-        yield stack
-    finally:
-        if load is not None and load.poll() is None:
-            load.send_signal(signal.SIGINT)
-            try:
-                load.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                load.kill()
-        envoy.stop()
-        store = TopologyStore(data_dir)
-        every = set(pids)
-        if store.exists():
-            for state in store.load().services.values():
-                for color in state.colors.values():
-                    every.update(color.pids)
-        processes.stop(sorted(every), timeout=10)
+        try:
+            stack = Stack(topology, load_out, load, releases)
+            deadline = time.monotonic() + 30
+            while not load_out.exists() or not stack.snapshot()["unary"].get("OK"):
+                assert load.poll() is None, "load generator exited"
+                assert time.monotonic() < deadline, "no load through the gateway"
+                time.sleep(0.1)
+            first = stack.snapshot()
+            assert not first["failures"], first["failures"]
+            yield stack
+        finally:
+            if load.poll() is None:
+                load.send_signal(signal.SIGINT)
+                try:
+                    load.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    load.kill()
 
 
 def _settled(stack: Stack, live: str, version: str) -> None:
@@ -368,7 +280,7 @@ def test_kill_9_of_a_backend_under_load(stack: Stack) -> None:
     (extra_pid,) = processes.start_color(
         SERVICE, state.live, [extra_port], Path(live.source), environ, Path(topology.log_dir)
     )
-    _wait_serving(extra_port, extra_pid)
+    wait_until_serving(SERVICE, extra_port, extra_pid)
     live.ports.append(extra_port)
     live.pids.append(extra_pid)
     xds.write_clusters(
