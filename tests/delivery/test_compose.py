@@ -9,6 +9,7 @@ import sys
 import pytest
 import yaml
 
+from services.runtime.config import load_settings
 from tests.delivery.tools import ROOT, SERVICES, run, tool
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -36,8 +37,12 @@ def test_whole_suite_with_health_checks(compose):
             assert service["healthcheck"] == {"disable": True}
         else:
             assert service["healthcheck"]["test"], name
-    # The gateway is the only published port.
-    assert [n for n, s in services.items() if s.get("ports")] == ["gateway"]
+    # The gateway is the only port published to the network; the monitoring UIs answer
+    # on this machine only.
+    published = {n: s["ports"] for n, s in services.items() if s.get("ports")}
+    assert set(published) == {"gateway", "prometheus", "grafana"}
+    for name in ("prometheus", "grafana"):
+        assert all(port.startswith("127.0.0.1:") for port in published[name]), name
     # State survives restarts.
     assert "postgres-data:/var/lib/postgresql/data" in services["postgres"]["volumes"]
     assert "redis-data:/data" in services["redis"]["volumes"]
@@ -60,9 +65,13 @@ def test_migrations_are_a_one_shot_step_before_the_servers(compose):
         assert definition["build"]["args"]["SERVICE"] == service
         assert definition["build"]["dockerfile"] == "docker/Dockerfile"
         assert definition["environment"]["DEPLOY_COLOR"] == "blue"
-        # The gateway's cluster host for the blue color.
-        assert definition["networks"]["default"]["aliases"] == [f"{service}-blue"]
+        # The gateway's cluster host for the blue color; Prometheus's for both.
+        assert definition["networks"]["default"]["aliases"] == [
+            f"{service}-blue",
+            f"{service}-metrics",
+        ]
         green = services[f"{service}-green"]
+        assert green["networks"]["default"]["aliases"] == [f"{service}-metrics"]
         assert green["profiles"] == ["green"]
         assert green["environment"]["DEPLOY_COLOR"] == "green"
         assert definition["read_only"] is True and definition["cap_drop"] == ["ALL"]
@@ -111,3 +120,63 @@ def test_compose_gateway_config_validates_with_envoy(tmp_path):
     (tmp_path / "envoy.yaml").write_text((ROOT / "gateway" / "envoy.yaml").read_text())
     completed = run(envoy, "--mode", "validate", "-c", "envoy.yaml", cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+
+def test_monitoring_profile_scrapes_the_suite_with_the_ops_files(compose):
+    """`--profile monitoring`: Prometheus on ops/prometheus (config and rules laid out as
+    promtool checks them), every DNS name it scrapes answered by the containers that
+    serve those metrics, Grafana provisioned from ops/grafana without an admin account."""
+    services = compose["services"]
+    monitoring = {n for n, s in services.items() if "monitoring" in s.get("profiles", [])}
+    assert monitoring == {"prometheus", "grafana", "gateway-stats"}
+    prometheus = services["prometheus"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert "./ops/prometheus/suite.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    assert "./ops/prometheus/rules:/etc/prometheus/rules:ro" in prometheus["volumes"]
+    config = yaml.safe_load((ROOT / "ops/prometheus/suite.yml").read_text())
+    assert config["rule_files"] == ["rules/*.yml"]
+
+    def answering(host: str) -> list[str]:
+        """The compose services that answer ``host`` on the default network."""
+        return [
+            name
+            for name, service in services.items()
+            if name == host
+            or host in ((service.get("networks") or {}).get("default") or {}).get("aliases", [])
+        ]
+
+    environ = {
+        "APP_ENV": "staging",
+        "DATABASE_URL": "postgresql+psycopg://app:Xq7-not-default@db/app",
+        "REDIS_URL": "redis://:Xq7-not-default@redis:6379/0",
+    }
+    jobs = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
+    assert set(jobs) == {*SERVICES, "gateway"}
+    for service in SERVICES:
+        (host,) = jobs[service]["names"]
+        assert sorted(answering(host)) == sorted([service, f"{service}-green"])
+        metrics = load_settings(service, environ=environ).metrics
+        assert (metrics.host, metrics.port) == ("0.0.0.0", jobs[service]["port"])
+    (host,) = jobs["gateway"]["names"]
+    assert answering(host) == ["gateway"]
+    stats = services["gateway-stats"]
+    assert stats["network_mode"] == "service:gateway"
+    assert stats["image"] == services["gateway"]["image"]
+    assert "--disable-hot-restart" in stats["command"]
+    assert "./ops/prometheus/gateway-stats.envoy.yaml:/etc/envoy/stats.yaml:ro" in stats["volumes"]
+    proxy = yaml.safe_load((ROOT / "ops/prometheus/gateway-stats.envoy.yaml").read_text())
+    listener = proxy["static_resources"]["listeners"][0]["address"]["socket_address"]
+    assert listener["port_value"] == jobs["gateway"]["port"]
+
+    grafana = services["grafana"]
+    assert "./ops/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    provider = yaml.safe_load(
+        (ROOT / "ops/grafana/provisioning/dashboards/manufacturing-ai.yaml").read_text()
+    )["providers"][0]
+    dashboards = sorted((ROOT / "ops/grafana").glob("*.json"))
+    for dashboard in dashboards:
+        mount = f"./ops/grafana/{dashboard.name}:{provider['options']['path']}/{dashboard.name}:ro"
+        assert mount in grafana["volumes"]
+    environment = grafana["environment"]
+    assert environment["GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION"] == "true"
+    assert environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
