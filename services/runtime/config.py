@@ -140,6 +140,10 @@ class SchedulingSettings(_Section):
     solver_workers: int = Field(default=0, ge=0, le=64)
     # Time limit of a solve whose request sets none.
     default_time_limit_s: float = Field(default=10.0, gt=0, le=3600)
+    # The maintenance service (host:port), asked when a request wants maintenance taken
+    # into account, and the longest it is waited for.
+    maintenance_address: str = ""
+    maintenance_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
 
 class QualitySettings(_Section):

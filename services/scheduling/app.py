@@ -8,6 +8,7 @@ from functools import partial
 import grpc
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 from prometheus_client import Counter
+from sqlalchemy import Engine
 
 from services.runtime import db
 from services.runtime.build_info import BuildInfo
@@ -16,6 +17,7 @@ from services.runtime.info import service_info
 from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
 from services.scheduling import duration_artifacts
+from services.scheduling.maintenance import MaintenanceAdvisor
 from services.scheduling.persistence import ScheduleRepository
 from services.scheduling.servicer import SERVICE_NAME, SchedulingServicer, SolverSettings
 
@@ -25,6 +27,14 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     sessions = db.make_session_factory(engine)
 
     durations = duration_artifacts.load()
+    maintenance_channel = None
+    maintenance = None
+    if settings.scheduling.maintenance_address:
+        # Connects lazily: a maintenance service down at start only shows in replies.
+        maintenance_channel = grpc.insecure_channel(settings.scheduling.maintenance_address)
+        maintenance = MaintenanceAdvisor(
+            maintenance_channel, settings.scheduling.maintenance_timeout_s
+        )
     solved = Counter(
         "scheduling_schedules_solved",
         "Schedules produced (Solve, SolveStream, Reschedule), by solve status.",
@@ -39,6 +49,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         ),
         solver=solver_settings(settings.scheduling),
         durations=durations,
+        maintenance=maintenance,
     )
 
     def register(server: grpc.Server) -> None:
@@ -48,10 +59,16 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         service_name=SERVICE_NAME,
         register=register,
         readiness_checks={"database": partial(db.database_ready, engine)},
-        close=engine.dispose,
+        close=partial(_close, engine, maintenance_channel),
         collectors=(solved,),
         model_versions=lambda: {"processing_time": durations[0]},
     )
+
+
+def _close(engine: Engine, channel: grpc.Channel | None) -> None:
+    engine.dispose()
+    if channel is not None:
+        channel.close()
 
 
 def solver_settings(settings: SchedulingSettings) -> SolverSettings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -38,7 +39,7 @@ from services.scheduling.convert import (
 )
 from services.scheduling.domain.check import check_schedule
 from services.scheduling.domain.durations import DurationModel, OperationRecord
-from services.scheduling.domain.indexed import objective_value
+from services.scheduling.domain.indexed import Indexed, objective_value
 from services.scheduling.domain.model import (
     Objective,
     ObjectiveWeights,
@@ -55,6 +56,12 @@ from services.scheduling.domain.reschedule import (
 from services.scheduling.domain.solver import SolveOptions, solve
 from services.scheduling.domain.validation import validate_problem, validate_weights
 from services.scheduling.estimation import Estimate, check_record, fill_durations
+from services.scheduling.maintenance import (
+    MaintenanceAdvisor,
+    awareness_from_proto,
+    forwarded_credentials,
+    with_unavailability,
+)
 from services.scheduling.persistence import ScheduleRepository
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SchedulingService"].full_name
@@ -81,17 +88,21 @@ class _Job:
     time_limit_s: float
     # Durations the request left out, filled in with the learned model.
     estimates: tuple[Estimate, ...] = ()
+    # What the schedule could not take into account, and remarks on what it did.
+    warnings: tuple[str, ...] = ()
+    remarks: tuple[str, ...] = ()
 
     @property
     def notes(self) -> tuple[str, ...]:
         """Remarks stored with the schedule on how its input was completed."""
-        if not self.estimates:
-            return ()
-        versions = ", ".join(sorted({e.model_version for e in self.estimates}))
-        return (
-            f"{len(self.estimates)} duration(s) left out were estimated by the duration "
-            f"model {versions}",
-        )
+        estimated: tuple[str, ...] = ()
+        if self.estimates:
+            versions = ", ".join(sorted({e.model_version for e in self.estimates}))
+            estimated = (
+                f"{len(self.estimates)} duration(s) left out were estimated by the duration "
+                f"model {versions}",
+            )
+        return (*estimated, *self.remarks, *self.warnings)
 
 
 class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
@@ -102,11 +113,13 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         info: Callable[[], service_info_pb2.ServiceInfo],
         solver: SolverSettings | None = None,
         durations: tuple[str, DurationModel] | None = None,
+        maintenance: MaintenanceAdvisor | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         solved: Counter | None = None,
     ) -> None:
         self._schedules = schedules
         self._durations = durations
+        self._maintenance = maintenance
         self._info = info
         self._solver = solver or SolverSettings()
         self._clock = clock
@@ -129,6 +142,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         return pb.SolveResponse(
             schedule=schedule_to_proto(self._store(job, solution)),
             estimated_durations=[estimate_to_proto(e) for e in job.estimates],
+            warnings=job.warnings,
         )
 
     def SolveStream(
@@ -182,6 +196,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
                 lower_bound=result[0].lower_bound,
                 final=True,
                 estimated_durations=[estimate_to_proto(e) for e in job.estimates],
+                warnings=job.warnings,
             )
         finally:
             stop.set()
@@ -212,13 +227,44 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             )
             problem = replace(problem, jobs=jobs)
             validate_problem(problem, violations)
+        awareness = None
+        if request.HasField("maintenance"):
+            awareness = awareness_from_proto(
+                request.maintenance, self._clock(), violations, "maintenance"
+            )
         violations.raise_if_any()
-        return _Job(
+        job = _Job(
             problem,
             OBJECTIVE_FROM_PROTO[request.objective],
             weights,
             self._within_deadline(limit, context),
             estimates,
+        )
+        if awareness is None:
+            return job
+        if self._maintenance is None:
+            return replace(
+                job,
+                warnings=(
+                    "no maintenance service is configured: scheduled without planned "
+                    "downtime and machine risk",
+                ),
+            )
+        asked = time.monotonic()
+        outlook = self._maintenance.outlook(
+            [m.id for m in problem.machines],
+            awareness,
+            Indexed(problem).horizon(),
+            # Asking may take at most half the time; the rest is the solver's.
+            within_s=job.time_limit_s / 2,
+            metadata=forwarded_credentials(context.invocation_metadata()),
+        )
+        return replace(
+            job,
+            problem=with_unavailability(problem, outlook.unavailable),
+            time_limit_s=max(0.05, job.time_limit_s - (time.monotonic() - asked)),
+            warnings=(outlook.warning,) if outlook.warning else (),
+            remarks=outlook.notes,
         )
 
     def _time_limit(

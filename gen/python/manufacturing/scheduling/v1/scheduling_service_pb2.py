@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from manufacturing.common.v1 import service_info_pb2 as manufacturing_dot_common_dot_v1_dot_service__info__pb2
 from manufacturing.scheduling.v1 import schedule_pb2 as manufacturing_dot_scheduling_dot_v1_dot_schedule__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4manufacturing/scheduling/v1/scheduling_service.proto\x12\x1bmanufacturing.scheduling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a*manufacturing/common/v1/service_info.proto\x1a*manufacturing/scheduling/v1/schedule.proto\"\x17\n\x15GetServiceInfoRequest\"L\n\x16GetServiceInfoResponse\x12\x32\n\x04info\x18\x01 \x01(\x0b\x32$.manufacturing.common.v1.ServiceInfo\"\xf9\x01\n\x0cSolveRequest\x12\x35\n\x07problem\x18\x01 \x01(\x0b\x32$.manufacturing.scheduling.v1.Problem\x12\x39\n\tobjective\x18\x02 \x01(\x0e\x32&.manufacturing.scheduling.v1.Objective\x12-\n\ntime_limit\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12H\n\x11objective_weights\x18\x04 \x01(\x0b\x32-.manufacturing.scheduling.v1.ObjectiveWeights\"\x95\x01\n\rSolveResponse\x12\x37\n\x08schedule\x18\x01 \x01(\x0b\x32%.manufacturing.scheduling.v1.Schedule\x12K\n\x13\x65stimated_durations\x18\x02 \x03(\x0b\x32..manufacturing.scheduling.v1.EstimatedDuration\"\xff\x01\n\x12SolveStreamRequest\x12\x35\n\x07problem\x18\x01 \x01(\x0b\x32$.manufacturing.scheduling.v1.Problem\x12\x39\n\tobjective\x18\x02 \x01(\x0e\x32&.manufacturing.scheduling.v1.Objective\x12-\n\ntime_limit\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12H\n\x11objective_weights\x18\x04 \x01(\x0b\x32-.manufacturing.scheduling.v1.ObjectiveWeights\"\xbf\x01\n\x13SolveStreamResponse\x12\x37\n\x08schedule\x18\x01 \x01(\x0b\x32%.manufacturing.scheduling.v1.Schedule\x12\x13\n\x0blower_bound\x18\x02 \x01(\x03\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12K\n\x13\x65stimated_durations\x18\x04 \x03(\x0b\x32..manufacturing.scheduling.v1.EstimatedDuration\"Z\n\x0bMachineDown\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x37\n\x06window\x18\x02 \x01(\x0b\x32\'.manufacturing.scheduling.v1.TimeWindow\"8\n\x07RushJob\x12-\n\x03job\x18\x01 \x01(\x0b\x32 .manufacturing.scheduling.v1.Job\"\x1e\n\x0cJobCancelled\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\\\n\rOperationLate\x12<\n\toperation\x18\x01 \x01(\x0b\x32).manufacturing.scheduling.v1.OperationRef\x12\r\n\x05\x64\x65lay\x18\x02 \x01(\x03\"\x9a\x02\n\nDisruption\x12@\n\x0cmachine_down\x18\x01 \x01(\x0b\x32(.manufacturing.scheduling.v1.MachineDownH\x00\x12\x38\n\x08rush_job\x18\x02 \x01(\x0b\x32$.manufacturing.scheduling.v1.RushJobH\x00\x12\x42\n\rjob_cancelled\x18\x03 \x01(\x0b\x32).manufacturing.scheduling.v1.JobCancelledH\x00\x12\x44\n\x0eoperation_late\x18\x04 \x01(\x0b\x32*.manufacturing.scheduling.v1.OperationLateH\x00\x42\x06\n\x04kind\"\xcb\x01\n\x11RescheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12<\n\x0b\x64isruptions\x18\x02 \x03(\x0b\x32\'.manufacturing.scheduling.v1.Disruption\x12\x14\n\x0c\x63urrent_time\x18\x03 \x01(\x03\x12-\n\ntime_limit\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1e\n\x16moved_operation_weight\x18\x05 \x01(\x03\"\x9a\x01\n\x12RescheduleResponse\x12\x37\n\x08schedule\x18\x01 \x01(\x0b\x32%.manufacturing.scheduling.v1.Schedule\x12K\n\x13\x65stimated_durations\x18\x02 \x03(\x0b\x32..manufacturing.scheduling.v1.EstimatedDuration\"\xb8\x01\n\x13\x43onstraintViolation\x12\x39\n\x04kind\x18\x01 \x01(\x0e\x32+.manufacturing.scheduling.v1.ConstraintKind\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12=\n\noperations\x18\x03 \x03(\x0b\x32).manufacturing.scheduling.v1.OperationRef\x12\x12\n\nmachine_id\x18\x04 \x01(\t\"\x92\x02\n\x0fValidateRequest\x12\x35\n\x07problem\x18\x01 \x01(\x0b\x32$.manufacturing.scheduling.v1.Problem\x12\x43\n\noperations\x18\x02 \x03(\x0b\x32/.manufacturing.scheduling.v1.ScheduledOperation\x12\x39\n\tobjective\x18\x03 \x01(\x0e\x32&.manufacturing.scheduling.v1.Objective\x12H\n\x11objective_weights\x18\x04 \x01(\x0b\x32-.manufacturing.scheduling.v1.ObjectiveWeights\"\x95\x01\n\x10ValidateResponse\x12\x10\n\x08\x66\x65\x61sible\x18\x01 \x01(\x08\x12\x44\n\nviolations\x18\x02 \x03(\x0b\x32\x30.manufacturing.scheduling.v1.ConstraintViolation\x12\x10\n\x08makespan\x18\x03 \x01(\x03\x12\x17\n\x0fobjective_value\x18\x04 \x01(\x03\" \n\x12GetScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x13GetScheduleResponse\x12\x37\n\x08schedule\x18\x01 \x01(\x0b\x32%.manufacturing.scheduling.v1.Schedule\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"j\n\x15ListSchedulesResponse\x12\x38\n\tschedules\x18\x01 \x03(\x0b\x32%.manufacturing.scheduling.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\rDurationQuery\x12\x0f\n\x07product\x18\x01 \x01(\t\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12\r\n\x05shift\x18\x04 \x01(\t\"V\n\x17PredictDurationsRequest\x12;\n\x07queries\x18\x01 \x03(\x0b\x32*.manufacturing.scheduling.v1.DurationQuery\"D\n\x18PredictDurationsResponse\x12\x11\n\tdurations\x18\x01 \x03(\x01\x12\x15\n\rmodel_version\x18\x02 \x01(\t*\xb3\x02\n\x0e\x43onstraintKind\x12\x1f\n\x1b\x43ONSTRAINT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSTRAINT_KIND_COVERAGE\x10\x01\x12\x1f\n\x1b\x43ONSTRAINT_KIND_ELIGIBILITY\x10\x02\x12\x1c\n\x18\x43ONSTRAINT_KIND_DURATION\x10\x03\x12\x1b\n\x17\x43ONSTRAINT_KIND_RELEASE\x10\x04\x12\x1e\n\x1a\x43ONSTRAINT_KIND_PRECEDENCE\x10\x05\x12$\n CONSTRAINT_KIND_MACHINE_CAPACITY\x10\x06\x12\"\n\x1e\x43ONSTRAINT_KIND_UNAVAILABILITY\x10\x07\x12\x1c\n\x18\x43ONSTRAINT_KIND_DEADLINE\x10\x08\x32\xbf\x07\n\x11SchedulingService\x12~\n\x0eGetServiceInfo\x12\x32.manufacturing.scheduling.v1.GetServiceInfoRequest\x1a\x33.manufacturing.scheduling.v1.GetServiceInfoResponse\"\x03\x90\x02\x01\x12^\n\x05Solve\x12).manufacturing.scheduling.v1.SolveRequest\x1a*.manufacturing.scheduling.v1.SolveResponse\x12r\n\x0bSolveStream\x12/.manufacturing.scheduling.v1.SolveStreamRequest\x1a\x30.manufacturing.scheduling.v1.SolveStreamResponse0\x01\x12m\n\nReschedule\x12..manufacturing.scheduling.v1.RescheduleRequest\x1a/.manufacturing.scheduling.v1.RescheduleResponse\x12l\n\x08Validate\x12,.manufacturing.scheduling.v1.ValidateRequest\x1a-.manufacturing.scheduling.v1.ValidateResponse\"\x03\x90\x02\x01\x12\x84\x01\n\x10PredictDurations\x12\x34.manufacturing.scheduling.v1.PredictDurationsRequest\x1a\x35.manufacturing.scheduling.v1.PredictDurationsResponse\"\x03\x90\x02\x01\x12u\n\x0bGetSchedule\x12/.manufacturing.scheduling.v1.GetScheduleRequest\x1a\x30.manufacturing.scheduling.v1.GetScheduleResponse\"\x03\x90\x02\x01\x12{\n\rListSchedules\x12\x31.manufacturing.scheduling.v1.ListSchedulesRequest\x1a\x32.manufacturing.scheduling.v1.ListSchedulesResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4manufacturing/scheduling/v1/scheduling_service.proto\x12\x1bmanufacturing.scheduling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a*manufacturing/common/v1/service_info.proto\x1a*manufacturing/scheduling/v1/schedule.proto\"\x17\n\x15GetServiceInfoRequest\"L\n\x16GetServiceInfoResponse\x12\x32\n\x04info\x18\x01 \x01(\x0b\x32$.manufacturing.common.v1.ServiceInfo\"\xf3\x01\n\x14MaintenanceAwareness\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\ttime_unit\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0erisk_threshold\x18\x03 \x01(\x01\x12\x32\n\x0fwindow_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0e\x63ycle_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc1\x02\n\x0cSolveRequest\x12\x35\n\x07problem\x18\x01 \x01(\x0b\x32$.manufacturing.scheduling.v1.Problem\x12\x39\n\tobjective\x18\x02 \x01(\x0e\x32&.manufacturing.scheduling.v1.Objective\x12-\n\ntime_limit\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12H\n\x11objective_weights\x18\x04 \x01(\x0b\x32-.manufacturing.scheduling.v1.ObjectiveWeights\x12\x46\n\x0bmaintenance\x18\x05 \x01(\x0b\x32\x31.manufacturing.scheduling.v1.MaintenanceAwareness\"\xa7\x01\n\rSolveResponse\x12\x37\n\x08schedule\x18\x01 \x01(\x0b\x32%.manufacturing.scheduling.v1.Schedule\x12K\n\x13\x65stimated_durations\x18\x02 \x03(\x0b\x32..manufacturing.scheduling.v1.EstimatedDuration\x12\x10\n\x08warnings\x18\x03 \x03(\t\"\xc7\x02\n\x12SolveStreamRequest\x12\x35\n\x07problem\x18\x01 \x01(\x0b\x32$.manufacturing.scheduling.v1.Problem\x12\x39\n\tobjective\x18\x02 \x01(\x0e\x32&.manufacturing.scheduling.v1.Objective\x12-\n\ntime_limit\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12H\n\x11objective_weights\x18\x04 \x01(\x0b\x32-.manufacturing.scheduling.v1.ObjectiveWeights\x12\x46\n\x0bmaintenance\x18\x05 \x01(\x0b\x32\x31.manufacturing.scheduling.v1.MaintenanceAwareness\"\xd1\x01\n\x13SolveStreamResponse\x12\x37\n\x08schedule\x18\x01 \x01(\x0b\x32%.manufacturing.scheduling.v1.Schedule\x12\x13\n\x0blower_bound\x18\x02 \x01(\x03\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12K\n\x13\x65stimated_durations\x18\x04 \x03(\x0b\x32..manufacturing.scheduling.v1.EstimatedDuration\x12\x10\n\x08warnings\x18\x05 \x03(\t\"Z\n\x0bMachineDown\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x37\n\x06window\x18\x02 \x01(\x0b\x32\'.manufacturing.scheduling.v1.TimeWindow\"8\n\x07RushJob\x12-\n\x03job\x18\x01 \x01(\x0b\x32 .manufacturing.scheduling.v1.Job\"\x1e\n\x0cJobCancelled\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\\\n\rOperationLate\x12<\n\toperation\x18\x01 \x01(\x0b\x32).manufacturing.scheduling.v1.OperationRef\x12\r\n\x05\x64\x65lay\x18\x02 \x01(\x03\"\x9a\x02\n\nDisruption\x12@\n\x0cmachine_down\x18\x01 \x01(\x0b\x32(.manufacturing.scheduling.v1.MachineDownH\x00\x12\x38\n\x08rush_job\x18\x02 \x01(\x0b\x32$.manufacturing.scheduling.v1.RushJobH\x00\x12\x42\n\rjob_cancelled\x18\x03 \x01(\x0b\x32).manufacturing.scheduling.v1.JobCancelledH\x00\x12\x44\n\x0eoperation_late\x18\x04 \x01(\x0b\x32*.manufacturing.scheduling.v1.OperationLateH\x00\x42\x06\n\x04kind\"\xcb\x01\n\x11RescheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12<\n\x0b\x64isruptions\x18\x02 \x03(\x0b\x32\'.manufacturing.scheduling.v1.Disruption\x12\x14\n\x0c\x63urrent_time\x18\x03 \x01(\x03\x12-\n\ntime_limit\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1e\n\x16moved_operation_weight\x18\x05 \x01(\x03\"\x9a\x01\n\x12RescheduleResponse\x12\x37\n\x08schedule\x18\x01 \x01(\x0b\x32%.manufacturing.scheduling.v1.Schedule\x12K\n\x13\x65stimated_durations\x18\x02 \x03(\x0b\x32..manufacturing.scheduling.v1.EstimatedDuration\"\xb8\x01\n\x13\x43onstraintViolation\x12\x39\n\x04kind\x18\x01 \x01(\x0e\x32+.manufacturing.scheduling.v1.ConstraintKind\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12=\n\noperations\x18\x03 \x03(\x0b\x32).manufacturing.scheduling.v1.OperationRef\x12\x12\n\nmachine_id\x18\x04 \x01(\t\"\x92\x02\n\x0fValidateRequest\x12\x35\n\x07problem\x18\x01 \x01(\x0b\x32$.manufacturing.scheduling.v1.Problem\x12\x43\n\noperations\x18\x02 \x03(\x0b\x32/.manufacturing.scheduling.v1.ScheduledOperation\x12\x39\n\tobjective\x18\x03 \x01(\x0e\x32&.manufacturing.scheduling.v1.Objective\x12H\n\x11objective_weights\x18\x04 \x01(\x0b\x32-.manufacturing.scheduling.v1.ObjectiveWeights\"\x95\x01\n\x10ValidateResponse\x12\x10\n\x08\x66\x65\x61sible\x18\x01 \x01(\x08\x12\x44\n\nviolations\x18\x02 \x03(\x0b\x32\x30.manufacturing.scheduling.v1.ConstraintViolation\x12\x10\n\x08makespan\x18\x03 \x01(\x03\x12\x17\n\x0fobjective_value\x18\x04 \x01(\x03\" \n\x12GetScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x13GetScheduleResponse\x12\x37\n\x08schedule\x18\x01 \x01(\x0b\x32%.manufacturing.scheduling.v1.Schedule\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"j\n\x15ListSchedulesResponse\x12\x38\n\tschedules\x18\x01 \x03(\x0b\x32%.manufacturing.scheduling.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\rDurationQuery\x12\x0f\n\x07product\x18\x01 \x01(\t\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12\r\n\x05shift\x18\x04 \x01(\t\"V\n\x17PredictDurationsRequest\x12;\n\x07queries\x18\x01 \x03(\x0b\x32*.manufacturing.scheduling.v1.DurationQuery\"D\n\x18PredictDurationsResponse\x12\x11\n\tdurations\x18\x01 \x03(\x01\x12\x15\n\rmodel_version\x18\x02 \x01(\t*\xb3\x02\n\x0e\x43onstraintKind\x12\x1f\n\x1b\x43ONSTRAINT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSTRAINT_KIND_COVERAGE\x10\x01\x12\x1f\n\x1b\x43ONSTRAINT_KIND_ELIGIBILITY\x10\x02\x12\x1c\n\x18\x43ONSTRAINT_KIND_DURATION\x10\x03\x12\x1b\n\x17\x43ONSTRAINT_KIND_RELEASE\x10\x04\x12\x1e\n\x1a\x43ONSTRAINT_KIND_PRECEDENCE\x10\x05\x12$\n CONSTRAINT_KIND_MACHINE_CAPACITY\x10\x06\x12\"\n\x1e\x43ONSTRAINT_KIND_UNAVAILABILITY\x10\x07\x12\x1c\n\x18\x43ONSTRAINT_KIND_DEADLINE\x10\x08\x32\xbf\x07\n\x11SchedulingService\x12~\n\x0eGetServiceInfo\x12\x32.manufacturing.scheduling.v1.GetServiceInfoRequest\x1a\x33.manufacturing.scheduling.v1.GetServiceInfoResponse\"\x03\x90\x02\x01\x12^\n\x05Solve\x12).manufacturing.scheduling.v1.SolveRequest\x1a*.manufacturing.scheduling.v1.SolveResponse\x12r\n\x0bSolveStream\x12/.manufacturing.scheduling.v1.SolveStreamRequest\x1a\x30.manufacturing.scheduling.v1.SolveStreamResponse0\x01\x12m\n\nReschedule\x12..manufacturing.scheduling.v1.RescheduleRequest\x1a/.manufacturing.scheduling.v1.RescheduleResponse\x12l\n\x08Validate\x12,.manufacturing.scheduling.v1.ValidateRequest\x1a-.manufacturing.scheduling.v1.ValidateResponse\"\x03\x90\x02\x01\x12\x84\x01\n\x10PredictDurations\x12\x34.manufacturing.scheduling.v1.PredictDurationsRequest\x1a\x35.manufacturing.scheduling.v1.PredictDurationsResponse\"\x03\x90\x02\x01\x12u\n\x0bGetSchedule\x12/.manufacturing.scheduling.v1.GetScheduleRequest\x1a\x30.manufacturing.scheduling.v1.GetScheduleResponse\"\x03\x90\x02\x01\x12{\n\rListSchedules\x12\x31.manufacturing.scheduling.v1.ListSchedulesRequest\x1a\x32.manufacturing.scheduling.v1.ListSchedulesResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,54 +45,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCHEDULINGSERVICE'].methods_by_name['GetSchedule']._serialized_options = b'\220\002\001'
   _globals['_SCHEDULINGSERVICE'].methods_by_name['ListSchedules']._loaded_options = None
   _globals['_SCHEDULINGSERVICE'].methods_by_name['ListSchedules']._serialized_options = b'\220\002\001'
-  _globals['_CONSTRAINTKIND']._serialized_start=3235
-  _globals['_CONSTRAINTKIND']._serialized_end=3542
-  _globals['_GETSERVICEINFOREQUEST']._serialized_start=205
-  _globals['_GETSERVICEINFOREQUEST']._serialized_end=228
-  _globals['_GETSERVICEINFORESPONSE']._serialized_start=230
-  _globals['_GETSERVICEINFORESPONSE']._serialized_end=306
-  _globals['_SOLVEREQUEST']._serialized_start=309
-  _globals['_SOLVEREQUEST']._serialized_end=558
-  _globals['_SOLVERESPONSE']._serialized_start=561
-  _globals['_SOLVERESPONSE']._serialized_end=710
-  _globals['_SOLVESTREAMREQUEST']._serialized_start=713
-  _globals['_SOLVESTREAMREQUEST']._serialized_end=968
-  _globals['_SOLVESTREAMRESPONSE']._serialized_start=971
-  _globals['_SOLVESTREAMRESPONSE']._serialized_end=1162
-  _globals['_MACHINEDOWN']._serialized_start=1164
-  _globals['_MACHINEDOWN']._serialized_end=1254
-  _globals['_RUSHJOB']._serialized_start=1256
-  _globals['_RUSHJOB']._serialized_end=1312
-  _globals['_JOBCANCELLED']._serialized_start=1314
-  _globals['_JOBCANCELLED']._serialized_end=1344
-  _globals['_OPERATIONLATE']._serialized_start=1346
-  _globals['_OPERATIONLATE']._serialized_end=1438
-  _globals['_DISRUPTION']._serialized_start=1441
-  _globals['_DISRUPTION']._serialized_end=1723
-  _globals['_RESCHEDULEREQUEST']._serialized_start=1726
-  _globals['_RESCHEDULEREQUEST']._serialized_end=1929
-  _globals['_RESCHEDULERESPONSE']._serialized_start=1932
-  _globals['_RESCHEDULERESPONSE']._serialized_end=2086
-  _globals['_CONSTRAINTVIOLATION']._serialized_start=2089
-  _globals['_CONSTRAINTVIOLATION']._serialized_end=2273
-  _globals['_VALIDATEREQUEST']._serialized_start=2276
-  _globals['_VALIDATEREQUEST']._serialized_end=2550
-  _globals['_VALIDATERESPONSE']._serialized_start=2553
-  _globals['_VALIDATERESPONSE']._serialized_end=2702
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=2704
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=2736
-  _globals['_GETSCHEDULERESPONSE']._serialized_start=2738
-  _globals['_GETSCHEDULERESPONSE']._serialized_end=2816
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=2818
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=2879
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=2881
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=2987
-  _globals['_DURATIONQUERY']._serialized_start=2989
-  _globals['_DURATIONQUERY']._serialized_end=3074
-  _globals['_PREDICTDURATIONSREQUEST']._serialized_start=3076
-  _globals['_PREDICTDURATIONSREQUEST']._serialized_end=3162
-  _globals['_PREDICTDURATIONSRESPONSE']._serialized_start=3164
-  _globals['_PREDICTDURATIONSRESPONSE']._serialized_end=3232
-  _globals['_SCHEDULINGSERVICE']._serialized_start=3545
-  _globals['_SCHEDULINGSERVICE']._serialized_end=4504
+  _globals['_CONSTRAINTKIND']._serialized_start=3694
+  _globals['_CONSTRAINTKIND']._serialized_end=4001
+  _globals['_GETSERVICEINFOREQUEST']._serialized_start=238
+  _globals['_GETSERVICEINFOREQUEST']._serialized_end=261
+  _globals['_GETSERVICEINFORESPONSE']._serialized_start=263
+  _globals['_GETSERVICEINFORESPONSE']._serialized_end=339
+  _globals['_MAINTENANCEAWARENESS']._serialized_start=342
+  _globals['_MAINTENANCEAWARENESS']._serialized_end=585
+  _globals['_SOLVEREQUEST']._serialized_start=588
+  _globals['_SOLVEREQUEST']._serialized_end=909
+  _globals['_SOLVERESPONSE']._serialized_start=912
+  _globals['_SOLVERESPONSE']._serialized_end=1079
+  _globals['_SOLVESTREAMREQUEST']._serialized_start=1082
+  _globals['_SOLVESTREAMREQUEST']._serialized_end=1409
+  _globals['_SOLVESTREAMRESPONSE']._serialized_start=1412
+  _globals['_SOLVESTREAMRESPONSE']._serialized_end=1621
+  _globals['_MACHINEDOWN']._serialized_start=1623
+  _globals['_MACHINEDOWN']._serialized_end=1713
+  _globals['_RUSHJOB']._serialized_start=1715
+  _globals['_RUSHJOB']._serialized_end=1771
+  _globals['_JOBCANCELLED']._serialized_start=1773
+  _globals['_JOBCANCELLED']._serialized_end=1803
+  _globals['_OPERATIONLATE']._serialized_start=1805
+  _globals['_OPERATIONLATE']._serialized_end=1897
+  _globals['_DISRUPTION']._serialized_start=1900
+  _globals['_DISRUPTION']._serialized_end=2182
+  _globals['_RESCHEDULEREQUEST']._serialized_start=2185
+  _globals['_RESCHEDULEREQUEST']._serialized_end=2388
+  _globals['_RESCHEDULERESPONSE']._serialized_start=2391
+  _globals['_RESCHEDULERESPONSE']._serialized_end=2545
+  _globals['_CONSTRAINTVIOLATION']._serialized_start=2548
+  _globals['_CONSTRAINTVIOLATION']._serialized_end=2732
+  _globals['_VALIDATEREQUEST']._serialized_start=2735
+  _globals['_VALIDATEREQUEST']._serialized_end=3009
+  _globals['_VALIDATERESPONSE']._serialized_start=3012
+  _globals['_VALIDATERESPONSE']._serialized_end=3161
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=3163
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=3195
+  _globals['_GETSCHEDULERESPONSE']._serialized_start=3197
+  _globals['_GETSCHEDULERESPONSE']._serialized_end=3275
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=3277
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=3338
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=3340
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=3446
+  _globals['_DURATIONQUERY']._serialized_start=3448
+  _globals['_DURATIONQUERY']._serialized_end=3533
+  _globals['_PREDICTDURATIONSREQUEST']._serialized_start=3535
+  _globals['_PREDICTDURATIONSREQUEST']._serialized_end=3621
+  _globals['_PREDICTDURATIONSRESPONSE']._serialized_start=3623
+  _globals['_PREDICTDURATIONSRESPONSE']._serialized_end=3691
+  _globals['_SCHEDULINGSERVICE']._serialized_start=4004
+  _globals['_SCHEDULINGSERVICE']._serialized_end=4963
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from manufacturing.common.v1 import service_info_pb2 as _service_info_pb2
@@ -112,6 +113,60 @@ class GetServiceInfoResponse(_message.Message):
 Global___GetServiceInfoResponse: _TypeAlias = GetServiceInfoResponse  # noqa: Y015
 
 @_typing.final
+class MaintenanceAwareness(_message.Message):
+    """Asks the maintenance service, before solving, for the problem's machines' planned
+    maintenance windows and risk, and takes them as machine unavailability. Machines are
+    matched by id; machines the maintenance service does not know are left as they are.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    TIME_UNIT_FIELD_NUMBER: _builtins.int
+    RISK_THRESHOLD_FIELD_NUMBER: _builtins.int
+    WINDOW_DURATION_FIELD_NUMBER: _builtins.int
+    CYCLE_DURATION_FIELD_NUMBER: _builtins.int
+    risk_threshold: _builtins.float
+    """Machines whose risk (0 to 1, from GetMachineHealth) is at least this are unavailable
+    from time 0 until their planned maintenance window ends, or over the whole planning
+    horizon when none is planned. 0 means 0.9 (an open P0 alert).
+    """
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Wall time of time unit 0 of the problem; unset means now."""
+
+    @_builtins.property
+    def time_unit(self) -> _duration_pb2.Duration:
+        """Wall time of one time unit of the problem, at most one day; unset means one minute."""
+
+    @_builtins.property
+    def window_duration(self) -> _duration_pb2.Duration:
+        """Length of one maintenance window, at most 7 days; unset means 8 hours."""
+
+    @_builtins.property
+    def cycle_duration(self) -> _duration_pb2.Duration:
+        """Wall time of one cycle (time step) of the machines' readings, at most one day;
+        unset means one hour.
+        """
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        time_unit: _duration_pb2.Duration | None = ...,
+        risk_threshold: _builtins.float = ...,
+        window_duration: _duration_pb2.Duration | None = ...,
+        cycle_duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cycle_duration", b"cycle_duration", "start_time", b"start_time", "time_unit", b"time_unit", "window_duration", b"window_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycle_duration", b"cycle_duration", "risk_threshold", b"risk_threshold", "start_time", b"start_time", "time_unit", b"time_unit", "window_duration", b"window_duration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaintenanceAwareness: _TypeAlias = MaintenanceAwareness  # noqa: Y015
+
+@_typing.final
 class SolveRequest(_message.Message):
     """Request for Solve."""
 
@@ -121,6 +176,7 @@ class SolveRequest(_message.Message):
     OBJECTIVE_FIELD_NUMBER: _builtins.int
     TIME_LIMIT_FIELD_NUMBER: _builtins.int
     OBJECTIVE_WEIGHTS_FIELD_NUMBER: _builtins.int
+    MAINTENANCE_FIELD_NUMBER: _builtins.int
     objective: _schedule_pb2.Objective.ValueType
     """Objective; OBJECTIVE_UNSPECIFIED means makespan."""
     @_builtins.property
@@ -137,6 +193,12 @@ class SolveRequest(_message.Message):
     def objective_weights(self) -> _schedule_pb2.ObjectiveWeights:
         """Weights for OBJECTIVE_WEIGHTED_SUM; ignored otherwise."""
 
+    @_builtins.property
+    def maintenance(self) -> Global___MaintenanceAwareness:
+        """Set to take the maintenance service's planned downtime and high-risk machines as
+        unavailability. The time spent asking counts toward the time limit.
+        """
+
     def __init__(
         self,
         *,
@@ -144,10 +206,11 @@ class SolveRequest(_message.Message):
         objective: _schedule_pb2.Objective.ValueType = ...,
         time_limit: _duration_pb2.Duration | None = ...,
         objective_weights: _schedule_pb2.ObjectiveWeights | None = ...,
+        maintenance: Global___MaintenanceAwareness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["maintenance", b"maintenance", "objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["objective", b"objective", "objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["maintenance", b"maintenance", "objective", b"objective", "objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -161,6 +224,7 @@ class SolveResponse(_message.Message):
 
     SCHEDULE_FIELD_NUMBER: _builtins.int
     ESTIMATED_DURATIONS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def schedule(self) -> _schedule_pb2.Schedule:
         """The stored schedule."""
@@ -169,15 +233,22 @@ class SolveResponse(_message.Message):
     def estimated_durations(self) -> _containers.RepeatedCompositeFieldContainer[_schedule_pb2.EstimatedDuration]:
         """Durations the request left out, as estimated and used (also in schedule.problem)."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the schedule could not take into account, e.g. the maintenance service did not
+        answer and the schedule ignores its downtime.
+        """
+
     def __init__(
         self,
         *,
         schedule: _schedule_pb2.Schedule | None = ...,
         estimated_durations: _abc.Iterable[_schedule_pb2.EstimatedDuration] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "schedule", b"schedule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "schedule", b"schedule", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -193,6 +264,7 @@ class SolveStreamRequest(_message.Message):
     OBJECTIVE_FIELD_NUMBER: _builtins.int
     TIME_LIMIT_FIELD_NUMBER: _builtins.int
     OBJECTIVE_WEIGHTS_FIELD_NUMBER: _builtins.int
+    MAINTENANCE_FIELD_NUMBER: _builtins.int
     objective: _schedule_pb2.Objective.ValueType
     """Objective; OBJECTIVE_UNSPECIFIED means makespan."""
     @_builtins.property
@@ -209,6 +281,10 @@ class SolveStreamRequest(_message.Message):
     def objective_weights(self) -> _schedule_pb2.ObjectiveWeights:
         """Weights for OBJECTIVE_WEIGHTED_SUM; ignored otherwise."""
 
+    @_builtins.property
+    def maintenance(self) -> Global___MaintenanceAwareness:
+        """As in SolveRequest."""
+
     def __init__(
         self,
         *,
@@ -216,10 +292,11 @@ class SolveStreamRequest(_message.Message):
         objective: _schedule_pb2.Objective.ValueType = ...,
         time_limit: _duration_pb2.Duration | None = ...,
         objective_weights: _schedule_pb2.ObjectiveWeights | None = ...,
+        maintenance: Global___MaintenanceAwareness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["maintenance", b"maintenance", "objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["objective", b"objective", "objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["maintenance", b"maintenance", "objective", b"objective", "objective_weights", b"objective_weights", "problem", b"problem", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -235,6 +312,7 @@ class SolveStreamResponse(_message.Message):
     LOWER_BOUND_FIELD_NUMBER: _builtins.int
     FINAL_FIELD_NUMBER: _builtins.int
     ESTIMATED_DURATIONS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     lower_bound: _builtins.int
     """Lower bound on the objective known when the message was sent."""
     final: _builtins.bool
@@ -247,6 +325,10 @@ class SolveStreamResponse(_message.Message):
     def estimated_durations(self) -> _containers.RepeatedCompositeFieldContainer[_schedule_pb2.EstimatedDuration]:
         """Durations the request left out, as estimated and used; on the final message only."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As in SolveResponse; on the final message only."""
+
     def __init__(
         self,
         *,
@@ -254,10 +336,11 @@ class SolveStreamResponse(_message.Message):
         lower_bound: _builtins.int = ...,
         final: _builtins.bool = ...,
         estimated_durations: _abc.Iterable[_schedule_pb2.EstimatedDuration] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "final", b"final", "lower_bound", b"lower_bound", "schedule", b"schedule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "final", b"final", "lower_bound", b"lower_bound", "schedule", b"schedule", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -93,7 +93,9 @@ class SchedulingServiceServicer:
         schedule found and returns it. A problem whose deadlines cannot all be met is
         answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
         Durations the problem leaves out are estimated with the learned duration model from
-        the operation's work and listed in the response.
+        the operation's work and listed in the response. With `maintenance` set, planned
+        maintenance and high-risk machines become unavailability; when the maintenance
+        service does not answer in time, the problem is solved without and `warnings` says so.
         Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
         limits (field violations name the offending fields); UNAVAILABLE when a duration is
         left out and no duration model is loaded.

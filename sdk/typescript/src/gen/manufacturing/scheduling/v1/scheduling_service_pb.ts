@@ -4,8 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Duration } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { ServiceInfo } from "../../common/v1/service_info_pb.js";
 import { file_manufacturing_common_v1_service_info } from "../../common/v1/service_info_pb.js";
 import type { EstimatedDuration, Job, Objective, ObjectiveWeights, OperationRef, Problem, Schedule, ScheduledOperation, TimeWindow } from "./schedule_pb.js";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file manufacturing/scheduling/v1/scheduling_service.proto.
  */
 export const file_manufacturing_scheduling_v1_scheduling_service: GenFile = /*@__PURE__*/
-  fileDesc("CjRtYW51ZmFjdHVyaW5nL3NjaGVkdWxpbmcvdjEvc2NoZWR1bGluZ19zZXJ2aWNlLnByb3RvEhttYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEiFwoVR2V0U2VydmljZUluZm9SZXF1ZXN0IkwKFkdldFNlcnZpY2VJbmZvUmVzcG9uc2USMgoEaW5mbxgBIAEoCzIkLm1hbnVmYWN0dXJpbmcuY29tbW9uLnYxLlNlcnZpY2VJbmZvIvkBCgxTb2x2ZVJlcXVlc3QSNQoHcHJvYmxlbRgBIAEoCzIkLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Qcm9ibGVtEjkKCW9iamVjdGl2ZRgCIAEoDjImLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PYmplY3RpdmUSLQoKdGltZV9saW1pdBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhJIChFvYmplY3RpdmVfd2VpZ2h0cxgEIAEoCzItLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PYmplY3RpdmVXZWlnaHRzIpUBCg1Tb2x2ZVJlc3BvbnNlEjcKCHNjaGVkdWxlGAEgASgLMiUubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlNjaGVkdWxlEksKE2VzdGltYXRlZF9kdXJhdGlvbnMYAiADKAsyLi5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuRXN0aW1hdGVkRHVyYXRpb24i/wEKElNvbHZlU3RyZWFtUmVxdWVzdBI1Cgdwcm9ibGVtGAEgASgLMiQubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByb2JsZW0SOQoJb2JqZWN0aXZlGAIgASgOMiYubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9iamVjdGl2ZRItCgp0aW1lX2xpbWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEkgKEW9iamVjdGl2ZV93ZWlnaHRzGAQgASgLMi0ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9iamVjdGl2ZVdlaWdodHMivwEKE1NvbHZlU3RyZWFtUmVzcG9uc2USNwoIc2NoZWR1bGUYASABKAsyJS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU2NoZWR1bGUSEwoLbG93ZXJfYm91bmQYAiABKAMSDQoFZmluYWwYAyABKAgSSwoTZXN0aW1hdGVkX2R1cmF0aW9ucxgEIAMoCzIuLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Fc3RpbWF0ZWREdXJhdGlvbiJaCgtNYWNoaW5lRG93bhISCgptYWNoaW5lX2lkGAEgASgJEjcKBndpbmRvdxgCIAEoCzInLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5UaW1lV2luZG93IjgKB1J1c2hKb2ISLQoDam9iGAEgASgLMiAubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLkpvYiIeCgxKb2JDYW5jZWxsZWQSDgoGam9iX2lkGAEgASgJIlwKDU9wZXJhdGlvbkxhdGUSPAoJb3BlcmF0aW9uGAEgASgLMikubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9wZXJhdGlvblJlZhINCgVkZWxheRgCIAEoAyKaAgoKRGlzcnVwdGlvbhJACgxtYWNoaW5lX2Rvd24YASABKAsyKC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuTWFjaGluZURvd25IABI4CghydXNoX2pvYhgCIAEoCzIkLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5SdXNoSm9iSAASQgoNam9iX2NhbmNlbGxlZBgDIAEoCzIpLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Kb2JDYW5jZWxsZWRIABJECg5vcGVyYXRpb25fbGF0ZRgEIAEoCzIqLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PcGVyYXRpb25MYXRlSABCBgoEa2luZCLLAQoRUmVzY2hlZHVsZVJlcXVlc3QSEwoLc2NoZWR1bGVfaWQYASABKAkSPAoLZGlzcnVwdGlvbnMYAiADKAsyJy5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuRGlzcnVwdGlvbhIUCgxjdXJyZW50X3RpbWUYAyABKAMSLQoKdGltZV9saW1pdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIeChZtb3ZlZF9vcGVyYXRpb25fd2VpZ2h0GAUgASgDIpoBChJSZXNjaGVkdWxlUmVzcG9uc2USNwoIc2NoZWR1bGUYASABKAsyJS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU2NoZWR1bGUSSwoTZXN0aW1hdGVkX2R1cmF0aW9ucxgCIAMoCzIuLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Fc3RpbWF0ZWREdXJhdGlvbiK4AQoTQ29uc3RyYWludFZpb2xhdGlvbhI5CgRraW5kGAEgASgOMisubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLkNvbnN0cmFpbnRLaW5kEhMKC2Rlc2NyaXB0aW9uGAIgASgJEj0KCm9wZXJhdGlvbnMYAyADKAsyKS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuT3BlcmF0aW9uUmVmEhIKCm1hY2hpbmVfaWQYBCABKAkikgIKD1ZhbGlkYXRlUmVxdWVzdBI1Cgdwcm9ibGVtGAEgASgLMiQubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByb2JsZW0SQwoKb3BlcmF0aW9ucxgCIAMoCzIvLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5TY2hlZHVsZWRPcGVyYXRpb24SOQoJb2JqZWN0aXZlGAMgASgOMiYubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9iamVjdGl2ZRJIChFvYmplY3RpdmVfd2VpZ2h0cxgEIAEoCzItLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PYmplY3RpdmVXZWlnaHRzIpUBChBWYWxpZGF0ZVJlc3BvbnNlEhAKCGZlYXNpYmxlGAEgASgIEkQKCnZpb2xhdGlvbnMYAiADKAsyMC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuQ29uc3RyYWludFZpb2xhdGlvbhIQCghtYWtlc3BhbhgDIAEoAxIXCg9vYmplY3RpdmVfdmFsdWUYBCABKAMiIAoSR2V0U2NoZWR1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIk4KE0dldFNjaGVkdWxlUmVzcG9uc2USNwoIc2NoZWR1bGUYASABKAsyJS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU2NoZWR1bGUiPQoUTGlzdFNjaGVkdWxlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiagoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEjgKCXNjaGVkdWxlcxgBIAMoCzIlLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5TY2hlZHVsZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVQoNRHVyYXRpb25RdWVyeRIPCgdwcm9kdWN0GAEgASgJEhIKCm1hY2hpbmVfaWQYAiABKAkSEAoIcXVhbnRpdHkYAyABKAMSDQoFc2hpZnQYBCABKAkiVgoXUHJlZGljdER1cmF0aW9uc1JlcXVlc3QSOwoHcXVlcmllcxgBIAMoCzIqLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5EdXJhdGlvblF1ZXJ5IkQKGFByZWRpY3REdXJhdGlvbnNSZXNwb25zZRIRCglkdXJhdGlvbnMYASADKAESFQoNbW9kZWxfdmVyc2lvbhgCIAEoCSqzAgoOQ29uc3RyYWludEtpbmQSHwobQ09OU1RSQUlOVF9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQ09OU1RSQUlOVF9LSU5EX0NPVkVSQUdFEAESHwobQ09OU1RSQUlOVF9LSU5EX0VMSUdJQklMSVRZEAISHAoYQ09OU1RSQUlOVF9LSU5EX0RVUkFUSU9OEAMSGwoXQ09OU1RSQUlOVF9LSU5EX1JFTEVBU0UQBBIeChpDT05TVFJBSU5UX0tJTkRfUFJFQ0VERU5DRRAFEiQKIENPTlNUUkFJTlRfS0lORF9NQUNISU5FX0NBUEFDSVRZEAYSIgoeQ09OU1RSQUlOVF9LSU5EX1VOQVZBSUxBQklMSVRZEAcSHAoYQ09OU1RSQUlOVF9LSU5EX0RFQURMSU5FEAgyvwcKEVNjaGVkdWxpbmdTZXJ2aWNlEn4KDkdldFNlcnZpY2VJbmZvEjIubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLkdldFNlcnZpY2VJbmZvUmVxdWVzdBozLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5HZXRTZXJ2aWNlSW5mb1Jlc3BvbnNlIgOQAgESXgoFU29sdmUSKS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU29sdmVSZXF1ZXN0GioubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlNvbHZlUmVzcG9uc2UScgoLU29sdmVTdHJlYW0SLy5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU29sdmVTdHJlYW1SZXF1ZXN0GjAubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlNvbHZlU3RyZWFtUmVzcG9uc2UwARJtCgpSZXNjaGVkdWxlEi4ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlJlc2NoZWR1bGVSZXF1ZXN0Gi8ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlJlc2NoZWR1bGVSZXNwb25zZRJsCghWYWxpZGF0ZRIsLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5WYWxpZGF0ZVJlcXVlc3QaLS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuVmFsaWRhdGVSZXNwb25zZSIDkAIBEoQBChBQcmVkaWN0RHVyYXRpb25zEjQubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByZWRpY3REdXJhdGlvbnNSZXF1ZXN0GjUubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByZWRpY3REdXJhdGlvbnNSZXNwb25zZSIDkAIBEnUKC0dldFNjaGVkdWxlEi8ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLkdldFNjaGVkdWxlUmVxdWVzdBowLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5HZXRTY2hlZHVsZVJlc3BvbnNlIgOQAgESewoNTGlzdFNjaGVkdWxlcxIxLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5MaXN0U2NoZWR1bGVzUmVxdWVzdBoyLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5MaXN0U2NoZWR1bGVzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_duration, file_manufacturing_common_v1_service_info, file_manufacturing_scheduling_v1_schedule]);
+  fileDesc("CjRtYW51ZmFjdHVyaW5nL3NjaGVkdWxpbmcvdjEvc2NoZWR1bGluZ19zZXJ2aWNlLnByb3RvEhttYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEiFwoVR2V0U2VydmljZUluZm9SZXF1ZXN0IkwKFkdldFNlcnZpY2VJbmZvUmVzcG9uc2USMgoEaW5mbxgBIAEoCzIkLm1hbnVmYWN0dXJpbmcuY29tbW9uLnYxLlNlcnZpY2VJbmZvIvMBChRNYWludGVuYW5jZUF3YXJlbmVzcxIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgl0aW1lX3VuaXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoOcmlza190aHJlc2hvbGQYAyABKAESMgoPd2luZG93X2R1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmN5Y2xlX2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIsECCgxTb2x2ZVJlcXVlc3QSNQoHcHJvYmxlbRgBIAEoCzIkLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Qcm9ibGVtEjkKCW9iamVjdGl2ZRgCIAEoDjImLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PYmplY3RpdmUSLQoKdGltZV9saW1pdBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhJIChFvYmplY3RpdmVfd2VpZ2h0cxgEIAEoCzItLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PYmplY3RpdmVXZWlnaHRzEkYKC21haW50ZW5hbmNlGAUgASgLMjEubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk1haW50ZW5hbmNlQXdhcmVuZXNzIqcBCg1Tb2x2ZVJlc3BvbnNlEjcKCHNjaGVkdWxlGAEgASgLMiUubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlNjaGVkdWxlEksKE2VzdGltYXRlZF9kdXJhdGlvbnMYAiADKAsyLi5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuRXN0aW1hdGVkRHVyYXRpb24SEAoId2FybmluZ3MYAyADKAkixwIKElNvbHZlU3RyZWFtUmVxdWVzdBI1Cgdwcm9ibGVtGAEgASgLMiQubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByb2JsZW0SOQoJb2JqZWN0aXZlGAIgASgOMiYubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9iamVjdGl2ZRItCgp0aW1lX2xpbWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEkgKEW9iamVjdGl2ZV93ZWlnaHRzGAQgASgLMi0ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9iamVjdGl2ZVdlaWdodHMSRgoLbWFpbnRlbmFuY2UYBSABKAsyMS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuTWFpbnRlbmFuY2VBd2FyZW5lc3Mi0QEKE1NvbHZlU3RyZWFtUmVzcG9uc2USNwoIc2NoZWR1bGUYASABKAsyJS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU2NoZWR1bGUSEwoLbG93ZXJfYm91bmQYAiABKAMSDQoFZmluYWwYAyABKAgSSwoTZXN0aW1hdGVkX2R1cmF0aW9ucxgEIAMoCzIuLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Fc3RpbWF0ZWREdXJhdGlvbhIQCgh3YXJuaW5ncxgFIAMoCSJaCgtNYWNoaW5lRG93bhISCgptYWNoaW5lX2lkGAEgASgJEjcKBndpbmRvdxgCIAEoCzInLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5UaW1lV2luZG93IjgKB1J1c2hKb2ISLQoDam9iGAEgASgLMiAubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLkpvYiIeCgxKb2JDYW5jZWxsZWQSDgoGam9iX2lkGAEgASgJIlwKDU9wZXJhdGlvbkxhdGUSPAoJb3BlcmF0aW9uGAEgASgLMikubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9wZXJhdGlvblJlZhINCgVkZWxheRgCIAEoAyKaAgoKRGlzcnVwdGlvbhJACgxtYWNoaW5lX2Rvd24YASABKAsyKC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuTWFjaGluZURvd25IABI4CghydXNoX2pvYhgCIAEoCzIkLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5SdXNoSm9iSAASQgoNam9iX2NhbmNlbGxlZBgDIAEoCzIpLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Kb2JDYW5jZWxsZWRIABJECg5vcGVyYXRpb25fbGF0ZRgEIAEoCzIqLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PcGVyYXRpb25MYXRlSABCBgoEa2luZCLLAQoRUmVzY2hlZHVsZVJlcXVlc3QSEwoLc2NoZWR1bGVfaWQYASABKAkSPAoLZGlzcnVwdGlvbnMYAiADKAsyJy5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuRGlzcnVwdGlvbhIUCgxjdXJyZW50X3RpbWUYAyABKAMSLQoKdGltZV9saW1pdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIeChZtb3ZlZF9vcGVyYXRpb25fd2VpZ2h0GAUgASgDIpoBChJSZXNjaGVkdWxlUmVzcG9uc2USNwoIc2NoZWR1bGUYASABKAsyJS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU2NoZWR1bGUSSwoTZXN0aW1hdGVkX2R1cmF0aW9ucxgCIAMoCzIuLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5Fc3RpbWF0ZWREdXJhdGlvbiK4AQoTQ29uc3RyYWludFZpb2xhdGlvbhI5CgRraW5kGAEgASgOMisubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLkNvbnN0cmFpbnRLaW5kEhMKC2Rlc2NyaXB0aW9uGAIgASgJEj0KCm9wZXJhdGlvbnMYAyADKAsyKS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuT3BlcmF0aW9uUmVmEhIKCm1hY2hpbmVfaWQYBCABKAkikgIKD1ZhbGlkYXRlUmVxdWVzdBI1Cgdwcm9ibGVtGAEgASgLMiQubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByb2JsZW0SQwoKb3BlcmF0aW9ucxgCIAMoCzIvLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5TY2hlZHVsZWRPcGVyYXRpb24SOQoJb2JqZWN0aXZlGAMgASgOMiYubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLk9iamVjdGl2ZRJIChFvYmplY3RpdmVfd2VpZ2h0cxgEIAEoCzItLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5PYmplY3RpdmVXZWlnaHRzIpUBChBWYWxpZGF0ZVJlc3BvbnNlEhAKCGZlYXNpYmxlGAEgASgIEkQKCnZpb2xhdGlvbnMYAiADKAsyMC5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuQ29uc3RyYWludFZpb2xhdGlvbhIQCghtYWtlc3BhbhgDIAEoAxIXCg9vYmplY3RpdmVfdmFsdWUYBCABKAMiIAoSR2V0U2NoZWR1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIk4KE0dldFNjaGVkdWxlUmVzcG9uc2USNwoIc2NoZWR1bGUYASABKAsyJS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU2NoZWR1bGUiPQoUTGlzdFNjaGVkdWxlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiagoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEjgKCXNjaGVkdWxlcxgBIAMoCzIlLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5TY2hlZHVsZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVQoNRHVyYXRpb25RdWVyeRIPCgdwcm9kdWN0GAEgASgJEhIKCm1hY2hpbmVfaWQYAiABKAkSEAoIcXVhbnRpdHkYAyABKAMSDQoFc2hpZnQYBCABKAkiVgoXUHJlZGljdER1cmF0aW9uc1JlcXVlc3QSOwoHcXVlcmllcxgBIAMoCzIqLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5EdXJhdGlvblF1ZXJ5IkQKGFByZWRpY3REdXJhdGlvbnNSZXNwb25zZRIRCglkdXJhdGlvbnMYASADKAESFQoNbW9kZWxfdmVyc2lvbhgCIAEoCSqzAgoOQ29uc3RyYWludEtpbmQSHwobQ09OU1RSQUlOVF9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQ09OU1RSQUlOVF9LSU5EX0NPVkVSQUdFEAESHwobQ09OU1RSQUlOVF9LSU5EX0VMSUdJQklMSVRZEAISHAoYQ09OU1RSQUlOVF9LSU5EX0RVUkFUSU9OEAMSGwoXQ09OU1RSQUlOVF9LSU5EX1JFTEVBU0UQBBIeChpDT05TVFJBSU5UX0tJTkRfUFJFQ0VERU5DRRAFEiQKIENPTlNUUkFJTlRfS0lORF9NQUNISU5FX0NBUEFDSVRZEAYSIgoeQ09OU1RSQUlOVF9LSU5EX1VOQVZBSUxBQklMSVRZEAcSHAoYQ09OU1RSQUlOVF9LSU5EX0RFQURMSU5FEAgyvwcKEVNjaGVkdWxpbmdTZXJ2aWNlEn4KDkdldFNlcnZpY2VJbmZvEjIubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLkdldFNlcnZpY2VJbmZvUmVxdWVzdBozLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5HZXRTZXJ2aWNlSW5mb1Jlc3BvbnNlIgOQAgESXgoFU29sdmUSKS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU29sdmVSZXF1ZXN0GioubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlNvbHZlUmVzcG9uc2UScgoLU29sdmVTdHJlYW0SLy5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuU29sdmVTdHJlYW1SZXF1ZXN0GjAubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlNvbHZlU3RyZWFtUmVzcG9uc2UwARJtCgpSZXNjaGVkdWxlEi4ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlJlc2NoZWR1bGVSZXF1ZXN0Gi8ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlJlc2NoZWR1bGVSZXNwb25zZRJsCghWYWxpZGF0ZRIsLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5WYWxpZGF0ZVJlcXVlc3QaLS5tYW51ZmFjdHVyaW5nLnNjaGVkdWxpbmcudjEuVmFsaWRhdGVSZXNwb25zZSIDkAIBEoQBChBQcmVkaWN0RHVyYXRpb25zEjQubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByZWRpY3REdXJhdGlvbnNSZXF1ZXN0GjUubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLlByZWRpY3REdXJhdGlvbnNSZXNwb25zZSIDkAIBEnUKC0dldFNjaGVkdWxlEi8ubWFudWZhY3R1cmluZy5zY2hlZHVsaW5nLnYxLkdldFNjaGVkdWxlUmVxdWVzdBowLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5HZXRTY2hlZHVsZVJlc3BvbnNlIgOQAgESewoNTGlzdFNjaGVkdWxlcxIxLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5MaXN0U2NoZWR1bGVzUmVxdWVzdBoyLm1hbnVmYWN0dXJpbmcuc2NoZWR1bGluZy52MS5MaXN0U2NoZWR1bGVzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_manufacturing_common_v1_service_info, file_manufacturing_scheduling_v1_schedule]);
 
 /**
  * Request for GetServiceInfo.
@@ -55,6 +55,60 @@ export const GetServiceInfoResponseSchema: GenMessage<GetServiceInfoResponse> = 
   messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 1);
 
 /**
+ * Asks the maintenance service, before solving, for the problem's machines' planned
+ * maintenance windows and risk, and takes them as machine unavailability. Machines are
+ * matched by id; machines the maintenance service does not know are left as they are.
+ *
+ * @generated from message manufacturing.scheduling.v1.MaintenanceAwareness
+ */
+export type MaintenanceAwareness = Message<"manufacturing.scheduling.v1.MaintenanceAwareness"> & {
+  /**
+   * Wall time of time unit 0 of the problem; unset means now.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Wall time of one time unit of the problem, at most one day; unset means one minute.
+   *
+   * @generated from field: google.protobuf.Duration time_unit = 2;
+   */
+  timeUnit?: Duration | undefined;
+
+  /**
+   * Machines whose risk (0 to 1, from GetMachineHealth) is at least this are unavailable
+   * from time 0 until their planned maintenance window ends, or over the whole planning
+   * horizon when none is planned. 0 means 0.9 (an open P0 alert).
+   *
+   * @generated from field: double risk_threshold = 3;
+   */
+  riskThreshold: number;
+
+  /**
+   * Length of one maintenance window, at most 7 days; unset means 8 hours.
+   *
+   * @generated from field: google.protobuf.Duration window_duration = 4;
+   */
+  windowDuration?: Duration | undefined;
+
+  /**
+   * Wall time of one cycle (time step) of the machines' readings, at most one day;
+   * unset means one hour.
+   *
+   * @generated from field: google.protobuf.Duration cycle_duration = 5;
+   */
+  cycleDuration?: Duration | undefined;
+};
+
+/**
+ * Describes the message manufacturing.scheduling.v1.MaintenanceAwareness.
+ * Use `create(MaintenanceAwarenessSchema)` to create a new message.
+ */
+export const MaintenanceAwarenessSchema: GenMessage<MaintenanceAwareness> = /*@__PURE__*/
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 2);
+
+/**
  * Request for Solve.
  *
  * @generated from message manufacturing.scheduling.v1.SolveRequest
@@ -88,6 +142,14 @@ export type SolveRequest = Message<"manufacturing.scheduling.v1.SolveRequest"> &
    * @generated from field: manufacturing.scheduling.v1.ObjectiveWeights objective_weights = 4;
    */
   objectiveWeights?: ObjectiveWeights | undefined;
+
+  /**
+   * Set to take the maintenance service's planned downtime and high-risk machines as
+   * unavailability. The time spent asking counts toward the time limit.
+   *
+   * @generated from field: manufacturing.scheduling.v1.MaintenanceAwareness maintenance = 5;
+   */
+  maintenance?: MaintenanceAwareness | undefined;
 };
 
 /**
@@ -95,7 +157,7 @@ export type SolveRequest = Message<"manufacturing.scheduling.v1.SolveRequest"> &
  * Use `create(SolveRequestSchema)` to create a new message.
  */
 export const SolveRequestSchema: GenMessage<SolveRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 2);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 3);
 
 /**
  * Response for Solve.
@@ -116,6 +178,14 @@ export type SolveResponse = Message<"manufacturing.scheduling.v1.SolveResponse">
    * @generated from field: repeated manufacturing.scheduling.v1.EstimatedDuration estimated_durations = 2;
    */
   estimatedDurations: EstimatedDuration[];
+
+  /**
+   * What the schedule could not take into account, e.g. the maintenance service did not
+   * answer and the schedule ignores its downtime.
+   *
+   * @generated from field: repeated string warnings = 3;
+   */
+  warnings: string[];
 };
 
 /**
@@ -123,7 +193,7 @@ export type SolveResponse = Message<"manufacturing.scheduling.v1.SolveResponse">
  * Use `create(SolveResponseSchema)` to create a new message.
  */
 export const SolveResponseSchema: GenMessage<SolveResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 3);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 4);
 
 /**
  * Request for SolveStream.
@@ -159,6 +229,13 @@ export type SolveStreamRequest = Message<"manufacturing.scheduling.v1.SolveStrea
    * @generated from field: manufacturing.scheduling.v1.ObjectiveWeights objective_weights = 4;
    */
   objectiveWeights?: ObjectiveWeights | undefined;
+
+  /**
+   * As in SolveRequest.
+   *
+   * @generated from field: manufacturing.scheduling.v1.MaintenanceAwareness maintenance = 5;
+   */
+  maintenance?: MaintenanceAwareness | undefined;
 };
 
 /**
@@ -166,7 +243,7 @@ export type SolveStreamRequest = Message<"manufacturing.scheduling.v1.SolveStrea
  * Use `create(SolveStreamRequestSchema)` to create a new message.
  */
 export const SolveStreamRequestSchema: GenMessage<SolveStreamRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 4);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 5);
 
 /**
  * One message of SolveStream.
@@ -201,6 +278,13 @@ export type SolveStreamResponse = Message<"manufacturing.scheduling.v1.SolveStre
    * @generated from field: repeated manufacturing.scheduling.v1.EstimatedDuration estimated_durations = 4;
    */
   estimatedDurations: EstimatedDuration[];
+
+  /**
+   * As in SolveResponse; on the final message only.
+   *
+   * @generated from field: repeated string warnings = 5;
+   */
+  warnings: string[];
 };
 
 /**
@@ -208,7 +292,7 @@ export type SolveStreamResponse = Message<"manufacturing.scheduling.v1.SolveStre
  * Use `create(SolveStreamResponseSchema)` to create a new message.
  */
 export const SolveStreamResponseSchema: GenMessage<SolveStreamResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 5);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 6);
 
 /**
  * A machine stops working for a while.
@@ -236,7 +320,7 @@ export type MachineDown = Message<"manufacturing.scheduling.v1.MachineDown"> & {
  * Use `create(MachineDownSchema)` to create a new message.
  */
 export const MachineDownSchema: GenMessage<MachineDown> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 6);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 7);
 
 /**
  * A new, urgent job to fit in.
@@ -258,7 +342,7 @@ export type RushJob = Message<"manufacturing.scheduling.v1.RushJob"> & {
  * Use `create(RushJobSchema)` to create a new message.
  */
 export const RushJobSchema: GenMessage<RushJob> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 7);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 8);
 
 /**
  * A job that is no longer wanted: its operations not yet started are dropped.
@@ -279,7 +363,7 @@ export type JobCancelled = Message<"manufacturing.scheduling.v1.JobCancelled"> &
  * Use `create(JobCancelledSchema)` to create a new message.
  */
 export const JobCancelledSchema: GenMessage<JobCancelled> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 8);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 9);
 
 /**
  * An operation takes longer than planned.
@@ -307,7 +391,7 @@ export type OperationLate = Message<"manufacturing.scheduling.v1.OperationLate">
  * Use `create(OperationLateSchema)` to create a new message.
  */
 export const OperationLateSchema: GenMessage<OperationLate> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 9);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 10);
 
 /**
  * Something that happened on the shop floor after the schedule was made.
@@ -360,7 +444,7 @@ export type Disruption = Message<"manufacturing.scheduling.v1.Disruption"> & {
  * Use `create(DisruptionSchema)` to create a new message.
  */
 export const DisruptionSchema: GenMessage<Disruption> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 10);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 11);
 
 /**
  * Request for Reschedule.
@@ -410,7 +494,7 @@ export type RescheduleRequest = Message<"manufacturing.scheduling.v1.RescheduleR
  * Use `create(RescheduleRequestSchema)` to create a new message.
  */
 export const RescheduleRequestSchema: GenMessage<RescheduleRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 11);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 12);
 
 /**
  * Response for Reschedule.
@@ -438,7 +522,7 @@ export type RescheduleResponse = Message<"manufacturing.scheduling.v1.Reschedule
  * Use `create(RescheduleResponseSchema)` to create a new message.
  */
 export const RescheduleResponseSchema: GenMessage<RescheduleResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 12);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 13);
 
 /**
  * One violated constraint.
@@ -480,7 +564,7 @@ export type ConstraintViolation = Message<"manufacturing.scheduling.v1.Constrain
  * Use `create(ConstraintViolationSchema)` to create a new message.
  */
 export const ConstraintViolationSchema: GenMessage<ConstraintViolation> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 13);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 14);
 
 /**
  * Request for Validate.
@@ -522,7 +606,7 @@ export type ValidateRequest = Message<"manufacturing.scheduling.v1.ValidateReque
  * Use `create(ValidateRequestSchema)` to create a new message.
  */
 export const ValidateRequestSchema: GenMessage<ValidateRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 14);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 15);
 
 /**
  * Response for Validate.
@@ -564,7 +648,7 @@ export type ValidateResponse = Message<"manufacturing.scheduling.v1.ValidateResp
  * Use `create(ValidateResponseSchema)` to create a new message.
  */
 export const ValidateResponseSchema: GenMessage<ValidateResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 15);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 16);
 
 /**
  * Request for GetSchedule.
@@ -585,7 +669,7 @@ export type GetScheduleRequest = Message<"manufacturing.scheduling.v1.GetSchedul
  * Use `create(GetScheduleRequestSchema)` to create a new message.
  */
 export const GetScheduleRequestSchema: GenMessage<GetScheduleRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 16);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 17);
 
 /**
  * Response for GetSchedule.
@@ -606,7 +690,7 @@ export type GetScheduleResponse = Message<"manufacturing.scheduling.v1.GetSchedu
  * Use `create(GetScheduleResponseSchema)` to create a new message.
  */
 export const GetScheduleResponseSchema: GenMessage<GetScheduleResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 17);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 18);
 
 /**
  * Request for ListSchedules.
@@ -634,7 +718,7 @@ export type ListSchedulesRequest = Message<"manufacturing.scheduling.v1.ListSche
  * Use `create(ListSchedulesRequestSchema)` to create a new message.
  */
 export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 18);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 19);
 
 /**
  * Response for ListSchedules.
@@ -662,7 +746,7 @@ export type ListSchedulesResponse = Message<"manufacturing.scheduling.v1.ListSch
  * Use `create(ListSchedulesResponseSchema)` to create a new message.
  */
 export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 19);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 20);
 
 /**
  * What is known about an operation before it runs.
@@ -704,7 +788,7 @@ export type DurationQuery = Message<"manufacturing.scheduling.v1.DurationQuery">
  * Use `create(DurationQuerySchema)` to create a new message.
  */
 export const DurationQuerySchema: GenMessage<DurationQuery> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 20);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 21);
 
 /**
  * Request for PredictDurations.
@@ -725,7 +809,7 @@ export type PredictDurationsRequest = Message<"manufacturing.scheduling.v1.Predi
  * Use `create(PredictDurationsRequestSchema)` to create a new message.
  */
 export const PredictDurationsRequestSchema: GenMessage<PredictDurationsRequest> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 21);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 22);
 
 /**
  * Response for PredictDurations.
@@ -754,7 +838,7 @@ export type PredictDurationsResponse = Message<"manufacturing.scheduling.v1.Pred
  * Use `create(PredictDurationsResponseSchema)` to create a new message.
  */
 export const PredictDurationsResponseSchema: GenMessage<PredictDurationsResponse> = /*@__PURE__*/
-  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 22);
+  messageDesc(file_manufacturing_scheduling_v1_scheduling_service, 23);
 
 /**
  * Kinds of constraint a schedule can violate.
@@ -853,7 +937,9 @@ export const SchedulingService: GenService<{
    * schedule found and returns it. A problem whose deadlines cannot all be met is
    * answered with a schedule of status SOLVE_STATUS_INFEASIBLE and its reason.
    * Durations the problem leaves out are estimated with the learned duration model from
-   * the operation's work and listed in the response.
+   * the operation's work and listed in the response. With `maintenance` set, planned
+   * maintenance and high-risk machines become unavailability; when the maintenance
+   * service does not answer in time, the problem is solved without and `warnings` says so.
    * Errors: INVALID_ARGUMENT when the problem is malformed or over the configured size
    * limits (field violations name the offending fields); UNAVAILABLE when a duration is
    * left out and no duration model is loaded.
