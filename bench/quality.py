@@ -35,7 +35,7 @@ from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.evaluation import evaluate_anomaly, evaluate_classifier
 from services.quality.feed import MeasurementFeed
-from services.quality.registry import SHIPPED_MODELS, ModelRegistry
+from services.quality.registry import SHIPPED_MODELS, ModelRegistry, memory_activations
 from services.quality.servicer import QualityServicer
 from services.quality.train import NEU_MODEL, SHARED_DATA, TILE_MODEL, TRAIN_FRACTION
 from services.runtime.build_info import BuildInfo
@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=400, help="images for throughput")
     args = parser.parse_args(argv)
     out = sys.stdout
-    registry = ModelRegistry(shipped=SHIPPED_MODELS, trained=Path(tempfile.mkdtemp()) / "m")
+    registry = ModelRegistry(
+        shipped=SHIPPED_MODELS,
+        trained=Path(tempfile.mkdtemp()) / "m",
+        activations=memory_activations(),
+    )
     inspector = Inspector()
     neu_model, tile_model = registry.active(NEU_MODEL), registry.active(TILE_MODEL)
 

@@ -13,7 +13,7 @@ from prometheus_client import Counter, Histogram
 
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.feed import MeasurementFeed
-from services.quality.persistence import MeasurementRepository
+from services.quality.persistence import ActivationRepository, MeasurementRepository
 from services.quality.registry import SHIPPED_MODELS, ModelRegistry
 from services.quality.servicer import SERVICE_NAME, QualityServicer
 from services.runtime import db
@@ -29,7 +29,11 @@ logger = logging.getLogger(__name__)
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     engine = db.create_engine_for(settings)
     sessions = db.make_session_factory(engine)
-    registry = ModelRegistry(shipped=SHIPPED_MODELS, trained=settings.data_dir / "models")
+    registry = ModelRegistry(
+        shipped=SHIPPED_MODELS,
+        trained=settings.data_dir / "models",
+        activations=repository_scope(sessions, ActivationRepository),
+    )
     # Two workers: the machines have two cores; OpenCV releases the GIL while it works.
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inspect")
     inspected = Counter(

@@ -1,4 +1,4 @@
-"""Where measurements are stored: the quality service's own tables."""
+"""The quality service's own tables: measurements, and which model versions serve."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, func, select
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -30,6 +30,19 @@ class MeasurementRow(Base):
     count: Mapped[float] = mapped_column(Float, default=0.0)
     size: Mapped[float] = mapped_column(Float, default=0.0)
     value_count: Mapped[int] = mapped_column(Integer)
+
+
+class ModelActivationRow(Base):
+    """One promotion of a model version; a name's last row is the version serving it.
+    Every replica reads the same rows, so all serve the same version."""
+
+    __tablename__ = "model_activations"
+
+    model_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # 1, 2, ... per name; two replicas promoting at once collide on the key, not overwrite.
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(128))
+    activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 metadata = Base.metadata
@@ -98,3 +111,48 @@ class MeasurementRepository:
             )
             for row in reversed(rows)
         ]
+
+
+class ActivationRepository:
+    """Promotion history per model name, oldest first (see ``registry.Activations``)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def histories(self) -> dict[str, list[str]]:
+        rows = self._session.execute(
+            select(ModelActivationRow.model_name, ModelActivationRow.version).order_by(
+                ModelActivationRow.model_name, ModelActivationRow.position
+            )
+        ).all()
+        found: dict[str, list[str]] = {}
+        for name, version in rows:
+            found.setdefault(name, []).append(version)
+        return found
+
+    def _last_position(self, name: str) -> int:
+        last = self._session.scalar(
+            select(func.max(ModelActivationRow.position)).where(
+                ModelActivationRow.model_name == name
+            )
+        )
+        return int(last or 0)
+
+    def append(self, name: str, version: str, now: datetime) -> None:
+        self._session.add(
+            ModelActivationRow(
+                model_name=name,
+                position=self._last_position(name) + 1,
+                version=version,
+                activated_at=now,
+            )
+        )
+        self._session.flush()
+
+    def remove_last(self, name: str) -> None:
+        self._session.execute(
+            delete(ModelActivationRow).where(
+                ModelActivationRow.model_name == name,
+                ModelActivationRow.position == self._last_position(name),
+            )
+        )

@@ -25,7 +25,7 @@ from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS, decode
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.domain.pictures import control_chart_image, inspection_overlay
 from services.quality.domain.spc.study import ATTRIBUTES, ChartStudy, compute, validate
-from services.quality.registry import SHIPPED_MODELS, ModelRegistry
+from services.quality.registry import SHIPPED_MODELS, ModelRegistry, memory_activations
 from services.runtime.errors import Violations
 
 CHARTS = ("xbar_r", "xbar_s", "i_mr", "p", "np", "c", "u", "ewma", "cusum")
@@ -68,7 +68,11 @@ def chart(args: argparse.Namespace) -> int:
 
 
 def inspect(args: argparse.Namespace) -> int:
-    registry = ModelRegistry(shipped=SHIPPED_MODELS, trained=Path(tempfile.mkdtemp()))
+    registry = ModelRegistry(
+        shipped=SHIPPED_MODELS,
+        trained=Path(tempfile.mkdtemp()),
+        activations=memory_activations(),
+    )
     model = registry.active(args.model)
     pixels = decode_gray(Path(args.image).read_bytes(), "image", max_pixels=DEFAULT_MAX_PIXELS)
     result = Inspector().inspect(model, pixels)

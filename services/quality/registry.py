@@ -2,24 +2,71 @@
 
 Versions live as artifact folders (``<root>/<name>/<version>/``): the ones shipped in
 the repository (read-only) and the ones trained later under ``<data_dir>/models``. The
-activation history (name -> versions promoted, oldest first) is kept in a small JSON
-file under the data directory, replaced atomically; without any promotion a name is
-served by its newest shipped version. Every version is hash-verified when first loaded.
+activation history (name -> versions promoted, oldest first) lives in the service's
+database, so every replica serves the same version; without any promotion a name is
+served by its newest shipped version. Each replica rereads the history at most every
+``HISTORY_TTL_S`` while serving (and at once after its own promotions), so inspection
+does not query the database per image. Every version is hash-verified when first loaded.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.exc import IntegrityError
 
 from services.quality.domain.inspection.artifacts import MANIFEST, Manifest
 from services.quality.domain.inspection.inspector import LoadedModel, load_model
-from services.runtime.errors import FailedPrecondition, NotFound
+from services.runtime.errors import FailedPrecondition, NotFound, Unavailable
 
 SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
+HISTORY_TTL_S = 1.0
+
+
+class Activations(Protocol):
+    """Promotion history per model name, oldest first; one transaction per scope."""
+
+    def histories(self) -> dict[str, list[str]]: ...
+
+    def append(self, name: str, version: str, now: datetime) -> None: ...
+
+    def remove_last(self, name: str) -> None: ...
+
+
+ActivationScope = Callable[[], AbstractContextManager[Activations]]
+
+
+class _MemoryActivations:
+    def __init__(self) -> None:
+        self._histories: dict[str, list[str]] = {}
+
+    def histories(self) -> dict[str, list[str]]:
+        return {name: list(versions) for name, versions in self._histories.items()}
+
+    def append(self, name: str, version: str, now: datetime) -> None:
+        self._histories.setdefault(name, []).append(version)
+
+    def remove_last(self, name: str) -> None:
+        self._histories[name].pop()
+
+
+def memory_activations() -> ActivationScope:
+    """History kept in this process only: for command-line tools and benchmarks that
+    serve the shipped models, never for the service."""
+    store = _MemoryActivations()
+
+    @contextmanager
+    def scope() -> Iterator[Activations]:
+        yield store
+
+    return scope
 
 
 @dataclass(frozen=True)
@@ -31,13 +78,22 @@ class VersionInfo:
 
 
 class ModelRegistry:
-    def __init__(self, *, shipped: Path, trained: Path) -> None:
+    def __init__(
+        self,
+        *,
+        shipped: Path,
+        trained: Path,
+        activations: ActivationScope,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._shipped = shipped
         self._trained = trained
-        self._history_file = trained / "activations.json"
+        self._activations = activations
+        self._clock = clock
         self._lock = threading.Lock()
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
-        self._history: dict[str, list[str]] = self._read_history()
+        self._history: dict[str, list[str]] = {}
+        self._history_read_at = -float("inf")
         self._found: dict[str, dict[str, tuple[Manifest, Path, bool]]] | None = None
 
     @property
@@ -74,10 +130,18 @@ class ModelRegistry:
             return None
         return max(shipped, key=lambda m: (m.created, m.version)).version
 
+    def _fresh_history(self, *, now: bool = False) -> dict[str, list[str]]:
+        """The promotion history, reread when older than HISTORY_TTL_S (or ``now``)."""
+        if now or time.monotonic() - self._history_read_at > HISTORY_TTL_S:
+            with self._activations() as activations:
+                self._history = activations.histories()
+            self._history_read_at = time.monotonic()
+        return self._history
+
     def _active_version(
         self, name: str, versions: dict[str, tuple[Manifest, Path, bool]]
     ) -> str | None:
-        history = [v for v in self._history.get(name, []) if v in versions]
+        history = [v for v in self._fresh_history().get(name, []) if v in versions]
         return history[-1] if history else self._default_version(versions)
 
     def versions(self, name: str = "") -> list[VersionInfo]:
@@ -142,40 +206,46 @@ class ModelRegistry:
             self._found = None
             versions = self._scan_one(name)
             model = self._load(name, version, versions)  # refuses a tampered file
-            history = self._history.setdefault(name, [])
-            if self._active_version(name, versions) != version:
-                default = self._default_version(versions)
-                if not history and default is not None:
-                    history.append(default)
-                history.append(version)
-                self._write_history()
+            with self._changing_history() as activations:
+                history = [v for v in activations.histories().get(name, []) if v in versions]
+                current = history[-1] if history else self._default_version(versions)
+                if current != version:
+                    now = self._clock()
+                    if not history and current is not None:
+                        # The shipped default becomes the first entry: rollback returns to it.
+                        activations.append(name, current, now)
+                    activations.append(name, version, now)
             _, directory, shipped = versions[version]
             return VersionInfo(model.manifest, directory, shipped, True)
 
     def rollback(self, name: str) -> VersionInfo:
         with self._lock:
             versions = self._scan_one(name)
-            history = [v for v in self._history.get(name, []) if v in versions]
-            if len(history) < 2:
-                raise FailedPrecondition(
-                    f"model {name!r} has no earlier active version to roll back to"
-                )
-            history.pop()
-            self._history[name] = history
-            self._write_history()
-            version = history[-1]
+            with self._changing_history() as activations:
+                history = activations.histories().get(name, [])
+                servable = [v for v in history if v in versions]
+                if len(servable) < 2:
+                    raise FailedPrecondition(
+                        f"model {name!r} has no earlier active version to roll back to"
+                    )
+                # Drop the serving entry and any later ones whose files are gone.
+                while history.pop() not in versions:
+                    activations.remove_last(name)
+                activations.remove_last(name)
+            version = servable[-2]
             model = self._load(name, version, versions)
             _, directory, shipped = versions[version]
             return VersionInfo(model.manifest, directory, shipped, True)
 
-    def _read_history(self) -> dict[str, list[str]]:
-        if not self._history_file.is_file():
-            return {}
-        document = json.loads(self._history_file.read_text())
-        return {str(k): [str(v) for v in vs] for k, vs in document.items()}
-
-    def _write_history(self) -> None:
-        self._trained.mkdir(parents=True, exist_ok=True)
-        scratch = self._history_file.with_suffix(".tmp")
-        scratch.write_text(json.dumps(self._history, indent=2, sort_keys=True))
-        os.replace(scratch, self._history_file)
+    @contextmanager
+    def _changing_history(self) -> Iterator[Activations]:
+        """One transaction on the history; afterwards this replica rereads it at once."""
+        try:
+            with self._activations() as activations:
+                yield activations
+        except IntegrityError as error:
+            raise Unavailable(
+                "another replica changed the active model at the same moment; try again"
+            ) from error
+        finally:
+            self._fresh_history(now=True)
