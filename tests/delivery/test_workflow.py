@@ -47,12 +47,15 @@ def test_contract_lint_and_breaking(workflow):
 
 def test_images_per_service_tagged_by_commit_and_version(workflow):
     job = workflow["jobs"]["images"]
-    assert job["strategy"]["matrix"]["service"] == list(SERVICES)
+    matrix = job["strategy"]["matrix"]
+    assert matrix["service"] == list(SERVICES) and matrix["dockerfile"] == ["docker/Dockerfile"]
+    # deploy.sh deploys the ops image (backup CronJobs) with the same tags.
+    assert matrix["include"] == [{"service": "ops", "dockerfile": "docker/ops.Dockerfile"}]
     assert set(job["needs"]) == {"test", "contract"}
     build = next(
         s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action")
     )
-    assert build["with"]["file"] == "docker/Dockerfile"
+    assert build["with"]["file"] == "${{ matrix.dockerfile }}"
     assert build["with"]["push"] is True
     tags = build["with"]["tags"]
     assert "${{ github.sha }}" in tags and "steps.meta.outputs.version" in tags
