@@ -157,7 +157,7 @@ class RolloutController:
         default: a release tree (local) or an image reference (Kubernetes).
         """
         steps = options.weight_steps()
-        with self._exclusive(service):
+        with self._exclusive(service), self.platform.exclusive(service):
             state = self.platform.service(service)
             live, idle = state.live, state.idle
             if state.weights[live] != 100:

@@ -31,27 +31,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import socket
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any
 
 import yaml
 
 from services.rollout import contract, xds
 from services.rollout.checks import CheckFailed
+from services.rollout.controller import RolloutError, RolloutOptions
 from services.rollout.envoy_admin import AdminError, EnvoyAdmin, EnvoyFleet
 from services.rollout.kubectl import Kubectl, KubectlError
 from services.rollout.platform import Events, Platform, ServiceView
 from services.rollout.processes import LaunchError
 
-if TYPE_CHECKING:
-    from services.rollout.controller import RolloutOptions
-
 ROUTES_CONFIGMAP = "gateway-routes"
 NAME_LABEL = "app.kubernetes.io/name"
 COLOR_LABEL = "app.kubernetes.io/color"
 GATEWAY_SELECTOR = f"{NAME_LABEL}=gateway"
+LOCK_ANNOTATION = "manufacturing-ai/rollout"
 # deploy.sh tags images <version>-<git revision>[-dirty]; CI by revision, or the version.
 _REVISION_SUFFIX = re.compile(r"-(?:[0-9a-f]{7,40}|unknown)(?:-dirty)?$")
 _REPLACE_ATTEMPTS = 5
@@ -163,6 +165,28 @@ class KubernetesPlatform(Platform):
 
     def describe(self) -> dict[str, str]:
         return {"platform": self.name, "namespace": self.namespace}
+
+    @contextlib.contextmanager
+    def exclusive(self, service: str) -> Iterator[None]:
+        """An annotation on the service's blue Deployment: ``kubectl annotate`` without
+        --overwrite sets it only if absent, so one rollout per service in the namespace,
+        wherever it runs. Left behind by a killed command, it names where that ran."""
+        target = f"deployment/{xds.cluster_name(service, xds.COLORS[0])}"
+        holder = f"{socket.gethostname()} pid {os.getpid()} since {datetime.now(UTC):%FT%TZ}"
+        try:
+            self.kubectl.run("annotate", target, f"{LOCK_ANNOTATION}={holder}")
+        except KubectlError as error:
+            if "already has a value" not in str(error):
+                raise
+            raise RolloutError(
+                f"a rollout of {service} is already running in {self.namespace} ({error}); "
+                f"if none is, remove the lock: kubectl -n {self.namespace} annotate "
+                f"{target} {LOCK_ANNOTATION}-"
+            ) from None
+        try:
+            yield
+        finally:
+            self.kubectl.run("annotate", target, f"{LOCK_ANNOTATION}-")
 
     # --- reading the cluster ---------------------------------------------------------
 

@@ -53,6 +53,11 @@ class Platform(ABC):
     route_timeout_s: float = 10.0
     poll_s: float = 0.1
 
+    def exclusive(self, service: str) -> contextlib.AbstractContextManager[None]:
+        """Held for a whole rollout of ``service``, against rollouts from other machines
+        (the controller's lock file covers this one)."""
+        return contextlib.nullcontext()
+
     def describe(self) -> dict[str, str]:
         """What a history record says about where the rollout ran."""
         return {"platform": self.name}

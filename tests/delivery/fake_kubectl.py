@@ -5,7 +5,8 @@ as a JSON line to ``$FAKE_KUBECTL_CALLS``; the cluster is the JSON file
 ``$FAKE_KUBECTL_STATE``:
 
 - ``namespace``: the only namespace that exists;
-- ``deployments``: name -> ``{"image", "replicas", "container"}``; a Deployment named
+- ``deployments``: name -> ``{"image", "replicas", "container", "annotations"}``
+  (``annotate`` without --overwrite refuses to change one that is set); a Deployment named
   ``<service>-<color>`` has ``replicas`` pods, ready unless its image is listed in
   ``unready_images`` (the readiness probe keeps failing);
 - ``configmaps``: name -> ``{"data", "resourceVersion"}``; ``replace`` is refused with a
@@ -133,6 +134,20 @@ def main(args: list[str]) -> None:
         if container != state["deployments"][name]["container"]:
             fail(f'error: unable to find container named "{container}"')
         state["deployments"][name]["image"] = image
+        save(state)
+    elif verb == "annotate":
+        target, change = rest
+        annotations = state["deployments"][target.removeprefix("deployment/")]["annotations"]
+        if change.endswith("-"):
+            annotations.pop(change[:-1], None)
+        else:
+            key, value = change.split("=", 1)
+            if key in annotations:
+                fail(
+                    "error: --overwrite is false but found the following declared "
+                    f"annotation(s): '{key}' already has a value ({annotations[key]})"
+                )
+            annotations[key] = value
         save(state)
     elif verb == "scale":
         name = rest[0].removeprefix("deployment/")

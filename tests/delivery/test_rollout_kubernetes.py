@@ -29,7 +29,7 @@ from manufacturing.common.v1 import service_info_pb2
 from manufacturing.quality.v1 import quality_service_pb2
 
 from services.rollout import contract, xds
-from services.rollout.controller import RolloutController, RolloutOptions
+from services.rollout.controller import RolloutController, RolloutError, RolloutOptions
 from services.rollout.kubernetes import KubernetesPlatform
 from services.rollout.state import TopologyStore
 from tests.delivery.tools import ROOT, SERVICES, run, tool
@@ -199,11 +199,12 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
     admin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Admin)
     threading.Thread(target=admin.serve_forever, daemon=True).start()
-    deployments = {
+    deployments: dict[str, dict[str, Any]] = {
         f"{service}-{color}": {
             "image": f"registry.example.com/acme/{service}:1.0.0-0123456789ab",
             "replicas": 2 if color == "blue" else 0,
             "container": service,
+            "annotations": {},
         }
         for service in SERVICES
         for color in xds.COLORS
@@ -284,6 +285,7 @@ def test_blue_green_through_the_rollout_command(cluster: Cluster, tmp_path: Path
     green, blue = state["deployments"][f"{SERVICE}-green"], state["deployments"][f"{SERVICE}-blue"]
     assert (green["image"], green["replicas"]) == (NEW_IMAGE, 2)
     assert (blue["image"], blue["replicas"]) == (LIVE_IMAGE, 0)
+    assert blue["annotations"] == {}  # the lock is released
     routes = cluster.routes()
     assert split_of(routes) == {
         **split_of(before),
@@ -356,3 +358,23 @@ def test_a_color_that_never_gets_ready_is_rolled_back(
     assert after["deployments"][f"{SERVICE}-green"]["replicas"] == 0
     assert after["deployments"][f"{SERVICE}-blue"] == before["deployments"][f"{SERVICE}-blue"]
     assert TopologyStore(tmp_path / "var").history()[-1]["outcome"] == "rolled_back"
+
+
+def test_one_rollout_per_service_in_the_namespace(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollout started elsewhere holds the service: another one does not start."""
+    state = cluster.load()
+    lock = {"manufacturing-ai/rollout": "ci-runner-7 pid 4242 since 2026-11-28T00:00:00Z"}
+    state["deployments"][f"{SERVICE}-blue"]["annotations"] = lock
+    cluster.save(state)
+    monkeypatch.delenv("KUBECTL", raising=False)
+    for name, value in cluster.environ().items():
+        monkeypatch.setenv(name, value)
+    controller = RolloutController(tmp_path / "var", platform=KubernetesPlatform(NAMESPACE))
+    with pytest.raises(RolloutError, match="already running in manufacturing-ai-staging") as error:
+        controller.run(SERVICE, NEW_VERSION, RolloutOptions("blue-green"), NEW_IMAGE)
+    assert "ci-runner-7 pid 4242" in str(error.value)
+    assert cluster.load() == state  # nothing touched, the other rollout's lock kept
+    assert [call[0] for call in cluster.calls()] == ["annotate"]
+    assert TopologyStore(tmp_path / "var").history() == []
