@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from services.devstack import gateway_security as gs
-from services.devstack.banner import banner
+from services.devstack.banner import Access, banner
 from services.devstack.envoy import EnvoyError
 from services.devstack.suite import SERVICES, LocalSuite, SuiteError, SuitePorts
 
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting scheduling, quality, maintenance and the Envoy gateway ...", flush=True)
     try:
         suite.start()
-        print(banner(ports.gateway, suite.log_dir, options.data_dir), flush=True)
+        access = Access(suite.gateway_ca_file, token=security.jwt is not None)
+        print(banner(ports.gateway, suite.log_dir, options.data_dir, access), flush=True)
         print(f"ready in {time.monotonic() - started:.1f} s", flush=True)
         while not stop.wait(0.5):
             if exited := suite.first_exited():

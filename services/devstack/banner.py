@@ -6,6 +6,7 @@ import json
 import shlex
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -21,7 +22,22 @@ def grpcurl_command() -> str:
     )
 
 
-def example_calls(gateway: str) -> list[str]:
+@dataclass(frozen=True)
+class Access:
+    """How callers reach a hardened local gateway: the CA to trust, whether a token is due."""
+
+    ca_file: str = ""
+    token: bool = False
+
+    def grpcurl_flags(self) -> str:
+        return f"-cacert {shlex.quote(self.ca_file)}" if self.ca_file else "-plaintext"
+
+    def credentials(self) -> str:
+        """grpcurl/curl header options; the token is read from $MFG_TOKEN when pasted."""
+        return ' -H "authorization: Bearer $MFG_TOKEN"' if self.token else ""
+
+
+def example_calls(gateway: str, access: Access = Access()) -> list[str]:
     """One call per service, each working on a fresh suite and when repeated."""
     tool = grpcurl_command()
     solve = {
@@ -56,21 +72,23 @@ def example_calls(gateway: str) -> list[str]:
         (chart, "manufacturing.quality.v1.QualityService/ComputeControlChart"),
         (readings, "manufacturing.maintenance.v1.MaintenanceService/IngestReadings"),
     ]
-    commands = [f"{tool} -plaintext {gateway} list"]
+    flags = access.grpcurl_flags()
+    commands = [f"{tool} {flags} {gateway} list"]  # reflection needs no token
     for body, method in calls:
         data = shlex.quote(json.dumps(body, separators=(",", ":")))
-        commands.append(f"{tool} -plaintext -d {data} {gateway} {method}")
+        commands.append(f"{tool} {flags}{access.credentials()} -d {data} {gateway} {method}")
     return commands
 
 
-def rest_example(gateway: str) -> str:
+def rest_example(gateway: str, access: Access = Access()) -> str:
     """The same chart over REST/JSON (Envoy transcodes), for callers without gRPC."""
     chart = {"chartType": "CHART_TYPE_XBAR_R", "subgroups": [{"values": [74.03, 74.0]},
                                                           {"values": [73.99, 74.01]}]}  # fmt: skip
     data = shlex.quote(json.dumps(chart, separators=(",", ":")))
+    scheme = f"--cacert {shlex.quote(access.ca_file)} https" if access.ca_file else "http"
     return (
-        f"curl -sS --fail-with-body -H 'content-type: application/json' -d {data} "
-        f"http://{gateway}/manufacturing.quality.v1.QualityService/ComputeControlChart"
+        f"curl -sS --fail-with-body -H 'content-type: application/json'{access.credentials()} "
+        f"-d {data} {scheme}://{gateway}/manufacturing.quality.v1.QualityService/ComputeControlChart"
     )
 
 
@@ -87,7 +105,9 @@ def rollout_command() -> str:
     return f"{sys.executable} -m services.rollout"
 
 
-def banner(gateway_port: int, log_dir: Path, data_dir: Path = Path("var")) -> str:
+def banner(
+    gateway_port: int, log_dir: Path, data_dir: Path = Path("var"), access: Access = Access()
+) -> str:
     gateway = f"localhost:{gateway_port}"
     tool = rollout_command()
     data = "" if data_dir == Path("var") else f" --data-dir {data_dir}"
@@ -97,10 +117,10 @@ def banner(gateway_port: int, log_dir: Path, data_dir: Path = Path("var")) -> st
         f"Service logs: {log_dir}/<service>-<color>.log   Stop: Ctrl-C",
         "",
         "Try:",
-        *(f"  {command}" for command in example_calls(gateway)),
+        *(f"  {command}" for command in example_calls(gateway, access)),
         "",
         "REST/JSON (unary methods, POST to the gRPC path):",
-        f"  {rest_example(gateway)}",
+        f"  {rest_example(gateway, access)}",
         "",
         "Blue runs each service; green is idle. Roll out a version (a tree whose",
         "services/<name>/VERSION says it), and see where everything is:",
