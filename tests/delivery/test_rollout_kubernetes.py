@@ -161,8 +161,11 @@ class Cluster:
             stats = []
             for cluster, total in self.traffic.items():
                 method = "manufacturing.quality.v1.QualityService.ComputeControlChart"
+                # A version that fails its calls: INTERNAL in grpc-status (HTTP 200).
+                failing = state["deployments"][cluster]["image"] in state["failing_images"]
+                code = 13 if failing else 0
                 stats += [
-                    {"name": f"cluster.{cluster}.grpc.{method}.0", "value": total},
+                    {"name": f"cluster.{cluster}.grpc.{method}.{code}", "value": total},
                     {"name": f"cluster.{cluster}.upstream_rq_total", "value": total},
                     {"name": f"cluster.{cluster}.upstream_rq_active", "value": 0},
                 ]
@@ -227,6 +230,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 **{f"pod/{pod}": admin.server_address[1] for pod in GATEWAY_PODS},
             },
             "unready_images": [],
+            "failing_images": [],
             "conflicts": 0,
         }
     )
@@ -358,6 +362,38 @@ def test_a_color_that_never_gets_ready_is_rolled_back(
     assert after["deployments"][f"{SERVICE}-green"]["replicas"] == 0
     assert after["deployments"][f"{SERVICE}-blue"] == before["deployments"][f"{SERVICE}-blue"]
     assert TopologyStore(tmp_path / "var").history()[-1]["outcome"] == "rolled_back"
+
+
+def test_a_color_failing_under_traffic_gets_its_traffic_back_to_the_live_one(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ready and passing smoke and parity, then INTERNAL on every call once it has the
+    traffic: the split goes back to blue in the ConfigMap, green is scaled to 0."""
+    before = cluster.routes()
+    state = cluster.load()
+    state["failing_images"] = [NEW_IMAGE]
+    cluster.save(state)
+    monkeypatch.delenv("KUBECTL", raising=False)
+    for name, value in cluster.environ().items():
+        monkeypatch.setenv(name, value)
+    options = RolloutOptions(
+        "blue-green", step_s=2, poll_s=0.05, drain_quiet_s=0.2, route_timeout_s=5,
+        call_metadata=(("x-api-key", API_KEY),),
+    )  # fmt: skip
+    controller = RolloutController(tmp_path / "var", platform=KubernetesPlatform(NAMESPACE))
+    record = controller.run(SERVICE, NEW_VERSION, options, NEW_IMAGE)
+
+    assert record["outcome"] == "rolled_back", record
+    assert "server errors" in record["reason"] and "13" in record["reason"]
+    weights = [(e["blue"], e["green"]) for e in record["events"] if e["event"] == "weights"]
+    assert weights == [(0, 100), (100, 0)]
+    routes = cluster.routes()
+    assert split_of(routes) == split_of(before)
+    assert yaml.safe_load(routes)["version_info"] == "3"  # two writes after the first install
+    validate_with_envoy(cluster, routes)
+    after = cluster.load()
+    assert after["deployments"][f"{SERVICE}-green"]["replicas"] == 0
+    assert after["deployments"][f"{SERVICE}-blue"] == state["deployments"][f"{SERVICE}-blue"]
 
 
 def test_one_rollout_per_service_in_the_namespace(
