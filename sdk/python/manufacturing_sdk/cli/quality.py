@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import click
+from google.protobuf.descriptor import EnumDescriptor
 from manufacturing.quality.v1 import control_chart_pb2, inspection_pb2
 from manufacturing.quality.v1 import quality_service_pb2 as pb
 from rich.progress import Progress
@@ -17,12 +18,13 @@ from manufacturing_sdk.cli.context import Context, pass_context
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 # Training reads every image, then fits and evaluates the model before it answers.
 TRAIN_DEADLINE_S = 1800
-CHART_TYPES = {
-    name.removeprefix("CHART_TYPE_").lower(): number
-    for name, number in control_chart_pb2.ChartType.items()
-    if number
-}
-RULE_SETS = {"none": 0, "western_electric": 1, "nelson": 2}
+
+
+def _choices(enum: EnumDescriptor, prefix: str) -> list[str]:
+    """Option values for a proto enum: its names without prefix, lower case, unset left out."""
+    return sorted(value.name.removeprefix(prefix).lower() for value in enum.values if value.number)
+
+
 PNG = click.Path(dir_okay=False, writable=True, path_type=Path)
 
 
@@ -36,10 +38,14 @@ def quality() -> None:
 @click.option(
     "--type",
     "chart_type",
-    type=click.Choice(sorted(CHART_TYPES)),
+    type=click.Choice(_choices(control_chart_pb2.ChartType.DESCRIPTOR, "CHART_TYPE_")),
     help="Chart type (default for a characteristic: xbar_r).",
 )
-@click.option("--rules", type=click.Choice(sorted(RULE_SETS)), help="Run rules to apply.")
+@click.option(
+    "--rules",
+    type=click.Choice(_choices(control_chart_pb2.RuleSet.DESCRIPTOR, "RULE_SET_")),
+    help="Run rules to apply (default: points beyond the limits only).",
+)
 @click.option("--png", type=PNG, help="Also draw the chart: one panel per statistic.")
 @pass_context
 def chart(
@@ -59,9 +65,9 @@ def chart(
         request = pb.ComputeControlChartRequest(characteristic=source)
         chart_type = chart_type or "xbar_r"
     if chart_type:
-        request.chart_type = CHART_TYPES[chart_type]
+        request.chart_type = control_chart_pb2.ChartType.Value(f"CHART_TYPE_{chart_type.upper()}")
     if rules:
-        request.rules = RULE_SETS[rules]  # type: ignore[assignment]
+        request.rules = control_chart_pb2.RuleSet.Value(f"RULE_SET_{rules.upper()}")
     with context.client(QualityClient) as client:
         reply = client.compute_control_chart(request)
     if png is not None:
