@@ -128,7 +128,7 @@ def test_monitoring_profile_scrapes_the_suite_with_the_ops_files(compose):
     serve those metrics, Grafana provisioned from ops/grafana without an admin account."""
     services = compose["services"]
     monitoring = {n for n, s in services.items() if "monitoring" in s.get("profiles", [])}
-    assert monitoring == {"prometheus", "grafana", "gateway-stats"}
+    assert monitoring == {"prometheus", "grafana", "gateway-stats", "pushgateway"}
     prometheus = services["prometheus"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     assert "./ops/prometheus/suite.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
@@ -151,7 +151,9 @@ def test_monitoring_profile_scrapes_the_suite_with_the_ops_files(compose):
         "REDIS_URL": "redis://:Xq7-not-default@redis:6379/0",
     }
     jobs = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
-    assert set(jobs) == {*SERVICES, "gateway"}
+    assert set(jobs) == {*SERVICES, "gateway", "pushgateway"}
+    (host,) = jobs["pushgateway"]["names"]
+    assert answering(host) == ["pushgateway"]
     for service in SERVICES:
         (host,) = jobs[service]["names"]
         assert sorted(answering(host)) == sorted([service, f"{service}-green"])

@@ -9,6 +9,7 @@ secrets by reference only, and the termination grace that covers the server's dr
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from collections import Counter
 from typing import Any
 
@@ -247,9 +248,14 @@ def test_gateway_clusters_resolve_the_color_services(rendered):
 def test_secrets_are_referenced_never_committed(rendered):
     _, documents = rendered
     assert not [d for d in documents if d["kind"] == "Secret"]
-    for name, pod in _workloads(documents):
-        if name in ("gateway", "prometheus", "grafana"):
-            continue  # the suite's own pods hold its database credentials
+    with_database = [
+        d["spec"]["template"]["spec"]
+        for d in documents
+        if d["kind"] in ("Deployment", "Job")
+        and d["metadata"]["labels"].get("app.kubernetes.io/component") in ("server", "migrations")
+    ]
+    assert len(with_database) >= len(SERVICES) * len(COLORS)
+    for pod in with_database:
         (container,) = pod["containers"]
         env = {e["name"]: e for e in container.get("env", [])}
         reference = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
@@ -496,6 +502,39 @@ def test_monitoring_configuration_is_the_one_in_ops(rendered):
     assert env["GF_AUTH_ANONYMOUS_ENABLED"]["value"] == "false"
 
 
+def policies_allow(
+    documents, source: dict[str, str], target: dict[str, str], port: int
+) -> tuple[bool, bool]:
+    """(pods labelled ``source`` may send to ``target`` pods on ``port``, those may
+    receive it from them) under the rendered network policies."""
+    policies = [d["spec"] for d in documents if d["kind"] == "NetworkPolicy"]
+
+    def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+        return selector.get("matchLabels", {}).items() <= labels.items()
+
+    def ports(rule: dict[str, Any]) -> set[int]:
+        return {p["port"] for p in rule.get("ports", [])}
+
+    def peers(rule: dict[str, Any], key: str, labels: dict[str, str]) -> bool:
+        if key not in rule:
+            return True  # no peer list: any peer
+        return any("podSelector" in p and selects(p["podSelector"], labels) for p in rule[key])
+
+    out = any(
+        selects(policy["podSelector"], source) and port in ports(rule) and peers(rule, "to", target)
+        for policy in policies
+        for rule in policy.get("egress", [])
+    )
+    into = any(
+        selects(policy["podSelector"], target)
+        and port in ports(rule)
+        and peers(rule, "from", source)
+        for policy in policies
+        for rule in policy.get("ingress", [])
+    )
+    return out, into
+
+
 def test_prometheus_scrapes_every_service_and_the_gateway(rendered):
     """Each job's DNS name is a headless Service over all of that workload's pods (both
     colors, not-ready included) on the port the pods serve metrics on, and the network
@@ -503,38 +542,9 @@ def test_prometheus_scrapes_every_service_and_the_gateway(rendered):
     _, documents = rendered
     config = yaml.safe_load(prometheus_files(documents)["prometheus.yml"])
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {*SERVICES, "gateway"}
+    assert set(jobs) == {*SERVICES, "gateway", "pushgateway"}
     deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
-    policies = [d["spec"] for d in documents if d["kind"] == "NetworkPolicy"]
-    prometheus_labels = deployments["prometheus"]["spec"]["template"]["metadata"]["labels"]
-
-    def allowed(pod_labels: dict[str, str], port: int) -> tuple[bool, bool]:
-        """(Prometheus may send to it, the pod may receive it from Prometheus)."""
-
-        def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-            return selector.get("matchLabels", {}).items() <= labels.items()
-
-        def ports(rule: dict[str, Any]) -> set[int]:
-            return {p["port"] for p in rule.get("ports", [])}
-
-        out = any(
-            selects(policy["podSelector"], prometheus_labels)
-            and port in ports(rule)
-            and any(selects(peer["podSelector"], pod_labels) for peer in rule["to"])
-            for policy in policies
-            for rule in policy.get("egress", [])
-        )
-        into = any(
-            selects(policy["podSelector"], pod_labels)
-            and port in ports(rule)
-            and any(
-                "podSelector" in peer and selects(peer["podSelector"], prometheus_labels)
-                for peer in rule.get("from", [])
-            )
-            for policy in policies
-            for rule in policy.get("ingress", [])
-        )
-        return out, into
+    prometheus = deployments["prometheus"]["spec"]["template"]["metadata"]["labels"]
 
     for name, job in jobs.items():
         (sd,) = job["dns_sd_configs"]
@@ -557,12 +567,15 @@ def test_prometheus_scrapes_every_service_and_the_gateway(rendered):
                 for p in c.get("ports", [])
             }
             assert served[port["targetPort"]] == sd["port"], deployment
-            assert allowed(template["metadata"]["labels"], sd["port"]) == (True, True)
+            labels = template["metadata"]["labels"]
+            assert policies_allow(documents, prometheus, labels, sd["port"]) == (True, True)
         if name in SERVICES:
             assert sd["port"] == load_settings(name, environ={}).metrics.port
-            assert job.get("metrics_path", "/metrics") == "/metrics"
-        else:
-            assert job["metrics_path"] == "/stats/prometheus"
+        assert job.get("metrics_path", "/metrics") == (
+            "/stats/prometheus" if name == "gateway" else "/metrics"
+        )
+    # What the backup Jobs pushed keeps its own job label (ops_backup).
+    assert jobs["pushgateway"]["honor_labels"] is True
 
 
 def test_gateway_stats_sidecar_reads_the_gateways_admin(rendered):
@@ -599,3 +612,39 @@ def test_prometheus_config_passes_promtool(rendered, tmp_path):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     rules = len(list((OPS / "prometheus" / "rules").glob("*.yml")))
     assert f"SUCCESS: {rules} rule files found" in completed.stdout + completed.stderr
+
+
+def test_backup_jobs_reach_their_repository_database_and_pushgateway(rendered):
+    """Under the default-deny, the backup Jobs may open exactly what they use: the S3
+    repository, pgBackRest's TLS server beside PostgreSQL, and the Pushgateway their
+    timestamps go to, which the monitoring component runs in the same namespace."""
+    overlay, documents = rendered
+    if overlay != "production":
+        return
+    pgbackrest = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("pgbackrest-config")
+    )
+    settings = dict(
+        line.split("=", 1)
+        for line in pgbackrest["data"]["pgbackrest.conf"].splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert ":" not in settings["repo1-s3-endpoint"] and settings["pg1-host-type"] == "tls"
+    # pgBackRest's defaults: HTTPS for S3, 8432 for its TLS server.
+    external_ports = (443, int(settings.get("pg1-host-port", 8432)))
+    pushgateway = find(documents, "Deployment", "pushgateway")["spec"]["template"]["metadata"]
+    for cronjob in (d for d in documents if d["kind"] == "CronJob"):
+        template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+        url = urllib.parse.urlsplit(env["PUSHGATEWAY_URL"])
+        service = find(documents, "Service", str(url.hostname))["spec"]
+        assert [p["port"] for p in service["ports"]] == [url.port]
+        assert service["selector"].items() <= pushgateway["labels"].items()
+        assert policies_allow(documents, labels, pushgateway["labels"], url.port) == (True, True)
+        for port in external_ports:
+            assert policies_allow(documents, labels, {}, port)[0], port
+        # Nothing else leaves, e.g. straight to PostgreSQL.
+        assert not policies_allow(documents, labels, {}, 5432)[0]
