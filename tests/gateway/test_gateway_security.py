@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import ssl
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,10 +28,10 @@ from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 
 from services.devstack import gateway_security as gs
 from services.devstack.envoy import EnvoyProcess, layout_of, validate
-from services.devstack.suite import free_ports
 from services.rollout import xds
 from services.runtime import devcerts
 from tests.gateway.conftest import HEALTH_CHECK_INTERVAL_S
+from tests.gateway.local_suite import local_suite, paste
 from tests.gateway.test_envoy import by_request_id, wait_for_log_entry
 from tests.harness import serve, settings_for
 
@@ -46,7 +42,6 @@ AUDIENCE = "manufacturing-ai"
 CALL_TIMEOUT_S = 5.0
 RATE = gs.RateLimit(requests_per_s=1, burst=5)
 SCHEDULING = "manufacturing.scheduling.v1.SchedulingService"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Issuer:
@@ -314,49 +309,12 @@ def test_local_suite_with_the_security_switches_answers_its_printed_calls(
 ) -> None:
     """`python -m services.devstack --gateway-tls --jwks`: the printed calls work with a
     token, and the same calls without one are refused."""
-    gateway, admin, *backends = free_ports(5)
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "services.devstack",
-            "--gateway-port", str(gateway), "--admin-port", str(admin),
-            "--service-ports", ",".join(map(str, backends)),
-            "--data-dir", str(tmp_path / "var"),
-            "--gateway-tls", str(certs), "--jwks", str(jwks_file), "--issuer", ISSUER,
-        ],
-        cwd=ROOT,
-        env={**os.environ, "MFG_METRICS__PORT": "0"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        output: list[str] = []
-        for line in process.stdout:
-            output.append(line)
-            if line.startswith("ready in") or "could not start" in line:
-                break
-        assert any(line.startswith("ready in") for line in output), "".join(output)
+    options = ("--gateway-tls", str(certs), "--jwks", str(jwks_file), "--issuer", ISSUER)
+    with local_suite(tmp_path / "var", *options) as suite:
         # The calls that need a token: one per service over gRPC, and the REST one.
-        calls = [line.strip() for line in output if "$MFG_TOKEN" in line]
-        assert len(calls) == 4 and all(f"localhost:{gateway}" in c for c in calls)
+        calls = [line.strip() for line in suite.output if "$MFG_TOKEN" in line]
+        assert len(calls) == 4 and all(f"localhost:{suite.gateway}" in c for c in calls)
         token = issuer.token(new_subject(), "operator")
         for command in calls:
-            for environ, succeeds in (({"MFG_TOKEN": token}, True), ({"MFG_TOKEN": ""}, False)):
-                completed = subprocess.run(  # noqa: S602  (pasting into a shell is the point)
-                    command,
-                    shell=True,
-                    cwd=ROOT,
-                    env={**os.environ, **environ},
-                    capture_output=True,
-                    text=True,
-                    timeout=30,
-                )
-                assert (completed.returncode == 0) is succeeds, f"{command}\n{completed.stderr}"
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            assert paste(command, MFG_TOKEN=token).returncode == 0, command
+            assert paste(command, MFG_TOKEN="").returncode != 0, command
