@@ -56,6 +56,12 @@ def options(strategy: str, **overrides: Any) -> RolloutOptions:
     return rollout_options(strategy, step_s=STEP_S, **overrides)
 
 
+def broken_release_options(strategy: str, **overrides: Any) -> RolloutOptions:
+    """A broken release carries the live color's migrations, applied by the rollouts
+    before it: running them again (a subprocess, seconds here) would prove nothing."""
+    return options(strategy, migrate=False, **overrides)
+
+
 @dataclass
 class Window:
     """What the load generator saw between two snapshots."""
@@ -227,7 +233,11 @@ def test_canary_rollout_fails_no_call(stack: Stack) -> None:
 
 
 def test_release_that_never_gets_ready_is_rolled_back(stack: Stack) -> None:
-    record, window = stack.rollout("0.4.0-not-ready", options("blue-green"))
+    record, window = stack.rollout(
+        # It never gets ready: how long to wait for that is the test's only cost.
+        "0.4.0-not-ready",
+        broken_release_options("blue-green", ready_timeout_s=1.0),
+    )
     assert record["outcome"] == "rolled_back", record
     assert "readiness" in record["reason"] and "NOT_SERVING" in record["reason"]
     assert window.unary_failed == 0 and window.streams_failed == 0, window
@@ -236,7 +246,7 @@ def test_release_that_never_gets_ready_is_rolled_back(stack: Stack) -> None:
 
 
 def test_release_returning_errors_is_rolled_back_before_any_traffic(stack: Stack) -> None:
-    record, window = stack.rollout("0.4.0-errors", options("blue-green"))
+    record, window = stack.rollout("0.4.0-errors", broken_release_options("blue-green"))
     assert record["outcome"] == "rolled_back", record
     assert record["reason"].startswith("smoke:") and "INTERNAL" in record["reason"]
     assert not _events(record, "weights")  # no call was ever routed to it
@@ -245,7 +255,7 @@ def test_release_returning_errors_is_rolled_back_before_any_traffic(stack: Stack
 
 
 def test_release_whose_answers_differ_is_rolled_back(stack: Stack) -> None:
-    record, window = stack.rollout("0.4.0-different", options("blue-green"))
+    record, window = stack.rollout("0.4.0-different", broken_release_options("blue-green"))
     assert record["outcome"] == "rolled_back", record
     assert record["reason"].startswith("parity: ComputeControlChart differs"), record["reason"]
     assert not _events(record, "weights")
@@ -256,7 +266,8 @@ def test_release_whose_answers_differ_is_rolled_back(stack: Stack) -> None:
 def test_canary_with_errors_under_load_stops_within_its_first_step(stack: Stack) -> None:
     """Smoke and parity pass; the defect shows only under traffic, at 10 %."""
     record, window = stack.rollout(
-        "0.4.0-errors-under-load", options("canary", steps=(10, 50, 100), max_error_rate=0.001)
+        "0.4.0-errors-under-load",
+        broken_release_options("canary", steps=(10, 50, 100), max_error_rate=0.001),
     )
     assert record["outcome"] == "rolled_back", record
     assert "server errors" in record["reason"], record["reason"]

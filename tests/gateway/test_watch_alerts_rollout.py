@@ -188,7 +188,10 @@ def test_subscriber_reconnects_to_the_new_color_and_misses_no_alert(
             record = RolloutController(stack.data_dir, echo=print).run(
                 SERVICE,
                 "0.2.0",
-                rollout_options("blue-green", stop_timeout_s=GRACE_PERIOD_S + 10),
+                # The drain can only time out here (see above): no need to wait long.
+                rollout_options(
+                    "blue-green", drain_timeout_s=3.0, stop_timeout_s=GRACE_PERIOD_S + 10
+                ),
                 new_release,
             )
             raised_by_the_switch = len(raiser.raised)
