@@ -393,6 +393,21 @@ def test_gateway_probe_paths_exist_in_its_config(rendered):
     assert "/health" in paths
 
 
+def pgbackrest_settings(documents) -> dict[str, str]:
+    """The backup Jobs' pgbackrest.conf (the component's generated ConfigMap), as
+    key=value pairs; its sections hold no key twice."""
+    (pgbackrest,) = [
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("pgbackrest-config")
+    ]
+    return dict(
+        line.split("=", 1)
+        for line in pgbackrest["data"]["pgbackrest.conf"].splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+
+
 def test_production_backups_run_the_ops_image_daily_full_six_hourly_incremental(rendered):
     """pgBackRest as the product brief asks: a full backup daily, an incremental every 6
     hours, 30 days kept; every backup CronJob runs the ops image (docker/ops.Dockerfile,
@@ -425,16 +440,7 @@ def test_production_backups_run_the_ops_image_daily_full_six_hourly_incremental(
         return str(command[command.index("--type") + 1])
 
     assert (backup_type(full), backup_type(incr)) == ("full", "incr")
-    pgbackrest = next(
-        d
-        for d in documents
-        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("pgbackrest-config")
-    )
-    settings = dict(
-        line.split("=", 1)
-        for line in pgbackrest["data"]["pgbackrest.conf"].splitlines()
-        if "=" in line and not line.startswith("#")
-    )
+    settings = pgbackrest_settings(documents)
     assert settings["repo1-retention-full-type"] == "time"
     assert settings["repo1-retention-full"] == "30"  # days, with the incrementals on them
 
@@ -621,16 +627,7 @@ def test_backup_jobs_reach_their_repository_database_and_pushgateway(rendered):
     overlay, documents = rendered
     if overlay != "production":
         return
-    pgbackrest = next(
-        d
-        for d in documents
-        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("pgbackrest-config")
-    )
-    settings = dict(
-        line.split("=", 1)
-        for line in pgbackrest["data"]["pgbackrest.conf"].splitlines()
-        if "=" in line and not line.startswith("#")
-    )
+    settings = pgbackrest_settings(documents)
     assert ":" not in settings["repo1-s3-endpoint"] and settings["pg1-host-type"] == "tls"
     # pgBackRest's defaults: HTTPS for S3, 8432 for its TLS server.
     external_ports = (443, int(settings.get("pg1-host-port", 8432)))
