@@ -165,7 +165,7 @@ idle_color_of() {
     [[ -n $routes ]] || return 0
     "$PYTHON" -c '
 import sys, yaml
-from services.rollout.kubernetes import route_weights
+from services.rollout.route_file import route_weights
 weights = route_weights(yaml.safe_load(sys.stdin))[sys.argv[1]]
 print(min(weights, key=weights.get))' "$1" <<<"$routes" \
         || die "cannot read the traffic split of $1 from the gateway-routes ConfigMap"

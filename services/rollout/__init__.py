@@ -10,6 +10,7 @@
   draining the old one, or rolling back;
 - :mod:`services.rollout.platform`: where a rollout acts, :mod:`services.rollout.local`
   (processes and watched files) or :mod:`services.rollout.kubernetes` (Deployments and
-  the gateway-routes ConfigMap, through :mod:`services.rollout.kubectl`);
+  the gateway-routes ConfigMap, through :mod:`services.rollout.kubectl`), which reads
+  and renders the split of a route file with :mod:`services.rollout.route_file`;
 - :mod:`services.rollout.cli`: ``rollout SERVICE --version V ...`` and ``rollout status``.
 """

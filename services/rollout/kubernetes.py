@@ -12,11 +12,14 @@ directory Envoy watches; deploy.sh creates it once and leaves it to this command
 - ready: ``kubectl rollout status``, then every pod's Ready condition, which is the
   kubelet's native gRPC readiness probe on the service's name;
 - smoke and parity: through a port-forward to each color's Service, as locally;
-- weights: the whole route file rendered again by :func:`services.rollout.xds.render_routes`
-  with the new split, written back with the ConfigMap's resourceVersion (a replace that
-  fails if anyone changed it in between, so two rollouts of different services never
-  lose each other's split); the kubelet swaps the file and Envoy reloads it, which can
-  take a minute (the kubelet's sync period), hence ``route_timeout_s``;
+- weights: the whole route file rendered again with the new split
+  (:mod:`services.rollout.route_file`, on :func:`services.rollout.xds.render_routes`),
+  written back with the ConfigMap's resourceVersion (a replace that fails if anyone
+  changed it in between, so two rollouts of different services never lose each
+  other's split); the kubelet swaps the file and Envoy reloads it, which can take a
+  minute (the kubelet's sync period), hence ``route_timeout_s``;
+- one rollout per service at a time, wherever it runs: an annotation on the service's
+  blue Deployment (:meth:`KubernetesPlatform.exclusive`);
 - statistics and health: every ready gateway pod's admin interface through a
   port-forward to its localhost:9901, read as one (:class:`EnvoyFleet`). A port-forward
   rather than ``kubectl exec ... curl``: the Envoy image need not carry curl, the admin
@@ -48,6 +51,7 @@ from services.rollout.envoy_admin import AdminError, EnvoyAdmin, EnvoyFleet
 from services.rollout.kubectl import Kubectl, KubectlError
 from services.rollout.platform import Events, Platform, ServiceView
 from services.rollout.processes import LaunchError
+from services.rollout.route_file import RouteFileError, render_route_file, route_weights
 
 ROUTES_CONFIGMAP = "gateway-routes"
 NAME_LABEL = "app.kubernetes.io/name"
@@ -72,42 +76,6 @@ def image_repository(image: str) -> str:
     name = image.split("@", 1)[0]
     repository, _, tag = name.rpartition(":")
     return name if not repository or "/" in tag else repository
-
-
-def route_weights(document: Any) -> dict[str, dict[str, int]]:
-    """Each service's blue/green split in a route file (as xds.render_routes writes it:
-    every route of a service carries the same split)."""
-    weights: dict[str, dict[str, int]] = {}
-    for resource in (document or {}).get("resources") or []:
-        for host in resource.get("virtual_hosts") or []:
-            for route in host.get("routes") or []:
-                clusters = ((route.get("route") or {}).get("weighted_clusters") or {}).get(
-                    "clusters"
-                ) or []
-                split = {}
-                for cluster in clusters:
-                    service, _, color = str(cluster.get("name", "")).rpartition("-")
-                    if service in contract.SERVICES and color in xds.COLORS:
-                        split[color] = int(cluster.get("weight", 0))
-                if split:
-                    weights.setdefault(service, split)
-    missing = [s for s in contract.SERVICES if set(weights.get(s, {})) != set(xds.COLORS)]
-    if missing:
-        raise KubectlError(f"{ROUTES_CONFIGMAP} has no blue/green split for {', '.join(missing)}")
-    return weights
-
-
-def render_route_file(weights: Mapping[str, Mapping[str, int]], version: str) -> str:
-    """The route file for these splits, from the contract as the local gateway's is.
-
-    Routes name clusters, never ports (Kubernetes clusters resolve each color's Service
-    by DNS), so the layout carries none.
-    """
-    layout = {
-        service: xds.ServiceLayout({color: () for color in xds.COLORS}, dict(weights[service]))
-        for service in contract.SERVICES
-    }
-    return xds.dump({"version_info": version, "resources": [xds.render_routes(layout)]})
 
 
 def _admin_port() -> int:
@@ -190,14 +158,14 @@ class KubernetesPlatform(Platform):
 
     # --- reading the cluster ---------------------------------------------------------
 
-    def _routes(self) -> tuple[dict[str, Any], Any]:
-        """The gateway-routes ConfigMap and its route file, parsed."""
+    def _routes(self) -> tuple[dict[str, Any], Any, dict[str, dict[str, int]]]:
+        """The gateway-routes ConfigMap, its route file parsed, and the split it says."""
         configmap: dict[str, Any] = self.kubectl.get("configmap", ROUTES_CONFIGMAP)
         try:
             document = yaml.safe_load((configmap.get("data") or {})[xds.RDS_FILE])
-        except (KeyError, yaml.YAMLError) as error:
-            raise KubectlError(f"{ROUTES_CONFIGMAP}: no readable {xds.RDS_FILE}: {error}") from None
-        return configmap, document
+            return configmap, document, route_weights(document)
+        except (KeyError, yaml.YAMLError, RouteFileError) as error:
+            raise KubectlError(f"{ROUTES_CONFIGMAP}: unreadable {xds.RDS_FILE}: {error}") from None
 
     def _deployment(self, service: str, color: str) -> dict[str, Any]:
         deployment: dict[str, Any] = self.kubectl.get(
@@ -215,8 +183,8 @@ class KubernetesPlatform(Platform):
         return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
 
     def service(self, service: str) -> ServiceView:
-        _, document = self._routes()
-        weights = route_weights(document)[service]
+        _, _, split = self._routes()
+        weights = split[service]
         versions = {
             color: image_version(self._image(self._deployment(service, color)))
             for color in xds.COLORS
@@ -302,8 +270,7 @@ class KubernetesPlatform(Platform):
 
     def write_weights(self, service: str, weights: Mapping[str, int]) -> str:
         for _ in range(_REPLACE_ATTEMPTS):
-            configmap, document = self._routes()
-            split = route_weights(document)
+            configmap, document, split = self._routes()
             split[service] = dict(weights)
             try:
                 version = str(int(document.get("version_info") or 0) + 1)
@@ -348,8 +315,7 @@ class KubernetesPlatform(Platform):
 
     def status(self) -> dict[str, Any]:
         report: dict[str, Any] = {"platform": self.name, "namespace": self.namespace}
-        _, document = self._routes()
-        split = route_weights(document)
+        _, _, split = self._routes()
         health: dict[str, dict[str, bool]] = {}
         try:
             with self.gateway() as gateway:

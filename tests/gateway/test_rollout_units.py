@@ -12,13 +12,8 @@ import yaml
 from services.rollout import cli, processes, xds
 from services.rollout.controller import RolloutError, RolloutOptions
 from services.rollout.envoy_admin import _CODE_STAT, CallCounts, EnvoyFleet
-from services.rollout.kubectl import KubectlError
-from services.rollout.kubernetes import (
-    image_repository,
-    image_version,
-    render_route_file,
-    route_weights,
-)
+from services.rollout.kubernetes import image_repository, image_version
+from services.rollout.route_file import RouteFileError, render_route_file, route_weights
 from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
 
 
@@ -114,7 +109,7 @@ def test_route_file_round_trip_keeps_every_services_split() -> None:
     local = {s: xds.ServiceLayout({"blue": (1,), "green": (2,)}, w) for s, w in split.items()}
     assert document["resources"] == [xds.render_routes(local)]
     del document["resources"][0]["virtual_hosts"][0]["routes"][1:]
-    with pytest.raises(KubectlError, match="no blue/green split for scheduling"):
+    with pytest.raises(RouteFileError, match="no blue/green split for scheduling"):
         route_weights(document)
 
 
