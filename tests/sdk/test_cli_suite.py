@@ -142,6 +142,16 @@ def test_inspect_writes_the_part_with_its_regions_boxed(local_suite, tmp_path):
     inside = drawn[2 * box.get("y_min", 0) + 4 : bottom - 3, x0 + 4 : x1 - 3]
     assert not inside[inside.shape[0] // 2 :].any()  # the part itself is left as it was
 
+    table = mfg(local_suite.gateway, "quality", "inspect", str(source))
+    assert table.returncode == 0, table.stderr
+    assert f"part.png: {result['verdict'].removeprefix('VERDICT_').lower()}" in table.stdout
+    assert "Defect regions" in table.stdout and result["probabilities"][0]["label"] in table.stdout
+    anomaly = mfg(
+        local_suite.gateway, "quality", "inspect", str(source), "--model", "magnetic-tile"
+    )
+    assert anomaly.returncode == 0, anomaly.stderr
+    assert "anomaly score" in anomaly.stdout and "threshold" in anomaly.stdout
+
 
 def write_training_images(folder: Path, per_label: int = 6) -> list[tuple[Path, str]]:
     """Smooth noise labelled good and the same with stripes; one folder per label."""

@@ -114,17 +114,25 @@ def inspect(context: Context, image: Path, model: str, overlay: Path | None) -> 
         return
     result = reply.result
     verdict = inspection_pb2.Verdict.Name(result.verdict).removeprefix("VERDICT_").lower()
+    click.echo(
+        f"{image.name}: {verdict} {result.defect_class} "
+        f"(model {result.model_name} {result.model_version})"
+    )
+    if result.probabilities:
+        io.print_table(
+            "Most likely classes",
+            ("class", "probability"),
+            [(p.label, f"{p.probability:.3f}") for p in result.probabilities[:3]],
+        )
+    else:  # an anomaly model
+        click.echo(
+            f"anomaly score {result.anomaly_score:.4g} (threshold {result.anomaly_threshold:.4g})"
+        )
     io.print_table(
-        f"{image.name}: {verdict} {result.defect_class}".rstrip(),
-        ("model", "version", "class", "probability", "anomaly score", "regions"),
-        [
-            (result.model_name, result.model_version, p.label, f"{p.probability:.3f}",
-             f"{result.anomaly_score:.3g}", len(result.regions))
-            for p in result.probabilities[:3]
-        ] or [(result.model_name, result.model_version, "-", "-",
-               f"{result.anomaly_score:.3g} / {result.anomaly_threshold:.3g}",
-               len(result.regions))],
-    )  # fmt: skip
+        "Defect regions (pixels)",
+        ("x_min", "y_min", "x_max", "y_max", "score"),
+        [(b.x_min, b.y_min, b.x_max, b.y_max, f"{b.score:.3g}") for b in result.regions],
+    )
 
 
 def labelled_images(source: Path) -> list[tuple[Path, str]]:
