@@ -334,6 +334,14 @@ def test_blue_green_through_the_rollout_command(cluster: Cluster, tmp_path: Path
         0, 0, False,
     )  # fmt: skip
     assert report["last_rollouts"][-1]["outcome"] == "completed"
+    table = run(
+        sys.executable, "-m", "services.rollout", "status", "--data-dir", str(tmp_path / "var"),
+        env=environ,
+    )  # fmt: skip
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert rows[0] == ["kubernetes", "namespace:", NAMESPACE], table.stdout
+    assert [SERVICE, "green", NEW_VERSION, "100%", "yes", "2/2", "2/2"] in rows, table.stdout
+    assert [SERVICE, "blue", "(1.0.0)", "0%", "-", "0/0"] in rows, table.stdout
 
 
 def test_a_color_that_never_gets_ready_is_rolled_back(
