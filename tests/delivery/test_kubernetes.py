@@ -500,12 +500,11 @@ def test_monitoring_configuration_is_the_one_in_ops(rendered):
     assert mounts["/etc/grafana/provisioning"] == "provisioning"
     provider = yaml.safe_load(laid_out["dashboards/manufacturing-ai.yaml"])["providers"][0]
     assert mounts[provider["options"]["path"]] == "dashboards"
-    # The admin password only by reference, to a Secret the component does not carry.
-    env = {e["name"]: e for e in grafana["env"]}
-    assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
-        "grafana-admin"
-    )
-    assert env["GF_AUTH_ANONYMOUS_ENABLED"]["value"] == "false"
+    # Read-only, and no admin account whose password could be a default.
+    env = {e["name"]: e["value"] for e in grafana["env"]}
+    assert env["GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_AUTH_DISABLE_LOGIN_FORM"] == "true" and env["GF_AUTH_BASIC_ENABLED"] == "false"
 
 
 def policies_allow(
