@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import click
 import pytest
+import yaml
 from manufacturing_sdk.cli.main import cli
 
 PROBLEM = """
@@ -55,6 +56,14 @@ def test_any_method_can_be_called_with_json_from_stdin(scheduling):
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout) == {}  # no schedules yet: an empty reply
+
+
+def test_a_response_stream_prints_one_json_line_per_reply(scheduling):
+    request = json.dumps({"problem": yaml.safe_load(PROBLEM), "time_limit": "1s"})
+    completed = mfg(scheduling.port, "call", "scheduling", "SolveStream", "-d", request)
+    assert completed.returncode == 0, completed.stderr
+    replies = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert replies[-1]["final"] and replies[-1]["schedule"]["makespan"] == "7"
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def load_document(source: str) -> Any:
     """A JSON or YAML document from a file path, ``-`` for stdin, or inline text."""
     if source == "-":
         text = sys.stdin.read()
-    elif Path(source).is_file():
+    elif is_file(source):
         text = Path(source).read_text(encoding="utf-8")
     else:
         text = source
@@ -33,6 +33,14 @@ def load_document(source: str) -> Any:
         return yaml.safe_load(text)  # YAML is a superset of JSON
     except yaml.YAMLError as error:
         raise click.BadParameter(f"not JSON or YAML: {error}") from error
+
+
+def is_file(source: str) -> bool:
+    """Whether ``source`` names a file; inline JSON too long for a path is not one."""
+    try:
+        return Path(source).is_file()
+    except OSError:
+        return False
 
 
 def parse_message(document: Any, message_type: type[M]) -> M:

@@ -157,7 +157,7 @@ def call(context: Context, service: str, method: str, data: str, max_replies: in
         if described.server_streaming:
             replies = client._stream(method, request, type(request), response, None)
             for reply in islice(replies, max_replies or None):
-                io.print_json(reply)
+                io.print_json_line(reply)
         else:
             io.print_json(client._unary(method, request, response, None))
 

@@ -59,7 +59,7 @@ def chart(
       mfg quality chart line-3/ring/diameter --type xbar_r --rules nelson --png chart.png
       mfg quality chart chart.yaml --json
     """
-    if source == "-" or Path(source).is_file():
+    if source == "-" or io.is_file(source):
         request = io.parse_message(io.load_document(source), pb.ComputeControlChartRequest)
     else:
         request = pb.ComputeControlChartRequest(characteristic=source)
