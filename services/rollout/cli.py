@@ -10,9 +10,11 @@ services.devstack``) wrote under its data directory; ``--platform kubernetes
 --namespace NS`` on the suite deploy.sh installed there, through kubectl (``$KUBECTL``
 or on PATH). ``ROLLOUT_PLATFORM`` and ``ROLLOUT_NAMESPACE`` are the defaults of both
 options. The history is kept under ``--data-dir`` (default ``var``) either way.
+
 Where the services require credentials, ``ROLLOUT_CALL_HEADER='x-api-key: KEY'`` (or
 ``'authorization: Bearer TOKEN'``) goes with the smoke and parity calls; an environment
 variable, so the secret stays off command lines.
+
 Exit code 0: completed; 1: rolled back (the reason is printed and kept in the
 history); 2: could not start.
 """
