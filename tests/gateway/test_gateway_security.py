@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,8 +33,9 @@ from services.devstack import gateway_security as gs
 from services.devstack.envoy import EnvoyProcess, layout_of, validate
 from services.rollout import xds
 from services.runtime import devcerts
+from tests.delivery.tools import tool
 from tests.gateway.conftest import HEALTH_CHECK_INTERVAL_S
-from tests.gateway.local_suite import local_suite, paste
+from tests.gateway.local_suite import ROOT, local_suite, paste
 from tests.gateway.test_envoy import by_request_id, wait_for_log_entry
 from tests.harness import serve, settings_for
 
@@ -318,3 +322,76 @@ def test_local_suite_with_the_security_switches_answers_its_printed_calls(
         for command in calls:
             assert paste(command, MFG_TOKEN=token).returncode == 0, command
             assert paste(command, MFG_TOKEN="").returncode != 0, command
+
+
+# --- Kubernetes: k8s/components/gateway-security ---------------------------------------
+
+
+def test_kubernetes_bootstrap_is_current_and_validates(tmp_path: Path, certs: Path) -> None:
+    committed = gs.KUBERNETES_BOOTSTRAP.read_text(encoding="utf-8")
+    assert committed == gs.render_bootstrap(gs.KUBERNETES), (
+        "k8s/components/gateway-security/envoy.yaml is stale: "
+        "run python -m services.devstack.gateway_security"
+    )
+    # The mounted secrets' paths, pointed at local files for Envoy's own check.
+    (tmp_path / "jwks").write_text(Issuer().jwks(), encoding="utf-8")
+    local = (
+        committed.replace("/etc/envoy/tls/tls.crt", str(certs / "server.pem"))
+        .replace("/etc/envoy/tls/tls.key", str(certs / "server-key.pem"))
+        .replace("/etc/envoy/auth/jwks", str(tmp_path / "jwks"))
+    )
+    (tmp_path / "envoy.yaml").write_text(local, encoding="utf-8")
+    result = validate(tmp_path / "envoy.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_component_mounts_what_the_bootstrap_reads(tmp_path: Path) -> None:
+    kubectl = tool("kubectl", "renders the kustomize component")
+    render = subprocess.run(
+        [sys.executable, "docker/render.py"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert render.returncode == 0, render.stderr
+    k8s = os.path.relpath(ROOT / "k8s", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [f"{k8s}/base"],
+                "components": [f"{k8s}/components/gateway-security"],
+            }
+        ),
+        encoding="utf-8",
+    )
+    built = subprocess.run(
+        [kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    documents = list(yaml.safe_load_all(built.stdout))
+
+    def find(kind: str, prefix: str) -> dict[str, Any]:
+        (found,) = [
+            d for d in documents if d["kind"] == kind and d["metadata"]["name"].startswith(prefix)
+        ]
+        return found
+
+    bootstrap = find("ConfigMap", "gateway-bootstrap")["data"]["envoy.yaml"]
+    assert bootstrap == gs.KUBERNETES_BOOTSTRAP.read_text(encoding="utf-8")
+    pod = find("Deployment", "gateway")["spec"]["template"]["spec"]
+    (envoy,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in envoy["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "gateway-tls"
+    assert volumes["auth"]["secret"]["items"] == [{"key": "jwks", "path": "jwks"}]
+    # Every file the bootstrap names is one the pod mounts.
+    assert gs.KUBERNETES.tls is not None and gs.KUBERNETES.jwt is not None
+    for path, volume in (
+        (gs.KUBERNETES.tls.cert_file, "tls"),
+        (gs.KUBERNETES.tls.key_file, "tls"),
+        (gs.KUBERNETES.jwt.jwks_file, "auth"),
+    ):
+        assert path in bootstrap and Path(path).parent == Path(mounts[volume])
+    assert envoy["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert envoy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    annotations = find("Ingress", "gateway")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
