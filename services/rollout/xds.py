@@ -18,6 +18,8 @@ contract (see :mod:`services.rollout.contract`):
 - a caller's grpc-timeout is honoured up to the route's cap (``max_stream_duration``:
   without one the cap applies; the expired call ends DEADLINE_EXCEEDED, not
   UNAVAILABLE). Streaming methods have no cap: only the caller's deadline;
+- with :class:`UpstreamTls` every cluster is called and health-checked over mutual TLS
+  (the services then demand a client certificate: ``TLS_CLIENT_CA_FILE``);
 - every method of the contract has its own exact route and nothing else of a service
   is routed, so the files must be regenerated when the contract gains a method
   (``python -m services.rollout.xds``; a test says when they are stale).
