@@ -223,6 +223,10 @@ def test_ops_image_is_small_unprivileged_and_has_its_tools():
     assert re.findall(r"(?m)^USER (\S+)$", final) == ["10001:10001"]
     assert "GIT_REVISION=${GIT_REVISION}" in final
     assert "PG_BIN=/usr/lib/postgresql/15/bin" in final
+    # verify restores with the server major that took the backup: the database host's.
+    conf = (ROOT / "k8s/components/backups/pgbackrest.conf").read_text()
+    major = re.search(r"(?m)^pg1-path=/var/lib/postgresql/(\d+)/", conf)
+    assert major and f"postgresql-{major[1]}" in packages
     assert re.search(r'(?m)^ENTRYPOINT \["python", "-m", "services.ops"\]$', final)
 
 
