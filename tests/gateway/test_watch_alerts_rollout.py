@@ -212,6 +212,8 @@ def test_subscriber_reconnects_to_the_new_color_and_misses_no_alert(
 
     assert record["outcome"] == "completed", record
     events = record["events"]
+    (drain,) = [e for e in events if e["event"] in ("drained", "drain timed out")]
+    assert drain.get("active", 0) <= 1, drain  # only the subscription held the old color
     (stopped,) = [i for i, e in enumerate(events) if e["event"] == "stopped"]
     assert (events[stopped]["color"], events[stopped]["graceful"]) == ("blue", True), events
     # SIGTERM ended the open subscription at once instead of holding the stop for the
