@@ -40,6 +40,7 @@ from services.quality.servicer import QualityServicer
 from services.quality.train import NEU_MODEL, SHARED_DATA, TILE_MODEL, TRAIN_FRACTION
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import load_settings
+from services.runtime.event_stream import MemoryEventStream
 from services.runtime.server import GrpcService
 
 WORKERS = 2
@@ -103,7 +104,7 @@ def local_servicer(registry: ModelRegistry, executor: ThreadPoolExecutor) -> Qua
         registry=registry,
         measurements=no_database,
         clock=lambda: datetime.now(UTC),
-        feed=MeasurementFeed(),
+        feed=MeasurementFeed(MemoryEventStream()),
         inspector=Inspector(),
         executor=executor,
         max_pixels=DEFAULT_MAX_PIXELS,

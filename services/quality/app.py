@@ -19,11 +19,31 @@ from services.quality.servicer import SERVICE_NAME, QualityServicer
 from services.runtime import db
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import Settings
+from services.runtime.event_stream import MemoryEventStream, RedisEventStream
 from services.runtime.info import service_info
 from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
 
 logger = logging.getLogger(__name__)
+
+
+def measurement_feed_key(settings: Settings) -> str:
+    """Replicas that share a database (and so its measurements) share the feed."""
+    return f"{settings.service}:{settings.database_schema}:measurements"
+
+
+def measurement_feed_for(settings: Settings) -> MeasurementFeed:
+    """Redis Streams shared by every replica on the same database, else in-process."""
+    if settings.redis.url:
+        return MeasurementFeed(
+            RedisEventStream(
+                settings.redis.url,
+                measurement_feed_key(settings),
+                field=b"measurements",
+                name="measurement feed",
+            )
+        )
+    return MeasurementFeed(MemoryEventStream())
 
 
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
@@ -46,6 +66,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
         registry=None,
     )
+    feed = measurement_feed_for(settings)
     servicer = QualityServicer(
         inspected=inspected,
         inference=inference,
@@ -55,7 +76,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         registry=registry,
         measurements=repository_scope(sessions, MeasurementRepository),
         clock=lambda: datetime.now(UTC),
-        feed=MeasurementFeed(),
+        feed=feed,
         inspector=Inspector(),
         executor=executor,
         max_pixels=settings.quality.max_image_pixels,
@@ -75,6 +96,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
 
     def close() -> None:
         executor.shutdown(wait=False, cancel_futures=True)
+        feed.close()
         engine.dispose()
 
     return ServiceParts(

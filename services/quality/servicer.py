@@ -311,11 +311,12 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         template = pb.ComputeControlChartRequest(chart_type=request.chart_type, rules=request.rules)
         if request.HasField("frozen_limits"):
             template.frozen_limits.CopyFrom(request.frozen_limits)
+        subscription = self._feed.subscribe(request.characteristic)  # before the count
         with self._measurements() as repository:
             latest = repository.latest(request.characteristic, 1)
         seen = latest[-1].sequence if latest else 0
         while context.is_active():
-            total = self._feed.wait(request.characteristic, seen, WATCH_POLL_S)
+            total = subscription.wait(seen, WATCH_POLL_S)
             if total <= seen:
                 continue
             with self._measurements() as repository:
