@@ -42,12 +42,14 @@ def require_postgres_bin() -> str:
 
 
 def require_pypi_json(url: str) -> None:
-    """Skip (fail in CI) unless PyPI's JSON API answers ``url``: pip-audit's source."""
+    """Skip unless PyPI's JSON API answers ``url``: pip-audit's source.
+
+    Unlike the tools above this is a remote service the machine may not reach (some
+    mirrors serve the package index but not the per-version JSON), so it skips even in
+    CI; the workflow's own pip-audit step is where an unreachable API fails the build.
+    """
     try:
         with urllib.request.urlopen(url, timeout=15) as response:  # noqa: S310 (https)
             response.read(1)
     except (OSError, ValueError) as error:
-        reason = f"PyPI's JSON API does not answer {url} from here ({error})"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI needs it for the dependency vulnerability scan")
-        pytest.skip(reason)
+        pytest.skip(f"PyPI's JSON API does not answer {url} from here ({error})")
