@@ -29,7 +29,7 @@ from manufacturing.common.v1 import service_info_pb2
 from manufacturing.quality.v1 import quality_service_pb2 as pb
 from manufacturing.quality.v1 import quality_service_pb2_grpc
 
-from services.quality import app
+from services.quality import app, persistence
 from services.quality.datasets import Sample, blocked_split, neu_samples, tile_samples
 from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
 from services.quality.domain.inspection.inspector import Inspector
@@ -38,6 +38,7 @@ from services.quality.feed import MeasurementFeed
 from services.quality.registry import SHIPPED_MODELS, ModelRegistry, memory_activations
 from services.quality.servicer import QualityServicer
 from services.quality.train import NEU_MODEL, SHARED_DATA, TILE_MODEL, TRAIN_FRACTION
+from services.runtime import migrations
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import load_settings
 from services.runtime.event_stream import MemoryEventStream
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 "MFG_SERVER__SHUTDOWN_DELAY_S": "0",
             },
         )
+        # As a deployment does before starting the service: create its tables.
+        migrations.upgrade(settings, persistence.MIGRATIONS, persistence.metadata)
         build = BuildInfo(version="bench", git_revision="bench", start_time=datetime.now(UTC))
         service = GrpcService(settings, build, app.compose(settings, build))
         service.start()
