@@ -404,6 +404,29 @@ def test_a_color_failing_under_traffic_gets_its_traffic_back_to_the_live_one(
     assert after["deployments"][f"{SERVICE}-blue"] == state["deployments"][f"{SERVICE}-blue"]
 
 
+def test_a_canary_moves_the_split_step_by_step(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECTL", raising=False)
+    for name, value in cluster.environ().items():
+        monkeypatch.setenv(name, value)
+    options = RolloutOptions(
+        "canary", steps=(10, 50), step_s=0.2, poll_s=0.05, drain_quiet_s=0.2,
+        route_timeout_s=5, call_metadata=(("x-api-key", API_KEY),),
+    )  # fmt: skip
+    controller = RolloutController(tmp_path / "var", platform=KubernetesPlatform(NAMESPACE))
+    record = controller.run(SERVICE, NEW_VERSION, options, NEW_IMAGE)
+
+    assert record["outcome"] == "completed", record
+    weights = [(e["blue"], e["green"]) for e in record["events"] if e["event"] == "weights"]
+    assert weights == [(90, 10), (50, 50), (0, 100)]
+    passed = [e for e in record["events"] if e["event"] == "step passed"]
+    assert len(passed) == 3 and all(e["calls"] > 0 and e["errors"] == 0 for e in passed)
+    assert split_of(cluster.routes())[SERVICE] == {"blue": 0, "green": 100}
+    assert yaml.safe_load(cluster.routes())["version_info"] == "4"
+    assert cluster.load()["deployments"][f"{SERVICE}-blue"]["replicas"] == 0
+
+
 def test_one_rollout_per_service_in_the_namespace(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
