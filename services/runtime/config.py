@@ -48,6 +48,9 @@ class ServerSettings(_Section):
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # Messages one client stream may carry before it is ended RESOURCE_EXHAUSTED.
     max_stream_messages: int = Field(default=100_000, ge=1)
+    # Deadline of a unary call whose caller set none (the gateway's route cap, 30 s,
+    # for calls that reach the service directly); streams keep only the caller's.
+    default_deadline_s: float = Field(default=30.0, gt=0, le=3600)
     # After SIGTERM: health turns NOT_SERVING, then new calls are still taken for
     # shutdown_delay_s (balancers notice), then in-flight calls get grace_period_s.
     shutdown_delay_s: float = Field(default=1.0, ge=0)

@@ -51,6 +51,10 @@ class Unavailable(ServiceError):
     """A dependency is not usable right now; the call may be retried."""
 
 
+class DeadlineExceeded(ServiceError):
+    """The call's deadline passed before its work was done."""
+
+
 class Violations:
     """Collects field violations while validating a request, then raises them at once."""
 

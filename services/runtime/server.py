@@ -40,6 +40,7 @@ from services.runtime.build_info import BuildInfo
 from services.runtime.config import Settings, TlsSettings
 from services.runtime.interceptors.access_log import AccessLogInterceptor
 from services.runtime.interceptors.auth import AuthInterceptor
+from services.runtime.interceptors.deadline import DefaultDeadlineInterceptor
 from services.runtime.interceptors.errors import ErrorMappingInterceptor
 from services.runtime.interceptors.metrics import MetricsInterceptor
 from services.runtime.interceptors.request_id import RequestIdInterceptor
@@ -142,7 +143,9 @@ class GrpcService:
             interceptors.append(
                 AuthInterceptor(rules_of(service), Authenticator.from_settings(settings.auth))
             )
-        # Innermost: it hands the handler the context whose is_active() sees the stop.
+        # These two hand the handler a context of their own: for unary calls one that
+        # expires at the default deadline, for subscriptions one that sees the stop.
+        interceptors.append(DefaultDeadlineInterceptor(settings.server.default_deadline_s))
         interceptors.append(EndStreamsOnStopInterceptor(self._taking_no_calls))
         self.server = grpc.server(
             self._workers,

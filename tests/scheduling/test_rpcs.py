@@ -10,13 +10,14 @@ import time
 import grpc
 import pytest
 from google.protobuf import duration_pb2
-from manufacturing.scheduling.v1 import schedule_pb2
+from manufacturing.scheduling.v1 import schedule_pb2, scheduling_service_pb2_grpc
 from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
 
 from bench.scheduling import GENERATED, taillard
 from services.scheduling.convert import problem_from_proto, problem_to_proto
 from services.scheduling.domain.orlib import parse_orlib
 from tests.errors_support import field_violations
+from tests.harness import channel_to, serve, settings_for
 from tests.scheduling.checker import assert_feasible
 from tests.shared_data import shared_data
 
@@ -122,6 +123,21 @@ def test_call_deadline_shorter_than_the_time_limit_wins(shared_scheduling_stub):
         pb.SolveRequest(problem=problem, time_limit=seconds(30)), timeout=2
     ).schedule
     assert time.monotonic() - started < 2
+    assert_schedule_feasible(schedule)
+
+
+def test_a_solve_without_a_deadline_stops_at_the_servers_default(tmp_path):
+    problem = problem_to_proto(parse_orlib((shared_data("jssp") / "la29").read_text()))
+    settings = settings_for("scheduling", tmp_path, MFG_SERVER__DEFAULT_DEADLINE_S="2")
+    with serve(settings) as service, channel_to(service.port) as channel:
+        started = time.monotonic()
+        schedule = (
+            scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
+            .Solve(pb.SolveRequest(problem=problem, time_limit=seconds(30)))
+            .schedule
+        )
+        assert time.monotonic() - started < 2
+    assert schedule.status == schedule_pb2.SOLVE_STATUS_FEASIBLE
     assert_schedule_feasible(schedule)
 
 

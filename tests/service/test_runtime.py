@@ -50,11 +50,22 @@ def _probe_handlers() -> grpc.GenericRpcHandler:
     def count(requests, context: grpc.ServicerContext) -> bytes:
         return str(sum(1 for _ in requests)).encode()
 
+    def remaining(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return str(context.time_remaining()).encode()
+
+    def work(request: bytes, context: grpc.ServicerContext) -> bytes:
+        """Long work that stops when the call is over, as solvers and loops do."""
+        while context.is_active():
+            time.sleep(0.02)
+        return b"stopped"
+
     return grpc.method_handlers_generic_handler(
         PROBE,
         {
             "Fail": grpc.unary_unary_rpc_method_handler(fail),
             "Count": grpc.stream_unary_rpc_method_handler(count),
+            "Remaining": grpc.unary_unary_rpc_method_handler(remaining),
+            "Work": grpc.unary_unary_rpc_method_handler(work),
         },
     )
 
@@ -223,3 +234,32 @@ def test_overlong_client_stream_is_ended_resource_exhausted(tmp_path):
             count(iter([b"x"] * 4), timeout=10)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "at most 3 messages" in str(caught.value.details())
+
+
+def test_a_unary_call_without_a_deadline_gets_the_servers_default(tmp_path):
+    with (
+        probe_service(tmp_path, MFG_SERVER__DEFAULT_DEADLINE_S="0.5") as service,
+        channel_to(service.port) as channel,
+    ):
+        remaining = channel.unary_unary(f"/{PROBE}/Remaining", None, None)
+        assert 0 < float(remaining(b"")) <= 0.5
+        assert float(remaining(b"", timeout=20)) > 19  # a caller's own deadline stands
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            channel.unary_unary(f"/{PROBE}/Work", None, None)(b"")
+        took = time.monotonic() - started
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "default of 0.5 s" in str(caught.value.details())
+    assert 0.5 <= took < 3  # the work stopped at the deadline, not at the test's end
+
+
+def test_streams_keep_only_their_callers_deadline(tmp_path):
+    with (
+        probe_service(tmp_path, MFG_SERVER__DEFAULT_DEADLINE_S="0.2") as service,
+        channel_to(service.port) as channel,
+    ):
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert next(watch).status == SERVING
+        time.sleep(0.5)  # past the default deadline, the subscription is still open
+        assert watch.is_active()
+        watch.cancel()

@@ -59,10 +59,10 @@ def response_stream_handler(
     return factory(behaviour, handler.request_deserializer, handler.response_serializer)
 
 
-class ScopeInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """A server interceptor defined by its ``scope`` context manager."""
+class HandlerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """A server interceptor defined by how it replaces each method's handler."""
 
-    def scope(self, context: grpc.ServicerContext, method: str) -> AbstractContextManager[None]:
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> Any:
         raise NotImplementedError
 
     def intercept_service(
@@ -71,7 +71,19 @@ class ScopeInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = continuation(handler_call_details)
-        return wrap_handler(handler, handler_call_details.method, self.scope)
+        if handler is None:
+            return None
+        return self.wrap(handler, handler_call_details.method)
+
+
+class ScopeInterceptor(HandlerInterceptor):
+    """A server interceptor defined by its ``scope`` context manager."""
+
+    def scope(self, context: grpc.ServicerContext, method: str) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> Any:
+        return wrap_handler(handler, method, self.scope)
 
 
 def final_code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:

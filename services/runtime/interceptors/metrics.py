@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from services.runtime.interceptors._wrap import final_code, wrap_handler
+from services.runtime.interceptors._wrap import HandlerInterceptor, final_code, wrap_handler
 from services.runtime.metrics import ServiceMetrics
 
 
@@ -19,21 +19,14 @@ def _call_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
     return "server_stream" if handler.response_streaming else "unary"
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class MetricsInterceptor(HandlerInterceptor):
     def __init__(self, metrics: ServiceMetrics) -> None:
         self._metrics = metrics
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> Any:
         # "/package.Service/Method"
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        labels = (_call_type(handler), service, method)
+        service, _, name = method.lstrip("/").rpartition("/")
+        labels = (_call_type(handler), service, name)
 
         @contextmanager
         def scope(context: grpc.ServicerContext, _method: str) -> Iterator[None]:
@@ -54,4 +47,4 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 metrics.handled.labels(*labels, final_code(context, failed).name).inc()
 
         scope_factory: Callable[[grpc.ServicerContext, str], AbstractContextManager[None]] = scope
-        return wrap_handler(handler, handler_call_details.method, scope_factory)
+        return wrap_handler(handler, method, scope_factory)

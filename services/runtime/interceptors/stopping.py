@@ -17,13 +17,13 @@ finish, as unary calls do.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
 from services.runtime.errors import Unavailable
-from services.runtime.interceptors._wrap import response_stream_handler
+from services.runtime.interceptors._wrap import HandlerInterceptor, response_stream_handler
 
 
 class _StopAwareContext:
@@ -44,18 +44,13 @@ class _StopAwareContext:
         return getattr(self._context, name)
 
 
-class EndStreamsOnStopInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class EndStreamsOnStopInterceptor(HandlerInterceptor):
     def __init__(self, stopping: threading.Event) -> None:
         self._stopping = stopping
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method.rpartition("/")[2]
-        if handler is None or not (handler.response_streaming and method.startswith("Watch")):
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> Any:
+        name = method.rpartition("/")[2]
+        if not (handler.response_streaming and name.startswith("Watch")):
             return handler
         inner: Any = handler.unary_stream or handler.stream_stream
         stopping = self._stopping

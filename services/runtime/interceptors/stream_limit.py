@@ -7,12 +7,13 @@ uploads into several calls.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
 from services.runtime.errors import ResourceExhausted
+from services.runtime.interceptors._wrap import HandlerInterceptor
 
 
 def _counted(requests: Iterator[Any], limit: int) -> Iterator[Any]:
@@ -22,17 +23,12 @@ def _counted(requests: Iterator[Any], limit: int) -> Iterator[Any]:
         yield request
 
 
-class StreamLimitInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class StreamLimitInterceptor(HandlerInterceptor):
     def __init__(self, max_messages: int) -> None:
         self._max = max_messages
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None or not handler.request_streaming:
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> Any:
+        if not handler.request_streaming:
             return handler
         limit = self._max
         if handler.response_streaming:
