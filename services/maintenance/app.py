@@ -36,7 +36,7 @@ def alert_stream_for(settings: Settings) -> AlertStream:
 
 
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
-    models = ModelRegistry.load()
+    models = ModelRegistry.load(settings.models_dir)
     engine = db.create_engine_for(settings)
     sessions = db.make_session_factory(engine)
     stream = alert_stream_for(settings)
@@ -71,7 +71,11 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     return ServiceParts(
         service_name=SERVICE_NAME,
         register=register,
-        readiness_checks={"database": partial(db.database_ready, engine), "alerts": stream.ping},
+        readiness_checks={
+            "database": partial(db.database_ready, engine),
+            "alerts": stream.ping,
+            "models": models.all_serving,
+        },
         close=close,
         collectors=(ingested, raised),
         model_versions=models.versions,

@@ -51,7 +51,8 @@ class RemainingLife:
             raise InvalidArgument(
                 [FieldViolation(field, f"unknown model {name!r}; one of {known}")]
             )
-        return found[0], f"{name}@{found[1]}"
+        model, version = found.get()
+        return model, f"{name}@{version}"
 
     def _steps(self, model: RulModel, readings: Sequence[Reading]) -> Steps:
         defaults = model.normaliser.centers[0] * model.normaliser.setting_scale

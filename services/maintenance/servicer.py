@@ -44,6 +44,7 @@ from services.runtime.errors import (
     NotFound,
     Violations,
 )
+from services.runtime.models import ServedModel
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MaintenanceService"].full_name
 MAX_REJECTED_LISTED = 1000
@@ -76,7 +77,7 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
         alert_store: AlertScope,
         alerts: AlertCenter,
         remaining_life: RemainingLife,
-        failure: tuple[FailureModel, str],
+        failure: ServedModel[tuple[FailureModel, str]],
         info: Callable[[], service_info_pb2.ServiceInfo],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         ingested: Counter | None = None,
@@ -86,7 +87,7 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
         self._alert_store = alert_store
         self._alerts = alerts
         self._rul = remaining_life
-        self._failure, self._failure_version = failure
+        self._failure = failure
         self._info = info
         self._clock = clock
 
@@ -270,7 +271,8 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
                 f"must be finite and between {low:g} and {high:g}",
             )
         violations.raise_if_any()
-        prediction = self._failure.predict(
+        model, version = self._failure.get()
+        prediction = model.predict(
             MachineSnapshot(
                 product_type=PRODUCT_TYPES[request.product_type - 1],
                 air_temperature_k=request.air_temperature_k,
@@ -294,7 +296,7 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
         return pb.PredictFailureResponse(
             failure_probability=prediction.failure_probability,
             modes=[pb.FailureModeProbability(mode=m, probability=p) for m, p in modes],
-            model_version=f"failure-ai4i@{self._failure_version}",
+            model_version=f"{self._failure.name}@{version}",
             alerts=[convert.alert_to_proto(a) for a in raised],
         )
 

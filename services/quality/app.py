@@ -50,7 +50,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     engine = db.create_engine_for(settings)
     sessions = db.make_session_factory(engine)
     registry = ModelRegistry(
-        shipped=SHIPPED_MODELS,
+        shipped=settings.models_dir or SHIPPED_MODELS,
         trained=settings.data_dir / "models",
         activations=repository_scope(sessions, ActivationRepository),
     )

@@ -161,6 +161,9 @@ class Settings(_Section):
     environment: Literal["development", "staging", "production"]
     color: str = ""
     data_dir: Path = Path("var")
+    # Where the service's released models are read from (e.g. signed ones on a mounted
+    # volume); unset means the ones packaged with the service.
+    models_dir: Path | None = None
     readiness_interval_s: float = Field(default=2.0, gt=0)
     server: ServerSettings
     database: DatabaseSettings = DatabaseSettings()

@@ -65,8 +65,13 @@ def configured_key(environ: Mapping[str, str] | None = None) -> Ed25519PublicKey
     return _public_key(path) if path else None
 
 
-def _refuse(manifest: Path, reason: str) -> SignatureError:
+def log_refusal(manifest: Path, reason: str) -> None:
+    """The one log line of a refused manifest or artifact (signature, hash, missing file)."""
     logger.error("model manifest refused", extra={"manifest": str(manifest), "reason": reason})
+
+
+def _refuse(manifest: Path, reason: str) -> SignatureError:
+    log_refusal(manifest, reason)
     return SignatureError(f"{manifest}: {reason}; refusing its models")
 
 

@@ -14,19 +14,29 @@ from services.runtime import db
 from services.runtime.build_info import BuildInfo
 from services.runtime.config import SchedulingSettings, Settings
 from services.runtime.info import service_info
+from services.runtime.models import ServedModel, all_serving, load_model
 from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
 from services.scheduling import duration_artifacts
+from services.scheduling.domain.durations import DurationModel
 from services.scheduling.maintenance import MaintenanceAdvisor
 from services.scheduling.persistence import ScheduleRepository
 from services.scheduling.servicer import SERVICE_NAME, SchedulingServicer, SolverSettings
+
+# The name the duration model is reported under (ServiceInfo, model_info).
+DURATION_MODEL = "processing_time"
 
 
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     engine = db.create_engine_for(settings)
     sessions = db.make_session_factory(engine)
 
-    durations = duration_artifacts.load()
+    models_dir = settings.models_dir or duration_artifacts.DEFAULT_DIRECTORY
+    durations = load_model(
+        DURATION_MODEL,
+        models_dir / duration_artifacts.MANIFEST,
+        partial(duration_artifacts.load, models_dir),
+    )
     maintenance_channel = None
     maintenance = None
     if settings.scheduling.maintenance_address:
@@ -44,9 +54,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     servicer = SchedulingServicer(
         solved=solved,
         schedules=repository_scope(sessions, ScheduleRepository),
-        info=partial(
-            service_info, settings, build, SERVICE_NAME, {"processing_time": durations[0]}
-        ),
+        info=partial(service_info, settings, build, SERVICE_NAME, versions(durations)),
         solver=solver_settings(settings.scheduling),
         durations=durations,
         maintenance=maintenance,
@@ -58,11 +66,19 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     return ServiceParts(
         service_name=SERVICE_NAME,
         register=register,
-        readiness_checks={"database": partial(db.database_ready, engine)},
+        readiness_checks={
+            "database": partial(db.database_ready, engine),
+            "models": partial(all_serving, [durations]),
+        },
         close=partial(_close, engine, maintenance_channel),
         collectors=(solved,),
-        model_versions=lambda: {"processing_time": durations[0]},
+        model_versions=partial(versions, durations),
     )
+
+
+def versions(durations: ServedModel[tuple[str, DurationModel]]) -> dict[str, str]:
+    """The duration model's version while it serves."""
+    return {durations.name: durations.loaded[0]} if durations.loaded else {}
 
 
 def _close(engine: Engine, channel: grpc.Channel | None) -> None:

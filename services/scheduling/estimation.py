@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 from manufacturing.scheduling.v1 import schedule_pb2
 
-from services.runtime.errors import Unavailable, Violations
+from services.runtime.errors import Violations
+from services.runtime.models import ServedModel
 from services.scheduling.domain.durations import DurationModel, OperationRecord
 from services.scheduling.domain.model import EligibleMachine, Job
 from services.scheduling.domain.validation import MAX_DURATION, MAX_OPERATIONS
@@ -57,13 +58,13 @@ def fill_durations(
     jobs: Sequence[Job],
     messages: Sequence[schedule_pb2.Job],
     job_paths: Sequence[str],
-    model: tuple[str, DurationModel] | None,
+    model: ServedModel[tuple[str, DurationModel]],
     violations: Violations,
 ) -> tuple[tuple[Job, ...], tuple[Estimate, ...]]:
     """``jobs`` (read from ``messages``, at ``job_paths``) with left-out durations estimated.
 
     Malformed work descriptions are added to ``violations`` and nothing is estimated;
-    Unavailable is raised when durations need estimating and no model is loaded.
+    Unavailable is raised when durations need estimating and the model is not serving.
     """
     if sum(len(job.operations) for job in jobs) > MAX_OPERATIONS:
         return tuple(jobs), ()  # validation refuses the problem's size
@@ -91,9 +92,7 @@ def fill_durations(
             )
     if not missing or not well_formed:
         return tuple(jobs), ()
-    if model is None:
-        raise Unavailable("no duration model is loaded to estimate the durations left out")
-    version, duration_model = model
+    version, duration_model = model.get()
     predicted = duration_model.predict([query for *_, query in missing])
     filled = [list(job.operations) for job in jobs]
     estimates = []

@@ -23,9 +23,9 @@ from services.runtime.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
-    Unavailable,
     Violations,
 )
+from services.runtime.models import ServedModel
 from services.scheduling.convert import (
     OBJECTIVE_FROM_PROTO,
     assignments_from_proto,
@@ -112,7 +112,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         schedules: RepositoryScope,
         info: Callable[[], service_info_pb2.ServiceInfo],
         solver: SolverSettings | None = None,
-        durations: tuple[str, DurationModel] | None = None,
+        durations: ServedModel[tuple[str, DurationModel]],
         maintenance: MaintenanceAdvisor | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         solved: Counter | None = None,
@@ -431,9 +431,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         for i, record in enumerate(records[:MAX_DURATION_QUERIES]):
             check_record(record, f"queries[{i}]", violations)
         violations.raise_if_any()
-        if self._durations is None:
-            raise Unavailable("no duration model is loaded")
-        version, model = self._durations
+        version, model = self._durations.get()
         predicted = model.predict(records)
         return pb.PredictDurationsResponse(durations=predicted, model_version=version)
 

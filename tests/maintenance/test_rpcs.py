@@ -167,18 +167,19 @@ def test_remaining_life_rejects_bad_windows(maintenance_stub, fd001_test_units):
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+# Hot, slow spindle: the AI4I heat-dissipation failure condition.
+HEAT_DISSIPATION_FAILURE = pb.PredictFailureRequest(
+    product_type=pb.PRODUCT_TYPE_L,
+    air_temperature_k=302.5,
+    process_temperature_k=310.5,
+    rotational_speed_rpm=1300,
+    torque_nm=55,
+    tool_wear_min=50,
+)
+
+
 def test_predict_failure_names_the_mode_and_rejects_bad_input(maintenance_stub):
-    # Hot, slow spindle: the AI4I heat-dissipation failure condition.
-    reply = maintenance_stub.PredictFailure(
-        pb.PredictFailureRequest(
-            product_type=pb.PRODUCT_TYPE_L,
-            air_temperature_k=302.5,
-            process_temperature_k=310.5,
-            rotational_speed_rpm=1300,
-            torque_nm=55,
-            tool_wear_min=50,
-        )
-    )
+    reply = maintenance_stub.PredictFailure(HEAT_DISSIPATION_FAILURE)
     assert reply.failure_probability > 0.5
     assert reply.modes[0].mode == "HDF"
     healthy = maintenance_stub.PredictFailure(
