@@ -10,9 +10,11 @@
    configuration the gateway watches and waiting until Envoy serves that version;
    during each step watch the new color's calls by grpc-status in Envoy's stats and
    stop at the first sign that its server errors exceed ``max_error_rate``;
-6. drain the old color: no weight, then wait until Envoy has no call in flight to it
-   and sends it no new one for ``drain_quiet_s``; only then stop it (SIGTERM: it turns
-   NOT_SERVING, waits, lets in-flight calls finish, sends GOAWAY and exits).
+6. drain the old color: no weight, then wait until Envoy sends it no new call for
+   ``drain_quiet_s`` and it serves no call but subscriptions (its own per-method
+   metrics say which; :mod:`services.rollout.drain`); only then stop it (SIGTERM: it
+   turns NOT_SERVING, waits, ends subscriptions UNAVAILABLE so their callers resume on
+   the live color, lets other in-flight calls finish, sends GOAWAY and exits).
 
 Any failure rolls back the same way in reverse: weights back to the live color, drain
 the new one, stop it. Every rollout ends as a line in the history. Where each step
@@ -37,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.rollout import checks, xds
+from services.rollout import checks, drain, xds
 from services.rollout.envoy_admin import AdminError, Gateway
 from services.rollout.kubectl import KubectlError
 from services.rollout.local import LocalPlatform
@@ -70,7 +72,7 @@ class RolloutOptions:
     ready_timeout_s: float = 60.0  # from its first health answer until SERVING
     route_timeout_s: float = 10.0  # until Envoy serves a rewritten route file
     drain_quiet_s: float = 2.0  # no new call to the old color for this long
-    drain_timeout_s: float = 60.0
+    drain_timeout_s: float = 60.0  # then it is stopped whatever is in flight
     stop_timeout_s: float = 45.0
     poll_s: float = 0.1
     migrate: bool = True
@@ -243,7 +245,7 @@ class RolloutController:
             # From here the new color is live: a failure to retire the old one is
             # reported, never "rolled back" onto a color that may be half stopped.
             try:
-                self._drain(run, gateway, xds.cluster_name(service, live))
+                self._drain(run, gateway, live)
                 self._stop_color(run, live)
             except Exception as error:
                 self._event(run, "old color not retired cleanly", color=live, error=repr(error))
@@ -287,23 +289,19 @@ class RolloutController:
                     f"{options.min_step_calls} needed to judge the step"
                 )
 
-    def _drain(self, run: _Run, gateway: Gateway, cluster: str) -> None:
-        """Until no call is in flight to ``cluster`` and none arrives for a while."""
+    def _drain(self, run: _Run, gateway: Gateway, color: str) -> None:
+        """Until ``color`` is drained (:mod:`services.rollout.drain`) or the timeout."""
         options = run.options
-        deadline = time.monotonic() + options.drain_timeout_s
-        _, total = gateway.upstream_requests(cluster)
-        quiet_since = time.monotonic()
-        while True:
-            time.sleep(options.poll_s)
-            now_active, now_total = gateway.upstream_requests(cluster)
-            if now_total != total or now_active:
-                total, quiet_since = now_total, time.monotonic()
-            elif time.monotonic() - quiet_since >= options.drain_quiet_s:
-                self._event(run, "drained", cluster=cluster, upstream_rq_total=total)
-                return
-            if time.monotonic() > deadline:
-                self._event(run, "drain timed out", cluster=cluster, active=now_active)
-                return
+        with self.platform.metrics_endpoints(run.service, color) as ports:
+            result = drain.wait_drained(
+                gateway,
+                xds.cluster_name(run.service, color),
+                (lambda: drain.read_in_flight(ports)) if ports else None,
+                quiet_s=options.drain_quiet_s,
+                timeout_s=options.drain_timeout_s,
+                poll_s=options.poll_s,
+            )
+        self._event(run, "drained" if result.drained else "drain timed out", **result.details)
 
     def _stop_color(self, run: _Run, color: str) -> None:
         graceful = self.platform.stop(run.service, color, run.options.stop_timeout_s)
@@ -318,7 +316,7 @@ class RolloutController:
                     self._set_weights(gateway, run.service, weights, run.options.route_timeout_s)
                     self.platform.mark_live(run.service, live)
                     self._event(run, "weights", **weights)
-                    self._drain(run, gateway, xds.cluster_name(run.service, idle))
+                    self._drain(run, gateway, idle)
         finally:
             self._stop_color(run, idle)
 

@@ -92,6 +92,14 @@ class LocalPlatform(Platform):
     def endpoints(self, service: str, color: str) -> contextlib.AbstractContextManager[list[int]]:
         return contextlib.nullcontext(list(self.store.load().service(service).colors[color].ports))
 
+    def metrics_endpoints(
+        self, service: str, color: str
+    ) -> contextlib.AbstractContextManager[list[int]]:
+        state = self.store.load().service(service).colors[color]
+        # Replicas given no metrics port picked a free one: unknown here.
+        known = len(state.metrics_ports) == len(state.pids) and all(state.metrics_ports)
+        return contextlib.nullcontext(list(state.metrics_ports) if known else [])
+
     def gateway(self) -> contextlib.AbstractContextManager[EnvoyAdmin]:
         return contextlib.nullcontext(EnvoyAdmin(self.store.load().admin_url))
 

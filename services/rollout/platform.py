@@ -93,6 +93,14 @@ class Platform(ABC):
     def endpoints(self, service: str, color: str) -> contextlib.AbstractContextManager[list[int]]:
         """Local ports reaching ``color`` straight, bypassing the gateway."""
 
+    def metrics_endpoints(
+        self, service: str, color: str
+    ) -> contextlib.AbstractContextManager[list[int]]:
+        """Local ports reaching each replica's metrics endpoint, for the drain to see which
+        calls are in flight (:mod:`services.rollout.drain`); none: it judges by the
+        gateway alone."""
+        return contextlib.nullcontext([])
+
     @abstractmethod
     def gateway(self) -> contextlib.AbstractContextManager[Gateway]: ...
 

@@ -1,20 +1,25 @@
 """The rollout controller's parts that need no processes: steps, stats, state, releases,
-image tags, route files and platform choice."""
+image tags, route files, platform choice and when a color is drained."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import Gauge
 
-from services.rollout import cli, processes, xds
+from services.rollout import cli, cors, processes, xds
 from services.rollout.controller import RolloutError, RolloutOptions
+from services.rollout.drain import DrainResult, read_in_flight, wait_drained
 from services.rollout.envoy_admin import _CODE_STAT, CallCounts, EnvoyFleet
 from services.rollout.kubernetes import image_repository, image_version
 from services.rollout.route_file import RouteFileError, render_route_file, route_weights
 from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
+from services.runtime.metrics import ServiceMetrics
+from services.runtime.subscriptions import is_subscription
 
 
 def test_weight_steps() -> None:
@@ -105,9 +110,10 @@ def test_route_file_round_trip_keeps_every_services_split() -> None:
     document = yaml.safe_load(text)
     assert document["version_info"] == "7"
     assert route_weights(document) == split
-    # The same routes the local gateway gets for that split, ports aside.
+    # The same routes the local gateway gets for that split, ports aside, and browsers
+    # allowed from no origin (none was allowed before).
     local = {s: xds.ServiceLayout({"blue": (1,), "green": (2,)}, w) for s, w in split.items()}
-    assert document["resources"] == [xds.render_routes(local)]
+    assert document["resources"] == [xds.render_routes(local, cors_policy=cors.policy(()))]
     del document["resources"][0]["virtual_hosts"][0]["routes"][1:]
     with pytest.raises(RouteFileError, match="no blue/green split for scheduling"):
         route_weights(document)
@@ -162,3 +168,108 @@ def test_platform_choice(
     monkeypatch.setenv("ROLLOUT_CALL_HEADER", "x-api-key")
     assert cli.main(["quality", "--version", "1.0.0", "--strategy", "blue-green"]) == 2
     assert "ROLLOUT_CALL_HEADER must look like 'x-api-key: KEY'" in capsys.readouterr().err
+
+
+def test_subscriptions_are_the_watch_streams_but_health() -> None:
+    alerts = "/manufacturing.maintenance.v1.MaintenanceService/WatchAlerts"
+    assert is_subscription(alerts, response_streaming=True)
+    assert not is_subscription(alerts, response_streaming=False)
+    assert not is_subscription("/manufacturing.quality.v1.QualityService/InspectStream", True)
+    # grpcio's health servicer never sees the stop: its Watch is waited for like any call.
+    assert not is_subscription("/grpc.health.v1.Health/Watch", True)
+
+
+MAINTENANCE = "manufacturing.maintenance.v1.MaintenanceService"
+
+
+class _ColorUnderDrain:
+    """One old color as the drain sees it: Envoy's counts of its cluster and its own
+    metrics endpoint (the runtime's real one), on a clock that moves only when the drain
+    sleeps; ``at`` schedules what happens meanwhile."""
+
+    def __init__(self) -> None:
+        self.metrics = ServiceMetrics(service="maintenance", version="1", git_revision="x",
+                                      color="blue")  # fmt: skip
+        self.port = self.metrics.serve("127.0.0.1", 0)
+        self.active, self.total = 0, 100
+        self.now = 0.0
+        self.script: list[tuple[float, Callable[[], None]]] = []
+
+    def calls(self, grpc_type: str, method: str) -> Gauge:
+        return self.metrics.in_flight.labels(grpc_type, MAINTENANCE, method)
+
+    def at(self, t: float, happen: Callable[[], None]) -> None:
+        self.script = sorted([*self.script, (t, happen)], key=lambda item: item[0])
+
+    def upstream_requests(self, cluster: str) -> tuple[int, int]:
+        return self.active, self.total
+
+    def sleep(self, seconds: float) -> None:
+        self.now = round(self.now + seconds, 6)
+        while self.script and self.script[0][0] <= self.now:
+            self.script.pop(0)[1]()
+
+    def drain(self, *, metrics: bool = True) -> DrainResult:
+        return wait_drained(
+            self, "maintenance-blue", (lambda: read_in_flight([self.port])) if metrics else None,
+            quiet_s=1.0, timeout_s=10.0, poll_s=0.1, clock=lambda: self.now, sleep=self.sleep,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def color() -> Iterator[_ColorUnderDrain]:
+    under_drain = _ColorUnderDrain()
+    try:
+        yield under_drain
+    finally:
+        under_drain.metrics.close()
+
+
+def test_an_open_subscription_does_not_hold_the_drain(color: _ColorUnderDrain) -> None:
+    color.calls("server_stream", "WatchAlerts").inc()
+    color.active = 1  # Envoy sees the open stream in flight
+    result = color.drain()
+    assert result.drained and color.now == pytest.approx(1.0, abs=0.11), (color.now, result)
+    assert result.details == {"cluster": "maintenance-blue", "upstream_rq_total": 100,
+                              "held": 0, "open_subscriptions": 1}  # fmt: skip
+
+
+def test_an_inflight_unary_holds_the_drain_until_it_ends(color: _ColorUnderDrain) -> None:
+    color.calls("server_stream", "WatchAlerts").inc()
+    unary = color.calls("unary", "PredictFailure")
+    unary.inc()
+    color.active = 2
+    color.at(2.5, unary.dec)
+    result = color.drain()
+    assert result.drained and color.now == pytest.approx(2.5, abs=0.11), (color.now, result)
+
+
+def test_a_new_call_restarts_the_quiet_window(color: _ColorUnderDrain) -> None:
+    def new_call() -> None:
+        color.total += 1
+
+    color.at(0.8, new_call)
+    result = color.drain()
+    assert result.drained and color.now == pytest.approx(1.8, abs=0.11), (color.now, result)
+    assert result.details["upstream_rq_total"] == 101
+
+
+def test_the_drain_times_out_on_a_call_that_never_ends(color: _ColorUnderDrain) -> None:
+    color.calls("unary", "PlanMaintenance").inc()
+    result = color.drain()
+    assert not result.drained and color.now == pytest.approx(10.0, abs=0.11), color.now
+    assert (result.details["held"], result.details["open_subscriptions"]) == (1, 0)
+
+
+def test_without_the_colors_metrics_envoys_active_requests_hold_the_drain(
+    color: _ColorUnderDrain,
+) -> None:
+    color.calls("server_stream", "WatchAlerts").inc()
+    color.active = 1
+    result = color.drain(metrics=False)  # the subscription cannot be told from a slow call
+    assert not result.drained and result.details["active"] == 1, result
+    color.now, color.active = 0.0, 0
+    color.metrics.close()  # an endpoint that stops answering: Envoy's count from then on
+    result = color.drain()
+    assert result.drained and color.now == pytest.approx(1.0, abs=0.11), (color.now, result)
+    assert f"127.0.0.1:{color.port}" in result.details["metrics_unreadable"]

@@ -8,9 +8,11 @@ controller rolls maintenance out to green: the old color is drained and stopped,
 ends the subscriber's stream; it must reconnect through Envoy, now to green, and resume
 after the last alert it saw, so it receives every alert exactly once and in order.
 
-Envoy counts the open subscription in flight like any call, so the controller's drain
-of the old color cannot tell it from a slow call and waits ``drain_timeout_s`` for it;
-the stop that follows ends it at once (services/runtime/interceptors/stopping.py).
+Envoy counts the open subscription in flight like any call; the drain tells it from a
+call the old color must finish by the color's own per-method metrics
+(services/rollout/drain.py), so it ends once no new call arrives, with the subscriber
+still connected, and the stop then ends the subscription at once
+(services/runtime/interceptors/stopping.py).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ SERVICE = "maintenance"
 # Long enough that a stop waiting it out for the open subscription cannot pass for one
 # that ended it at once.
 GRACE_PERIOD_S = 20
+# Likewise for a drain waiting for the subscription until its timeout.
+DRAIN_TIMEOUT_S = 30
 RAISE_EVERY_S = 0.1
 SENSOR = "temp"
 EPOCH_S = 1_767_225_600  # 2026-01-01
@@ -188,9 +192,10 @@ def test_subscriber_reconnects_to_the_new_color_and_misses_no_alert(
             record = RolloutController(stack.data_dir, echo=print).run(
                 SERVICE,
                 "0.2.0",
-                # The drain can only time out here (see above): no need to wait long.
                 rollout_options(
-                    "blue-green", drain_timeout_s=3.0, stop_timeout_s=GRACE_PERIOD_S + 10
+                    "blue-green",
+                    drain_timeout_s=DRAIN_TIMEOUT_S,
+                    stop_timeout_s=GRACE_PERIOD_S + 10,
                 ),
                 new_release,
             )
@@ -212,8 +217,13 @@ def test_subscriber_reconnects_to_the_new_color_and_misses_no_alert(
 
     assert record["outcome"] == "completed", record
     events = record["events"]
-    (drain,) = [e for e in events if e["event"] in ("drained", "drain timed out")]
-    assert drain.get("active", 0) <= 1, drain  # only the subscription held the old color
+    (drain,) = [i for i, e in enumerate(events) if e["event"] in ("drained", "drain timed out")]
+    # Drained, not timed out, with the subscriber still connected to the old color: its
+    # open stream held nothing.
+    assert events[drain]["event"] == "drained", events
+    assert (events[drain]["held"], events[drain]["open_subscriptions"]) == (0, 1), events
+    assert events[drain - 1]["event"] == "step passed", events  # the drain began there
+    assert events[drain]["t"] - events[drain - 1]["t"] < DRAIN_TIMEOUT_S / 3, events
     (stopped,) = [i for i, e in enumerate(events) if e["event"] == "stopped"]
     assert (events[stopped]["color"], events[stopped]["graceful"]) == ("blue", True), events
     # SIGTERM ended the open subscription at once instead of holding the stop for the

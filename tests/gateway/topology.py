@@ -104,10 +104,12 @@ def local_topology(
 ) -> Iterator[LocalTopology]:
     """``service``'s blue color at ``version`` (from ``release``, migrated) behind Envoy."""
     data_dir, log_dir = root / "var", root / "var" / "logs"
-    blue_port, green_port, *unused = free_ports(6)
+    blue_port, green_port, blue_metrics, green_metrics, *unused = free_ports(8)
     environ = {**environ, "DATA_DIR": str(data_dir)}
     processes.migrate(service, release, environ)
-    pids = processes.start_color(service, "blue", [blue_port], release, environ, log_dir)
+    pids = processes.start_color(
+        service, "blue", [blue_port], release, environ, log_dir, [blue_metrics]
+    )
     services = {
         name: _idle(unused.pop(), unused.pop())  # not run: their ports are closed
         for name in SERVICES
@@ -115,8 +117,9 @@ def local_topology(
     }
     services[service] = ServiceState(
         colors={
-            "blue": ColorState([blue_port], version, str(release), pids),
-            "green": ColorState([green_port]),
+            # Metrics on known ports: the controller's drain reads the calls in flight.
+            "blue": ColorState([blue_port], version, str(release), pids, [blue_metrics]),
+            "green": ColorState([green_port], metrics_ports=[green_metrics]),
         }
     )
     envoy = EnvoyProcess(

@@ -1,9 +1,9 @@
 """Ends subscriptions UNAVAILABLE once the server stops taking calls.
 
-A subscription (by the suite's naming, a ``Watch*`` method: WatchAlerts,
-WatchViolations) streams until its caller cancels it. Neither the GOAWAY of
-max-connection-age nor that of a stopping server ends an open stream; they only keep
-new ones off the connection. Left alone, a subscription would hold the stop for the
+A subscription (a ``Watch*`` method streaming its replies, WatchAlerts, WatchViolations:
+services/runtime/subscriptions.py) streams until its caller cancels it. Neither the
+GOAWAY of max-connection-age nor that of a stopping server ends an open stream; they
+only keep new ones off the connection. Left alone, a subscription would hold the stop for the
 whole grace period and then be cut. Instead, once the server stops taking calls, its
 handler is told the call is over: ``context.is_active()`` turns False (such handlers
 poll it between waits to notice departed callers), and the caller gets UNAVAILABLE,
@@ -24,6 +24,7 @@ import grpc
 
 from services.runtime.errors import Unavailable
 from services.runtime.interceptors._wrap import HandlerInterceptor, response_stream_handler
+from services.runtime.subscriptions import is_subscription
 
 
 class _StopAwareContext:
@@ -49,8 +50,7 @@ class EndStreamsOnStopInterceptor(HandlerInterceptor):
         self._stopping = stopping
 
     def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> Any:
-        name = method.rpartition("/")[2]
-        if not (handler.response_streaming and name.startswith("Watch")):
+        if not is_subscription(method, handler.response_streaming):
             return handler
         inner: Any = handler.unary_stream or handler.stream_stream
         stopping = self._stopping
