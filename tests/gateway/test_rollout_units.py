@@ -1,5 +1,6 @@
 """The rollout controller's parts that need no processes: steps, stats, state, releases,
-image tags, route files, platform choice and when a color is drained."""
+image tags, route files, platform choice (rollout and mfg rollout) and when a color is
+drained."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
+from manufacturing_sdk.cli.main import cli as mfg_cli
 from prometheus_client import Gauge
 
 from services.rollout import cli, cors, processes, xds
@@ -273,3 +276,28 @@ def test_without_the_colors_metrics_envoys_active_requests_hold_the_drain(
     result = color.drain()
     assert result.drained and color.now == pytest.approx(1.0, abs=0.11), (color.now, result)
     assert f"127.0.0.1:{color.port}" in result.details["metrics_unreadable"]
+
+
+def test_mfg_rollout_status_and_history_pass_the_platform_through(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("ROLLOUT_NAMESPACE", raising=False)
+    monkeypatch.setenv("ROLLOUT_PLATFORM", "kubernetes")
+    kubectl = tmp_path / "kubectl"  # says what it was asked, and fails
+    kubectl.write_text('#!/bin/sh\necho "asked: $*" >&2\nexit 1\n', encoding="utf-8")
+    kubectl.chmod(0o755)
+    monkeypatch.setenv("KUBECTL", str(kubectl))
+    runner = CliRunner()
+
+    def mfg(*args: str) -> tuple[int, str]:
+        result = runner.invoke(mfg_cli, ["rollout", *args, "--data-dir", str(tmp_path)])
+        return result.exit_code, result.output
+
+    code, said = mfg("status")
+    assert code == 3 and "needs a namespace (--namespace)" in said, said
+    code, said = mfg("status", "--namespace", "plant-7")
+    assert code == 3 and "asked: --namespace plant-7 get configmap" in said, said
+    code, said = mfg("status", "--platform", "local")  # over $ROLLOUT_PLATFORM
+    assert code == 3 and f"no topology at {tmp_path}" in said, said
+    code, said = mfg("history", "--platform", "swarm", "--namespace", "plant-7")
+    assert code == 2 and "invalid choice: 'swarm'" in said, said

@@ -27,7 +27,13 @@ DATA_DIR = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("var"),
     show_default=True,
-    help="Data directory of the local suite (make up).",
+    help="Data directory of the local suite (make up) and of the rollout history.",
+)
+PLATFORM = click.option(
+    "--platform", help="Where the suite runs: local or kubernetes (default $ROLLOUT_PLATFORM)."
+)
+NAMESPACE = click.option(
+    "--namespace", help="Kubernetes namespace of the suite (default $ROLLOUT_NAMESPACE)."
 )
 
 
@@ -57,6 +63,12 @@ def _json(context: Context) -> list[str]:
     return ["--json"] if context.json_output else []
 
 
+def _where(platform: str | None, namespace: str | None) -> list[str]:
+    """The platform options given; those left out keep the tool's defaults (environment)."""
+    given = (("--platform", platform), ("--namespace", namespace))
+    return [part for option, value in given if value is not None for part in (option, value)]
+
+
 @click.group()
 def rollout() -> None:
     """Blue-green and canary rollouts through the gateway."""
@@ -64,30 +76,38 @@ def rollout() -> None:
 
 @rollout.command()
 @DATA_DIR
+@PLATFORM
+@NAMESPACE
 @pass_context
-def status(context: Context, data_dir: Path) -> None:
-    """Per service and color: version, traffic weight, processes, health.
+def status(context: Context, data_dir: Path, platform: str | None, namespace: str | None) -> None:
+    """Per service and color: version, traffic weight, processes (pods), health.
 
     \b
     Example:
       mfg --json rollout status --data-dir var
+      mfg rollout status --platform kubernetes --namespace manufacturing-ai
     """
-    _rollout(["status", "--data-dir", str(data_dir), *_json(context)])
+    argv = ["status", "--data-dir", str(data_dir), *_where(platform, namespace)]
+    _rollout([*argv, *_json(context)])
 
 
 @rollout.command()
 @DATA_DIR
+@PLATFORM
+@NAMESPACE
 @click.option("--limit", default=20, show_default=True, help="Most recent rollouts to show.")
 @pass_context
-def history(context: Context, data_dir: Path, limit: int) -> None:
+def history(
+    context: Context, data_dir: Path, platform: str | None, namespace: str | None, limit: int
+) -> None:
     """Past rollouts with their outcome and reason, oldest first.
 
     \b
     Example:
       mfg rollout history --limit 5
     """
-    argv = ["history", "--data-dir", str(data_dir), "--limit", str(limit), *_json(context)]
-    _rollout(argv)
+    argv = ["history", "--data-dir", str(data_dir), *_where(platform, namespace)]
+    _rollout([*argv, "--limit", str(limit), *_json(context)])
 
 
 @rollout.command(context_settings=PASS_THROUGH)
@@ -109,8 +129,8 @@ def start(
 ) -> None:
     """Move SERVICE to a version: start the idle color, check it, shift traffic, stop
     the old color; roll back at the first failed check. Exit 0 when completed, 8 when
-    rolled back, 3 when it could not start. More options (--step-seconds,
-    --max-error-rate, --source, ...): see `rollout --help`.
+    rolled back, 3 when it could not start. More options (--platform, --namespace,
+    --image, --source, --step-seconds, --max-error-rate, ...): see `rollout --help`.
 
     \b
     Example:
