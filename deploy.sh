@@ -37,6 +37,9 @@ SWITCH=0
 TIMEOUT=300
 SECRETS_ENV=""
 GATEWAY=""
+GATEWAY_CACERT=""
+# Set when the overlay's gateway speaks TLS (k8s/components/gateway-security).
+GATEWAY_TLS=0
 SMOKE_HEADER=${SMOKE_HEADER:-}
 
 usage() {
@@ -54,6 +57,8 @@ Options:
   --secrets-env FILE            create/update the Kubernetes Secret from FILE
                                 (DATABASE_URL=..., REDIS_URL=...; keep FILE out of git)
   --gateway HOST:PORT           gateway address for the smoke test (default: port-forward)
+  --gateway-cacert FILE         CA certificate a TLS gateway's certificate is verified
+                                against in the smoke test (default: not verified)
   --smoke-header 'NAME: VALUE'  credentials for the smoke calls (x-api-key or authorization)
   --timeout SECONDS             wait for availability this long (default 300)
   --dry-run                     print what would be deployed (manifests) and stop
@@ -76,6 +81,7 @@ while [[ $# -gt 0 ]]; do
         --switch) SWITCH=1; shift ;;
         --secrets-env) SECRETS_ENV=${2:?}; shift 2 ;;
         --gateway) GATEWAY=${2:?}; shift 2 ;;
+        --gateway-cacert) GATEWAY_CACERT=${2:?}; shift 2 ;;
         --smoke-header) SMOKE_HEADER=${2:?}; shift 2 ;;
         --timeout) TIMEOUT=${2:?}; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
@@ -262,6 +268,10 @@ apply_secrets() {
     # The overlays turn caller authentication on; its key digests come from this Secret.
     "$KUBECTL" -n "$NAMESPACE" get secret manufacturing-ai-auth >/dev/null 2>&1 \
         || die "secret manufacturing-ai-auth missing in $NAMESPACE: see k8s/secrets/secret.template.yaml"
+    if [[ $GATEWAY_TLS -eq 1 ]]; then
+        "$KUBECTL" -n "$NAMESPACE" get secret gateway-tls >/dev/null 2>&1 \
+            || die "secret gateway-tls missing in $NAMESPACE: see k8s/secrets/secret.template.yaml"
+    fi
 }
 
 # Per service, the color a --switch moves traffic to (resolved before the apply).
@@ -271,6 +281,7 @@ deploy_kubernetes() {
     local manifests="$ROOT/build/deploy/$OVERLAY.yaml"
     for service in "${SERVICES[@]}"; do SWITCH_TO[$service]=$(target_color_of "$service"); done
     render_kubernetes >"$manifests"
+    if grep -q 'secretName: gateway-tls' "$manifests"; then GATEWAY_TLS=1; fi
     # The namespace first: the Secret must exist before the pods that reference it.
     "$PYTHON" -c '
 import sys, yaml
@@ -387,13 +398,21 @@ smoke() {
     address=$(gateway_address)
     local -a headers=()
     if [[ -n $SMOKE_HEADER ]]; then headers=(-H "$SMOKE_HEADER"); fi
+    local -a transport=(-plaintext)
+    if [[ -n $GATEWAY_CACERT ]]; then
+        transport=(-cacert "$GATEWAY_CACERT")
+    elif [[ $GATEWAY_TLS -eq 1 ]]; then
+        # A port-forward's 127.0.0.1 is not a name the certificate carries; the smoke
+        # test checks the services behind the gateway, --gateway-cacert its certificate.
+        transport=(-insecure)
+    fi
     log "smoke checks through the gateway at $address"
-    "$grpcurl" -plaintext -max-time 10 "$address" list >/dev/null \
+    "$grpcurl" "${transport[@]}" -max-time 10 "$address" list >/dev/null \
         || die "reflection through the gateway failed"
     for service in "${SERVICES[@]}"; do
         local name="manufacturing.$service.v1.${service^}Service"
         local reply
-        reply=$("$grpcurl" -plaintext -max-time 10 "${headers[@]}" -d '{}' \
+        reply=$("$grpcurl" "${transport[@]}" -max-time 10 "${headers[@]}" -d '{}' \
             "$address" "$name/GetServiceInfo") || die "$name/GetServiceInfo failed"
         printf '%s: %s\n' "$service" "$(tr -d '\n ' <<<"$reply")"
     done

@@ -58,6 +58,16 @@ def config_map(documents) -> dict[str, str]:
     return found["data"]
 
 
+def pod_environment(documents) -> dict[str, str]:
+    """The environment a service pod gets: the overlay's ConfigMap plus the secrets it
+    references (stand-in values)."""
+    return {
+        **config_map(documents),
+        "DATABASE_URL": "postgresql+psycopg://app:Xq7-not-default@db/app",
+        "REDIS_URL": "redis://:Xq7-not-default@redis:6379/0",
+    }
+
+
 def service_deployments(documents):
     return [
         d
@@ -269,12 +279,7 @@ def test_secrets_are_referenced_never_committed(rendered):
 def test_termination_covers_the_servers_drain(rendered):
     """preStop pause + shutdown delay + grace period < terminationGracePeriodSeconds."""
     overlay, documents = rendered
-    # The environment a pod gets: the overlay's ConfigMap plus the secrets it references.
-    environ = {
-        **config_map(documents),
-        "DATABASE_URL": "postgresql+psycopg://app:Xq7-not-default@db/app",
-        "REDIS_URL": "redis://:Xq7-not-default@redis:6379/0",
-    }
+    environ = pod_environment(documents)
     assert environ["APP_ENV"] == overlay
     for deployment in service_deployments(documents):
         service = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
@@ -337,12 +342,14 @@ def test_migrations_run_as_one_shot_jobs(rendered):
 
 def test_gateway_is_exposed_by_load_balancer_and_grpc_ingress(rendered):
     overlay, documents = rendered
+    # Production's gateway speaks TLS itself (k8s/components/gateway-security).
+    tls = overlay == "production"
     service = find(documents, "Service", "gateway")["spec"]
     assert service["type"] == "LoadBalancer"
-    assert service["ports"][0]["appProtocol"] == "kubernetes.io/h2c"
+    assert service["ports"][0]["appProtocol"] == ("https" if tls else "kubernetes.io/h2c")
     ingress = find(documents, "Ingress", "gateway")
-    assert (
-        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == (
+        "GRPCS" if tls else "GRPC"
     )
     host = ingress["spec"]["rules"][0]["host"]
     expected = "manufacturing-ai.example.com"
@@ -350,6 +357,51 @@ def test_gateway_is_exposed_by_load_balancer_and_grpc_ingress(rendered):
     assert ingress["spec"]["tls"][0]["hosts"] == [host]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "gateway", "port": {"name": "grpc"}}
+
+
+def test_production_gateway_is_hardened_and_agrees_with_the_services(rendered):
+    """TLS from Secret gateway-tls, JWTs checked against the JWK set the services read
+    too (key jwks of manufacturing-ai-auth), per-client rate limits."""
+    overlay, documents = rendered
+    if overlay != "production":
+        pytest.skip("the hardened gateway is production's")
+    bootstrap_map = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("gateway-bootstrap")
+    )
+    bootstrap = yaml.safe_load(bootstrap_map["data"]["envoy.yaml"])
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    assert chain["transport_socket"]["name"] == "envoy.transport_sockets.tls"
+    manager = chain["filters"][0]["typed_config"]
+    filters = {f["name"]: f["typed_config"] for f in manager["http_filters"]}
+    assert "envoy.filters.http.local_ratelimit" in filters
+    (provider,) = filters["envoy.filters.http.jwt_authn"]["providers"].values()
+    pod = find(documents, "Deployment", "gateway")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "gateway-tls"
+    assert volumes["auth"]["secret"]["secretName"] == "manufacturing-ai-auth"
+    # The services verify the same tokens: same JWK set (another mount of the same key),
+    # an audience the gateway accepts, and an issuer of their own setting.
+    environ = pod_environment(documents)
+    for deployment in service_deployments(documents):
+        service = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
+        auth = load_settings(service, environ=environ).auth
+        assert auth.enabled and auth.jwks_file.endswith("/jwks") and auth.issuer
+        assert auth.audience in provider["audiences"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        pod_volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert auth.jwks_file == f"{mounts['auth']}/jwks"
+        assert pod_volumes["auth"]["secret"]["secretName"] == "manufacturing-ai-auth"
+    templates = {
+        t["metadata"]["name"]: t
+        for t in yaml.safe_load_all((ROOT / "k8s/secrets/secret.template.yaml").read_text())
+    }
+    assert "jwks" in templates["manufacturing-ai-auth"]["stringData"]
+    assert templates["gateway-tls"]["type"] == "kubernetes.io/tls"
+    assert set(templates["gateway-tls"]["stringData"]) == {"tls.crt", "tls.key"}
 
 
 def test_kubernetes_gateway_config_validates_with_envoy(tmp_path, generated):
