@@ -19,6 +19,10 @@ migration Job) are generated here too, so the six Deployments cannot drift apart
     kubectl kustomize k8s/overlays/staging  # (deploy.sh and the tests do both)
     python docker/render.py gateway --target compose --out DIR   # compose, at `up`
 
+Browsers (gRPC-Web) may call a cluster's gateway only from the origins named in
+``GATEWAY_CORS_ORIGINS`` (comma separated, e.g. ``https://dashboard.example.com``; none
+by default); compose keeps the development origins of gateway/xds (localhost).
+
 The output is not committed (k8s/.gitignore): it is made from its sources every time,
 so a change to gateway/, config/base.yaml or a service's tables can never leave a stale
 copy behind.
@@ -34,8 +38,10 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -166,6 +172,46 @@ def initial_split(rds: Any) -> Any:
     return rendered
 
 
+# The CORS filter's policy in the routes (services/rollout/cors.py renders it).
+CORS_FILTER = "envoy.filters.http.cors"
+CORS_ORIGINS_VARIABLE = "GATEWAY_CORS_ORIGINS"
+
+
+def cors_origins(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The browser origins a cluster's gateway allows: ``GATEWAY_CORS_ORIGINS``, comma
+    separated, each as a browser sends it (``https://dashboard.example.com``)."""
+    origins = tuple(
+        o.strip() for o in environ.get(CORS_ORIGINS_VARIABLE, "").split(",") if o.strip()
+    )
+    for origin in origins:
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or origin != f"{parts.scheme}://{parts.netloc}"
+        ):
+            raise RenderError(
+                f"{CORS_ORIGINS_VARIABLE}: not an origin (scheme://host[:port]): {origin!r}"
+            )
+    return origins
+
+
+def allow_origins(rds: Any, origins: tuple[str, ...]) -> Any:
+    """The routes with browsers allowed from ``origins`` only.
+
+    The source allows the development origins (localhost, any port), which a cluster
+    must not inherit: by default its gateway answers no browser page.
+    """
+    rendered = copy.deepcopy(rds)
+    for resource in rendered.get("resources") or []:
+        for host in resource.get("virtual_hosts") or []:
+            policy = (host.get("typed_per_filter_config") or {}).get(CORS_FILTER)
+            if policy is None:
+                raise RenderError(f"rds: virtual host {host.get('name')!r} has no CORS policy")
+            policy["allow_origin_string_match"] = [{"exact": origin} for origin in origins]
+    return rendered
+
+
 def gateway_hosts(target: str) -> dict[str, str]:
     """DNS name of each cluster's backends: the cluster's own name, ``<service>-<color>``.
 
@@ -177,12 +223,15 @@ def gateway_hosts(target: str) -> dict[str, str]:
     return {f"{service}-{color}": f"{service}-{color}" for service in SERVICES for color in COLORS}
 
 
-def render_gateway(target: str, source: Path, out: Path, config_dir: Path) -> dict[Path, str]:
+def render_gateway(
+    target: str, source: Path, out: Path, config_dir: Path, origins: tuple[str, ...] = ()
+) -> dict[Path, str]:
+    """The xDS files for ``target``; on Kubernetes browsers may call from ``origins``."""
     ports = {s: p["grpc"] for s, p in service_ports(config_dir).items()}
     cds = render_cds(_load(source / "cds.yaml"), gateway_hosts(target), ports)
     rds = _load(source / "rds.yaml")
     if target == "kubernetes":
-        rds = initial_split(rds)
+        rds = allow_origins(initial_split(rds), origins)
     header = GENERATED.format(source="gateway/xds")
     routes_note = (
         "# The initial traffic split (all on blue); on a cluster the rollout command patches\n"
@@ -447,7 +496,7 @@ def render_service(service: str, ports: dict[str, int]) -> str:
     return header + "---\n".join(_dump(d) for d in documents)
 
 
-def k8s_outputs(root: Path = ROOT) -> dict[Path, str]:
+def k8s_outputs(root: Path = ROOT, origins: tuple[str, ...] = ()) -> dict[Path, str]:
     ports = service_ports(root / "config")
     outputs = {
         root / "k8s/base/services" / f"{service}.yaml": render_service(service, ports[service])
@@ -459,7 +508,11 @@ def k8s_outputs(root: Path = ROOT) -> dict[Path, str]:
     ) + bootstrap.read_text(encoding="utf-8")
     outputs.update(
         render_gateway(
-            "kubernetes", root / "gateway/xds", root / "k8s/base/gateway/xds", root / "config"
+            "kubernetes",
+            root / "gateway/xds",
+            root / "k8s/base/gateway/xds",
+            root / "config",
+            origins,
         )
     )
     outputs.update(monitoring_outputs(root))
@@ -511,10 +564,11 @@ def main(argv: list[str] | None = None) -> int:
     gateway.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
+        origins = cors_origins(os.environ)
         if args.command == "gateway":
-            outputs = render_gateway(args.target, args.source, args.out, args.config_dir)
+            outputs = render_gateway(args.target, args.source, args.out, args.config_dir, origins)
         else:
-            outputs = k8s_outputs()
+            outputs = k8s_outputs(origins=origins)
     except (RenderError, OSError, yaml.YAMLError) as error:
         print(f"render: {error}", file=sys.stderr)
         return 2

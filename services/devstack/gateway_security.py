@@ -12,7 +12,8 @@ deployment renders with its certificate and JWK set paths):
   (``authorization`` kept) so each service verifies it again and reads the roles;
   the verified payload also goes upstream in ``x-jwt-payload``. Open without a token:
   the gateway's ``/health`` and ``/ready``, grpc.health.v1 and reflection (as in the
-  services), and calls carrying ``x-api-key`` (machines; the services check the key).
+  services), calls carrying ``x-api-key`` (machines; the services check the key), and
+  browsers' CORS preflights (answered before the check, :data:`BEFORE_AUTHENTICATION`).
 - **Per-client rate limit** (``envoy.filters.http.local_ratelimit``, one token bucket
   per client in each Envoy process), answered RESOURCE_EXHAUSTED. The client is the
   verified JWT subject (from the filter's dynamic metadata, which a caller cannot
@@ -52,6 +53,14 @@ OPEN_PREFIXES = (
 )
 OPEN_PATHS = ("/health", "/ready")
 CLOCK_SKEW_S = 30  # as services/runtime/auth.py
+# Filters that run before authentication: the health check (``/ready`` answers without
+# a token), gRPC-Web (Envoy's refusals reach a browser in gRPC-Web framing) and CORS
+# (a browser's preflight carries no token).
+BEFORE_AUTHENTICATION = (
+    "envoy.filters.http.health_check",
+    "envoy.filters.http.grpc_web",
+    "envoy.filters.http.cors",
+)
 
 
 class GatewaySecurityError(ValueError):
@@ -292,10 +301,10 @@ def secure(config: dict[str, Any], security: GatewaySecurity) -> None:
     (chain,) = listener["filter_chains"]
     (manager,) = chain["filters"]
     filters: list[dict[str, Any]] = manager["typed_config"]["http_filters"]
-    # After the health check (``/ready`` answers without a token), before the rest: a
+    # After the filters that answer or translate without a token, before the rest: a
     # call is authenticated, then counted against its client, then transcoded and routed.
-    position = 1 + next(
-        (i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.health_check"), -1
+    position = 1 + max(
+        (i for i, f in enumerate(filters) if f["name"] in BEFORE_AUTHENTICATION), default=-1
     )
     added: list[dict[str, Any]] = []
     if security.jwt is not None:

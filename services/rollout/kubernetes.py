@@ -279,7 +279,7 @@ class KubernetesPlatform(Platform):
                     f"{ROUTES_CONFIGMAP}: version_info {document.get('version_info')!r} "
                     "is not a number"
                 ) from None
-            configmap["data"][xds.RDS_FILE] = render_route_file(split, version)
+            configmap["data"][xds.RDS_FILE] = render_route_file(split, version, document)
             try:
                 # Carries the resourceVersion read above: refused if it changed since.
                 self.kubectl.run("replace", "--filename", "-", stdin=json.dumps(configmap))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.rollout import contract, xds
+from services.rollout import contract, cors, xds
 
 
 class RouteFileError(ValueError):
@@ -36,8 +36,11 @@ def route_weights(document: Any) -> dict[str, dict[str, int]]:
     return weights
 
 
-def render_route_file(weights: Mapping[str, Mapping[str, int]], version: str) -> str:
-    """The route file for these splits, from the contract as the local gateway's is.
+def render_route_file(
+    weights: Mapping[str, Mapping[str, int]], version: str, previous: Any = None
+) -> str:
+    """The route file for these splits, from the contract as the local gateway's is,
+    keeping the CORS policy of the ``previous`` route file (a deployment's own origins).
 
     Routes name clusters, never ports (Kubernetes clusters resolve each color's Service
     by DNS), so the layout carries none.
@@ -46,4 +49,5 @@ def render_route_file(weights: Mapping[str, Mapping[str, int]], version: str) ->
         service: xds.ServiceLayout({color: () for color in xds.COLORS}, dict(weights[service]))
         for service in contract.SERVICES
     }
-    return xds.dump({"version_info": version, "resources": [xds.render_routes(layout)]})
+    routes = xds.render_routes(layout, cors_policy=cors.policy_of(previous))
+    return xds.dump({"version_info": version, "resources": [routes]})

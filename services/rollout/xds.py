@@ -22,7 +22,9 @@ contract (see :mod:`services.rollout.contract`):
   (the services then demand a client certificate: ``TLS_CLIENT_CA_FILE``);
 - every method of the contract has its own exact route and nothing else of a service
   is routed, so the files must be regenerated when the contract gains a method
-  (``python -m services.rollout.xds``; a test says when they are stale).
+  (``python -m services.rollout.xds``; a test says when they are stale);
+- browsers on the origins of the CORS policy (:mod:`services.rollout.cors`) may call
+  every method with gRPC-Web.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import yaml
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 
-from services.rollout import contract
+from services.rollout import contract, cors
 
 COLORS = ("blue", "green")
 ROUTE_CONFIG_NAME = "grpc_routes"
@@ -327,6 +329,19 @@ def _action(
     }
 
 
+# application/grpc, application/grpc+proto, application/grpc-web+proto, ...
+_GRPC_CONTENT_TYPE = {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+
+
+def _preflight_route(path: str, action: dict[str, Any]) -> dict[str, Any]:
+    """A route for browsers' CORS preflights to a server stream, whose own route takes
+    gRPC only. The CORS filter finds the policy through it (a route to a backend: with
+    a direct response it finds none) and answers the preflight itself; only an OPTIONS
+    without an Origin, which is no preflight, goes on to the backend."""
+    match = {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "OPTIONS"}}]}
+    return {"match": match, "route": copy.deepcopy(action)}
+
+
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 
 
@@ -367,8 +382,19 @@ def transcoder_config() -> dict[str, Any]:
     }
 
 
-def render_routes(layout: Layout, *, max_call_s: float = DEFAULT_MAX_CALL_S) -> dict[str, Any]:
-    """The RouteConfiguration: per service, its methods and health, then reflection."""
+def render_routes(
+    layout: Layout,
+    *,
+    max_call_s: float = DEFAULT_MAX_CALL_S,
+    cors_policy: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The RouteConfiguration: per service, its methods and health, then reflection.
+
+    ``cors_policy`` says which browser origins may call (:func:`services.rollout.cors.
+    policy`); by default the development ones.
+    """
+    if cors_policy is None:
+        cors_policy = cors.policy(cors.DEVELOPMENT_ORIGINS)
     routes: list[dict[str, Any]] = [
         # The gateway's own liveness: answered by Envoy, never by a backend.
         {
@@ -393,11 +419,14 @@ def render_routes(layout: Layout, *, max_call_s: float = DEFAULT_MAX_CALL_S) -> 
             # method ends at Envoy (404 -> UNIMPLEMENTED), which keeps the grpc_stats
             # filter's per-method counters bounded to the contract.
             # Unary methods also take REST/JSON (the transcoder, below), so their routes
-            # match the path whatever the content-type; streams only as gRPC.
+            # match the path whatever the content-type; streams only as gRPC or gRPC-Web
+            # (the route may be chosen before the grpc_web filter makes that gRPC).
             match: dict[str, Any] = {"path": method.path}
             if streaming:
-                match["grpc"] = {}
+                match["headers"] = [copy.deepcopy(_GRPC_CONTENT_TYPE)]
             routes.append({"match": match, "route": action})
+            if streaming and not method.client_streaming:
+                routes.append(_preflight_route(method.path, action))
         # grpc.health.v1 for this service, chosen by a header: a client may Check or
         # Watch it through the gateway (Watch is a long-lived server stream: no cap).
         routes.append(
@@ -448,7 +477,8 @@ def render_routes(layout: Layout, *, max_call_s: float = DEFAULT_MAX_CALL_S) -> 
                     TRANSCODER: {
                         "@type": _TYPE + "envoy.config.route.v3.FilterConfig",
                         "config": transcoder_config(),
-                    }
+                    },
+                    cors.FILTER: dict(cors_policy),
                 },
             }
         ],

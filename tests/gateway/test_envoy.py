@@ -191,19 +191,38 @@ def test_committed_xds_files_are_generated_from_the_contract(tmp_path: Path) -> 
 
 
 def _route_for(routes: dict[str, Any], path: str, headers: dict[str, str] | None = None):
-    """The first route Envoy would pick for a gRPC call to ``path``."""
-    headers = headers or {}
+    """The first route Envoy would pick for a gRPC call to ``path`` (or, with other
+    ``headers``, another kind of request)."""
+    sent = {":method": "POST", "content-type": "application/grpc", **(headers or {})}
+
+    def matches(rule: dict[str, str], value: str | None) -> bool:
+        if value is None:
+            return False
+        return value == rule["exact"] if "exact" in rule else value.startswith(rule["prefix"])
+
     for route in routes["virtual_hosts"][0]["routes"]:
         match = route["match"]
         if "path" in match and match["path"] != path:
             continue
         if "prefix" in match and not path.startswith(match["prefix"]):
             continue
-        wanted = {h["name"]: h["string_match"]["exact"] for h in match.get("headers", [])}
-        if any(headers.get(name) != value for name, value in wanted.items()):
-            continue
-        return route
+        if all(matches(h["string_match"], sent.get(h["name"])) for h in match.get("headers", [])):
+            return route
     return None
+
+
+def test_server_streams_are_routed_for_grpc_web_and_preflights_but_not_json() -> None:
+    routes = xds.render_routes(xds.default_layout())
+    path = "/manufacturing.scheduling.v1.SchedulingService/SolveStream"
+    grpc_route = _route_for(routes, path)
+    assert grpc_route is not None
+    assert _route_for(routes, path, {"content-type": "application/grpc-web+proto"}) == grpc_route
+    assert _route_for(routes, path, {"content-type": "application/json"}) is None
+    preflight = _route_for(routes, path, {":method": "OPTIONS", "content-type": ""})
+    assert preflight is not None and preflight["route"] == grpc_route["route"]
+    # A stream of requests cannot come from a browser: no preflight route.
+    ingest = "/manufacturing.maintenance.v1.MaintenanceService/IngestReadings"
+    assert _route_for(routes, ingest, {":method": "OPTIONS", "content-type": ""}) is None
 
 
 def test_only_side_effect_free_methods_are_retried_on_unavailable() -> None:

@@ -34,6 +34,7 @@ from services.devstack.envoy import EnvoyProcess, layout_of, validate
 from services.rollout import xds
 from services.runtime import devcerts
 from tests.delivery.tools import tool
+from tests.gateway import grpc_web
 from tests.gateway.conftest import HEALTH_CHECK_INTERVAL_S
 from tests.gateway.local_suite import ROOT, local_suite, paste
 from tests.gateway.test_envoy import by_request_id, wait_for_log_entry
@@ -249,6 +250,34 @@ def test_health_stays_open_without_a_token(envoy: EnvoyProcess, certs: Path) -> 
             assert connection.getresponse().status == 200, path
         finally:
             connection.close()
+
+
+def test_browsers_are_answered_in_cors_and_grpc_web_ahead_of_the_token_check(
+    envoy: EnvoyProcess,
+    certs: Path,
+    stub: scheduling_service_pb2_grpc.SchedulingServiceStub,
+    issuer: Issuer,
+) -> None:
+    """A preflight carries no token, so CORS answers it before the JWT check; a gRPC-Web
+    call without one is refused in gRPC-Web, readable by the page; with one it passes."""
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+
+    def connect() -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(
+            "127.0.0.1", envoy.port, timeout=CALL_TIMEOUT_S, context=context
+        )
+
+    path, origin = f"/{SCHEDULING}/ListSchedules", "http://localhost:3000"
+    preflight = grpc_web.preflight(connect(), path, origin)
+    assert preflight.status == 200, preflight
+    assert preflight.headers["access-control-allow-origin"] == origin
+    refused = grpc_web.call(connect(), path, b"", origin)
+    assert refused.headers["content-type"].startswith("application/grpc-web"), refused
+    assert refused.grpc_status() == str(grpc.StatusCode.UNAUTHENTICATED.value[0])
+    assert refused.headers["access-control-allow-origin"] == origin
+    token = issuer.token(new_subject(), "viewer")
+    passed = grpc_web.call(connect(), path, b"", origin, {"Authorization": f"Bearer {token}"})
+    assert passed.grpc_status() == "0", passed
 
 
 def test_plaintext_and_untrusting_clients_do_not_connect(envoy: EnvoyProcess) -> None:
