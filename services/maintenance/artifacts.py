@@ -23,12 +23,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.runtime import model_signing
+from services.runtime.models import ModelRefused
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "models"
 MANIFEST = "manifest.json"
 
 
-class ArtifactError(Exception):
+class ArtifactError(ModelRefused):
     """An artifact is missing, unlisted or does not match its manifest."""
 
 

@@ -65,9 +65,14 @@ def configured_key(environ: Mapping[str, str] | None = None) -> Ed25519PublicKey
     return _public_key(path) if path else None
 
 
-def log_refusal(manifest: Path, reason: str) -> None:
-    """The one log line of a refused manifest or artifact (signature, hash, missing file)."""
-    logger.error("model manifest refused", extra={"manifest": str(manifest), "reason": reason})
+def log_refusal(manifest: Path, reason: str, fault: BaseException | None = None) -> None:
+    """The one log line of a refused manifest or artifact (signature, hash, missing file);
+    ``fault``, a loader's own failure, adds its traceback."""
+    logger.error(
+        "model manifest refused",
+        extra={"manifest": str(manifest), "reason": reason},
+        exc_info=fault,
+    )
 
 
 def _refuse(manifest: Path, reason: str) -> SignatureError:

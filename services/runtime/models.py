@@ -24,6 +24,10 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 
+class ModelRefused(Exception):
+    """A model's manifest or artifact is missing, malformed or does not verify."""
+
+
 @dataclass(frozen=True)
 class ServedModel(Generic[T_co]):
     """A model by name: the loaded one, or the reason it was refused."""
@@ -44,10 +48,15 @@ class ServedModel(Generic[T_co]):
 
 
 def refused(name: str, manifest: Path, error: Exception) -> ServedModel[T]:
-    """``name`` refused because of ``error``, logged once (signature refusals log themselves)."""
-    reason = str(error)
+    """``name`` refused because of ``error``, logged once (signature refusals log themselves).
+
+    A loader failing otherwise than by refusing its files is a fault: the line carries
+    its traceback.
+    """
+    reason = str(error) or type(error).__name__
     if not _is_signature_refusal(error):
-        model_signing.log_refusal(manifest, reason)
+        fault = None if isinstance(error, ModelRefused | OSError) else error
+        model_signing.log_refusal(manifest, reason, fault)
     return ServedModel(name, None, f"{manifest} was refused: {reason}")
 
 

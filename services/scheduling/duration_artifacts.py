@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from services.runtime import model_signing
+from services.runtime.models import ModelRefused
 from services.scheduling.domain.durations import DurationModel
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "models"
 MANIFEST = "manifest.json"
 
 
-class ArtifactError(Exception):
+class ArtifactError(ModelRefused):
     """The model is missing or does not match its manifest."""
 
 

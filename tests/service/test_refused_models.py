@@ -25,6 +25,8 @@ from manufacturing.scheduling.v1 import scheduling_service_pb2 as scheduling_pb
 from services.maintenance import artifacts as maintenance_artifacts
 from services.maintenance.registry import FAILURE_MODEL
 from services.runtime import model_signing
+from services.runtime.errors import Unavailable
+from services.runtime.models import all_serving, load_model
 from services.scheduling import duration_artifacts
 from services.scheduling.app import DURATION_MODEL
 from tests.harness import channel_to, serve, settings_for
@@ -108,6 +110,7 @@ def test_scheduling_with_a_tampered_duration_model(
         assert DURATION_MODEL not in info.model_versions
     (refused,) = refusals(caplog, models / duration_artifacts.MANIFEST)
     assert "sha256" in refused.reason  # type: ignore[attr-defined]
+    assert refused.exc_info is None  # a refusal, not a fault: no traceback
 
 
 def maintenance_calls_without_the_failure_model(channel: grpc.Channel) -> str:
@@ -150,3 +153,19 @@ def test_maintenance_with_an_unsigned_manifest_where_signatures_are_required(
     assert "no readable signature" in details
     (refused,) = refusals(caplog, models / maintenance_artifacts.MANIFEST)
     assert "no readable signature" in refused.reason  # type: ignore[attr-defined]
+
+
+def test_a_loader_that_fails_refuses_its_model_with_the_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_loader() -> object:
+        raise KeyError("interval.edges")
+
+    manifest = tmp_path / "manifest.json"
+    with caplog.at_level(logging.ERROR):
+        model = load_model("rul-fd004", manifest, broken_loader)
+    assert not all_serving([model])
+    with pytest.raises(Unavailable, match=r"model rul-fd004 is not serving: .*interval\.edges"):
+        model.get()
+    (refused,) = refusals(caplog, manifest)
+    assert refused.exc_info is not None and refused.exc_info[0] is KeyError
