@@ -72,17 +72,31 @@ def tile_samples(root: Path) -> list[Sample]:
     return samples
 
 
+def _blocks(samples: list[Sample]) -> list[list[Sample]]:
+    """Per (label, group), the samples sorted by number."""
+    blocks: dict[tuple[str, str], list[Sample]] = defaultdict(list)
+    for sample in samples:
+        blocks[(sample.label, sample.group)].append(sample)
+    return [sorted(blocks[key], key=lambda s: s.number) for key in sorted(blocks)]
+
+
 def blocked_split(
     samples: list[Sample], train_fraction: float
 ) -> tuple[list[Sample], list[Sample]]:
     """Per (label, group), sorted by number: the first block trains, the rest tests."""
-    blocks: dict[tuple[str, str], list[Sample]] = defaultdict(list)
-    for sample in samples:
-        blocks[(sample.label, sample.group)].append(sample)
     train, test = [], []
-    for key in sorted(blocks):
-        block = sorted(blocks[key], key=lambda s: s.number)
+    for block in _blocks(samples):
         cut = round(train_fraction * len(block))
         train += block[:cut]
         test += block[cut:]
     return train, test
+
+
+def blocked_folds(samples: list[Sample], folds: int) -> list[list[Sample]]:
+    """Cross-validation folds that are contiguous runs of numbers within every
+    (label, group): fold k holds the k-th of ``folds`` equal runs of each."""
+    chosen: list[list[Sample]] = [[] for _ in range(folds)]
+    for block in _blocks(samples):
+        for index, sample in enumerate(block):
+            chosen[index * folds // len(block)].append(sample)
+    return chosen

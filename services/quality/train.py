@@ -6,7 +6,9 @@ Writes ``<out>/neu-surface/<V>/`` (six-class defect classifier) and
 ``<out>/magnetic-tile/<V>/`` (good-only anomaly model), each a ``model.npz`` plus a
 ``manifest.json`` holding its sha256, the training-data fingerprint and the metrics on
 the held-out block (per class, and for tiles per capture group, the last third by file
-number; see services/quality/datasets.py). The same inputs give the same arrays.
+number; see services/quality/datasets.py). The tile manifest also records the AUROC of
+blocked cross-validation inside the training part, the only figure its settings (patch
+layout, edge handling, image score) were chosen by. The same inputs give the same arrays.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from services.quality.datasets import (
     GOOD_TILE_CLASS,
     Sample,
+    blocked_folds,
     blocked_split,
     neu_samples,
     tile_samples,
 )
 from services.quality.domain.inspection.anomaly import (
     PATCH_FEATURE_VERSION,
+    AnomalyModel,
+    PatchGrid,
     fit_anomaly_model,
     patch_descriptors,
 )
@@ -44,6 +50,7 @@ NEU_MODEL = "neu-surface"
 TILE_MODEL = "magnetic-tile"
 TRAIN_FRACTION = 2 / 3
 CALIBRATION_FRACTION = 0.25  # of each good training block, kept out of the kNN bank
+CV_FOLDS = 3
 
 
 def _now() -> str:
@@ -76,14 +83,36 @@ def train_neu(root: Path, out: Path, version: str) -> LoadedModel:
     return load_model(out / NEU_MODEL / version)
 
 
-def train_tile(root: Path, out: Path, version: str) -> LoadedModel:
-    train, test = blocked_split(tile_samples(root), TRAIN_FRACTION)
+def _fit_tile(train: list[Sample], grids: dict[Path, PatchGrid]) -> AnomalyModel:
+    """Good parts of ``train`` only: the first blocks fill the bank, the last
+    CALIBRATION_FRACTION of each block sets the thresholds."""
     good = [s for s in train if s.label == GOOD_TILE_CLASS]
     bank_part, calibration_part = blocked_split(good, 1 - CALIBRATION_FRACTION)
-    anomaly = fit_anomaly_model(
-        [patch_descriptors(s.read()) for s in bank_part],
-        [patch_descriptors(s.read()) for s in calibration_part],
+    return fit_anomaly_model(
+        [grids[s.path] for s in bank_part], [grids[s.path] for s in calibration_part]
     )
+
+
+def _cross_validated_auroc(train: list[Sample], grids: dict[Path, PatchGrid]) -> list[float]:
+    """Blocked CV inside the training part (how the model's settings were chosen):
+    each fold, a contiguous run of every class and group, is judged by a model fitted
+    on the good parts of the other folds."""
+    scores = []
+    folds = blocked_folds(train, CV_FOLDS)
+    for index, held in enumerate(folds):
+        rest = [s for k, fold in enumerate(folds) if k != index for s in fold]
+        model = _fit_tile(rest, grids)
+        judged = [model.image_score(grids[s.path], model.patch_scores(grids[s.path])) for s in held]
+        truth = [s.label != GOOD_TILE_CLASS for s in held]
+        scores.append(round(float(roc_auc_score(truth, judged)), 4))
+    return scores
+
+
+def train_tile(root: Path, out: Path, version: str) -> LoadedModel:
+    train, test = blocked_split(tile_samples(root), TRAIN_FRACTION)
+    grids = {s.path: patch_descriptors(s.read()) for s in train}
+    anomaly = _fit_tile(train, grids)
+    good = [s for s in train if s.label == GOOD_TILE_CLASS]
     fields: dict[str, Any] = {
         "name": TILE_MODEL,
         "version": version,
@@ -96,6 +125,7 @@ def train_tile(root: Path, out: Path, version: str) -> LoadedModel:
         "training": {
             "good_images": len(good),
             "split": "per class and capture group first 2/3 by file number; good parts only",
+            "blocked_cv_auroc": _cross_validated_auroc(train, grids),
         },
     }
     staging = LoadedModel(_manifest_stub(fields), anomaly=anomaly)

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from services.quality.datasets import blocked_split, neu_samples
-from services.quality.domain.inspection.anomaly import fit_anomaly_model, patch_descriptors
+from services.quality.domain.inspection.anomaly import (
+    WORST_PATCHES,
+    AnomalyModel,
+    coreset,
+    fit_anomaly_model,
+    patch_descriptors,
+)
 from services.quality.domain.inspection.artifacts import Manifest, read_artifact, write_artifact
 from services.quality.domain.inspection.classifier import fit_classifier
 from services.quality.domain.inspection.features import TextureFeatures
@@ -158,3 +164,23 @@ def test_classifier_on_a_small_neu_slice():
     accuracy = np.mean([p == s.label for p, s in zip(predicted, test, strict=True)])
     assert accuracy >= 0.8
     assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_coreset_keeps_rare_points_a_random_draw_would_miss():
+    rng = np.random.default_rng(3)
+    common = rng.normal(0.0, 1.0, (2000, 4))
+    rare = np.full((3, 4), 25.0) + rng.normal(0.0, 0.1, (3, 4))
+    points = np.vstack([common, rare]).astype(np.float32)
+    chosen = coreset(points, 20)
+    assert len(set(chosen.tolist())) == 20
+    assert {2000, 2001, 2002} & set(chosen.tolist())  # the far cluster is represented
+    assert np.array_equal(coreset(points, 5000), np.arange(len(points)))
+
+
+def test_anomaly_image_score_leaves_out_the_corner_patches():
+    grid = patch_descriptors(textured(np.random.default_rng(5)))
+    scores = np.zeros(grid.rows * grid.cols)
+    scores[grid.corners()] = 100.0  # where two image edges meet good parts vary most
+    assert AnomalyModel.image_score(grid, scores) == 0.0
+    scores[grid.cols + 1] = 80.0  # the same value one patch inside counts
+    assert AnomalyModel.image_score(grid, scores) == pytest.approx(80.0 / WORST_PATCHES)

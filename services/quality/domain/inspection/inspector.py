@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -13,7 +13,9 @@ from numpy.typing import NDArray
 from services.quality.domain.inspection.anomaly import (
     PATCH,
     PATCH_FEATURE_VERSION,
+    STRIDE,
     AnomalyModel,
+    PatchGrid,
     patch_descriptors,
 )
 from services.quality.domain.inspection.artifacts import Manifest, read_artifact
@@ -118,21 +120,9 @@ class Inspector:
             raise ValueError(f"model {model.name} has nothing to run")
         grid = patch_descriptors(image)
         scores = anomaly.patch_scores(grid)
-        score = AnomalyModel.image_score(scores)
+        score = AnomalyModel.image_score(grid, scores)
         defective = score > anomaly.image_threshold
-        score_map = scores.reshape(grid.rows, grid.cols)
-        covered_w = round(grid.cols * PATCH / grid.scale)
-        covered_h = round(grid.rows * PATCH / grid.scale)
-        boxes = (
-            boxes_from_map(
-                score_map,
-                anomaly.patch_threshold,
-                width=min(width, covered_w),
-                height=min(height, covered_h),
-            )
-            if defective
-            else []
-        )
+        boxes = _patch_boxes(grid, scores, anomaly.patch_threshold) if defective else []
         return Inspection(
             verdict=Verdict.DEFECTIVE if defective else Verdict.GOOD,
             defect_class="",
@@ -144,3 +134,26 @@ class Inspector:
             model_version=model.version,
             latency_s=time.perf_counter() - started,
         )
+
+
+def _patch_boxes(grid: PatchGrid, scores: NDArray[np.float64], threshold: float) -> list[Box]:
+    """Boxes in original pixels around patches above ``threshold``. Patches overlap by
+    PATCH - STRIDE; each cell of the score map stands for the STRIDE x STRIDE square at
+    its patch's centre, so the cells tile the image from (PATCH - STRIDE) / 2 on."""
+    offset = (PATCH - STRIDE) / 2 / grid.scale
+    boxes = boxes_from_map(
+        scores.reshape(grid.rows, grid.cols),
+        threshold,
+        width=round(grid.cols * STRIDE / grid.scale),
+        height=round(grid.rows * STRIDE / grid.scale),
+    )
+    return [
+        replace(
+            box,
+            x_min=round(box.x_min + offset),
+            y_min=round(box.y_min + offset),
+            x_max=round(box.x_max + offset),
+            y_max=round(box.y_max + offset),
+        )
+        for box in boxes
+    ]
