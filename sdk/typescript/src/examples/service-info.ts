@@ -1,6 +1,7 @@
 // Prints the version of every service behind the gateway, then solves a small problem.
 // Usage: node dist/examples/service-info.js [http://localhost:8080]
 import { connectSuite } from "../index.js";
+import { twoJobs } from "./problem.js";
 
 const suite = connectSuite(process.argv[2] ?? "http://localhost:8080");
 
@@ -13,20 +14,6 @@ const versions = Object.fromEntries(
   Object.entries(services).map(([name, reply]) => [name, reply.info?.version ?? "?"]),
 );
 
-const solved = await suite.scheduling.solve({
-  problem: {
-    machines: [{ id: "lathe" }, { id: "mill" }],
-    jobs: [
-      { id: "shaft", operations: [
-        { eligibleMachines: [{ machineId: "lathe", duration: 3n }] },
-        { eligibleMachines: [{ machineId: "mill", duration: 2n }] },
-      ] },
-      { id: "flange", operations: [
-        { eligibleMachines: [{ machineId: "mill", duration: 4n }] },
-        { eligibleMachines: [{ machineId: "lathe", duration: 3n }] },
-      ] },
-    ],
-  },
-});
+const solved = await suite.scheduling.solve({ problem: twoJobs });
 
 console.log(JSON.stringify({ versions, makespan: String(solved.schedule?.makespan) }));
