@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Magnetic tile ({'held-out block' if tile_default else 'all images'}, "
         f"{tile.images} images, model {tile_model.name} {tile_model.version}, good-only): "
         f"AUROC {tile.auroc:.4f}; at the shipped threshold recall {tile.recall_at_threshold:.3f}, "
-        f"false alarms {tile.false_alarm_rate:.3f}\n"
+        f"false alarms {tile.false_alarm_rate:.3f}; strongest box on the defect mask "
+        f"{'n/a' if tile.box_hit_rate is None else f'{tile.box_hit_rate:.3f}'}\n"
     )
     out.write(
         "  per defect type AUROC: "

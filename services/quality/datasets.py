@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from numpy.typing import NDArray
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -37,6 +38,13 @@ class Sample:
         if image is None:
             raise ValueError(f"cannot read image {self.path}")
         return image
+
+    def mask(self) -> NDArray[np.bool_] | None:
+        """Defect pixels from ``<root>/masks/<label>/<stem>.png`` (the magnetic-tile
+        layout), or None when the folder has no mask for this image."""
+        path = self.path.parents[2] / "masks" / self.label / f"{self.path.stem}.png"
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+        return None if mask is None else mask > 127
 
     def sha256(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()

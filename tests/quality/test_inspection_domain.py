@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.quality.datasets import blocked_split, neu_samples
+from services.quality.datasets import blocked_split, neu_samples, tile_samples
 from services.quality.domain.inspection.anomaly import (
     WORST_PATCHES,
     AnomalyModel,
@@ -23,6 +23,7 @@ from services.quality.domain.inspection.classifier import fit_classifier
 from services.quality.domain.inspection.features import TextureFeatures
 from services.quality.domain.inspection.images import ImageFormat, decode_gray, read_header
 from services.quality.domain.inspection.inspector import Inspector, LoadedModel, Verdict
+from services.quality.evaluation import evaluate_anomaly
 from services.runtime.errors import FailedPrecondition, InvalidArgument
 from tests.shared_data import shared_data
 
@@ -184,3 +185,26 @@ def test_anomaly_image_score_leaves_out_the_corner_patches():
     assert AnomalyModel.image_score(grid, scores) == 0.0
     scores[grid.cols + 1] = 80.0  # the same value one patch inside counts
     assert AnomalyModel.image_score(grid, scores) == pytest.approx(80.0 / WORST_PATCHES)
+
+
+def test_anomaly_evaluation_checks_boxes_against_the_defect_masks(tmp_path):
+    rng = np.random.default_rng(11)
+    good = [patch_descriptors(textured(rng)) for _ in range(12)]
+    calibration = [patch_descriptors(textured(rng)) for _ in range(6)]
+    model = LoadedModel(manifest=MANIFEST, anomaly=fit_anomaly_model(good, calibration))
+    for label in ("free", "blowhole"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        (tmp_path / "masks" / label).mkdir(parents=True)
+    for number in range(3):
+        cv2.imwrite(str(tmp_path / f"images/free/exp1_num_{number}.png"), textured(rng))
+    defect, mask = textured(rng), np.zeros((160, 160), np.uint8)
+    cv2.circle(defect, (110, 50), 7, 20, -1)
+    cv2.circle(mask, (110, 50), 7, 255, -1)
+    cv2.imwrite(str(tmp_path / "images/blowhole/exp1_num_9.png"), defect)
+    cv2.imwrite(str(tmp_path / "masks/blowhole/exp1_num_9.png"), mask)
+    samples = tile_samples(tmp_path)
+    assert evaluate_anomaly(model, samples, Inspector()).box_hit_rate == 1.0
+    cv2.imwrite(str(tmp_path / "masks/blowhole/exp1_num_9.png"), np.roll(mask, 80, axis=1))
+    assert evaluate_anomaly(model, samples, Inspector()).box_hit_rate == 0.0
+    (tmp_path / "masks/blowhole/exp1_num_9.png").unlink()
+    assert evaluate_anomaly(model, samples, Inspector()).box_hit_rate is None
