@@ -12,6 +12,9 @@ directory Envoy watches; deploy.sh creates it once and leaves it to this command
 - ready: ``kubectl rollout status``, then every pod's Ready condition, which is the
   kubelet's native gRPC readiness probe on the service's name;
 - smoke and parity: through a port-forward to each color's Service, as locally;
+- drain: the calls in flight on each pod of the old color from its metrics endpoint
+  (the container port named ``metrics``), through a port-forward per pod; where that
+  fails, Envoy's counts alone decide (:mod:`services.rollout.drain`);
 - weights: the whole route file rendered again with the new split
   (:mod:`services.rollout.route_file`, on :func:`services.rollout.xds.render_routes`),
   written back with the ConfigMap's resourceVersion (a replace that fails if anyone
@@ -97,6 +100,15 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 def _current(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pods not on their way out (an old ReplicaSet's pods terminating)."""
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def _metrics_port(pod: Mapping[str, Any]) -> int:
+    """The container port named ``metrics`` (k8s/base/services/*.yaml)."""
+    for container in pod.get("spec", {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "metrics":
+                return int(port["containerPort"])
+    raise KubectlError(f"pod {pod['metadata']['name']} has no container port named metrics")
 
 
 def _restarts(pod: Mapping[str, Any]) -> int:
@@ -250,6 +262,23 @@ class KubernetesPlatform(Platform):
             raise KubectlError(f"service {name} has no port named grpc")
         with self.kubectl.port_forward(f"service/{name}", port) as local_port:
             yield [local_port]
+
+    @contextlib.contextmanager
+    def metrics_endpoints(self, service: str, color: str) -> Iterator[list[int]]:
+        """A port-forward to each pod's metrics port; none at all if any cannot be had
+        (the drain then judges by the gateway: it must never fail for want of them)."""
+        with contextlib.ExitStack() as forwards:
+            try:
+                pods = self._pods(service, color)
+                targets = [(f"pod/{p['metadata']['name']}", _metrics_port(p)) for p in pods]
+                ports = [
+                    forwards.enter_context(self.kubectl.port_forward(target, port))
+                    for target, port in targets
+                ]
+            except KubectlError:
+                forwards.close()
+                ports = []
+            yield ports
 
     @contextlib.contextmanager
     def gateway(self) -> Iterator[EnvoyFleet]:

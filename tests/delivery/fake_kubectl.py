@@ -6,9 +6,10 @@ as a JSON line to ``$FAKE_KUBECTL_CALLS``; the cluster is the JSON file
 
 - ``namespace``: the only namespace that exists;
 - ``deployments``: name -> ``{"image", "replicas", "container", "annotations"}``
-  (``annotate`` without --overwrite refuses to change one that is set); a Deployment named
-  ``<service>-<color>`` has ``replicas`` pods, ready unless its image is listed in
-  ``unready_images`` (the readiness probe keeps failing);
+  (``annotate`` without --overwrite refuses to change one that is set), optionally
+  ``"metrics_port"``; a Deployment named ``<service>-<color>`` has ``replicas`` pods,
+  ready unless its image is listed in ``unready_images`` (the readiness probe keeps
+  failing), their container listing the port named ``metrics`` if it has one;
 - ``configmaps``: name -> ``{"data", "resourceVersion"}``; ``replace`` is refused with a
   Conflict when the resourceVersion sent is not the current one, and ``conflicts``
   more times (another writer got in between);
@@ -60,9 +61,13 @@ def pods_of(state: dict[str, Any], name: str) -> list[dict[str, Any]]:
             "reason": "ContainersNotReady",
             "message": f"containers with unready status: [{deployment['container']}]",
         }
+    ports = [{"name": "grpc", "containerPort": 50052}]
+    if "metrics_port" in deployment:
+        ports.append({"name": "metrics", "containerPort": deployment["metrics_port"]})
     return [
         {
             "metadata": {"name": f"{name}-{index}"},
+            "spec": {"containers": [{"name": deployment["container"], "ports": ports}]},
             "status": {
                 "conditions": [condition],
                 "containerStatuses": [

@@ -5,7 +5,9 @@ gateway-routes ConfigMap (as docker/render.py makes it), pods and their readines
 the pods' stead this test runs a gRPC server per color of quality (what smoke and
 parity reach through ``port-forward service/...``) and an Envoy admin stand-in (what
 ``port-forward pod/gateway-...`` reaches) whose routes, health and statistics follow
-the emulated cluster. The controller runs its Kubernetes path unchanged.
+the emulated cluster. The old color's pods' metrics endpoints (``port-forward
+pod/quality-blue-N``) are a real service metrics registry holding one open subscription.
+The controller runs its Kubernetes path unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from services.rollout import contract, xds
 from services.rollout.controller import RolloutController, RolloutError, RolloutOptions
 from services.rollout.kubernetes import KubernetesPlatform
 from services.rollout.state import TopologyStore
+from services.runtime.metrics import ServiceMetrics
 from tests.delivery.tools import ROOT, SERVICES, run, tool
 
 NAMESPACE = "manufacturing-ai-staging"
@@ -41,6 +44,7 @@ NEW_VERSION = "1.1.0"
 NEW_IMAGE = f"registry.example.com/acme/quality:{NEW_VERSION}-fedcba987654"
 GATEWAY_PODS = ("gateway-7d9f-a", "gateway-7d9f-b")
 API_KEY = "smoke-key"
+METRICS_PORT = 9452  # quality's container port named metrics
 
 
 def serve(version: str, color: str) -> tuple[grpc.Server, int]:
@@ -107,6 +111,7 @@ class Cluster:
         kubectl.chmod(0o755)
         self.requests = 0  # admin stat reads: each one is some traffic by the weights
         self.traffic: dict[str, int] = {}
+        self.open_streams: dict[str, int] = {}  # upstream_rq_active by cluster
 
     def load(self) -> dict[str, Any]:
         return json.loads(self.state_path.read_text())
@@ -167,7 +172,10 @@ class Cluster:
                 stats += [
                     {"name": f"cluster.{cluster}.grpc.{method}.{code}", "value": total},
                     {"name": f"cluster.{cluster}.upstream_rq_total", "value": total},
-                    {"name": f"cluster.{cluster}.upstream_rq_active", "value": 0},
+                    {
+                        "name": f"cluster.{cluster}.upstream_rq_active",
+                        "value": self.open_streams.get(cluster, 0),
+                    },
                 ]
             return json.dumps({"stats": stats})
         version = yaml.safe_load(route_file)["version_info"]
@@ -177,7 +185,9 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """quality live on blue at 1.0.0 (two pods), green scaled to 0; the other services
-    on blue; the routes as deploy.sh installs them; two gateway pods."""
+    on blue; the routes as deploy.sh installs them; two gateway pods. Each blue pod of
+    quality holds one open WatchViolations subscription, seen in Envoy's active requests
+    and in the pod's own metrics."""
     the_cluster = Cluster(tmp_path)
     rendered = tmp_path / "rendered"
     completed = run(
@@ -202,12 +212,20 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
     admin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Admin)
     threading.Thread(target=admin.serve_forever, daemon=True).start()
+    # One registry stands in for both blue pods' metrics: each forward counts it once.
+    blue_metrics = ServiceMetrics(service=SERVICE, version="1.0.0", git_revision="0123456789ab",
+                                  color="blue")  # fmt: skip
+    blue_metrics_port = blue_metrics.serve("127.0.0.1", 0)
+    full_name = contract.full_name(SERVICE)
+    blue_metrics.in_flight.labels("server_stream", full_name, "WatchViolations").inc()
+    the_cluster.open_streams[f"{SERVICE}-blue"] = 2
     deployments: dict[str, dict[str, Any]] = {
         f"{service}-{color}": {
             "image": f"registry.example.com/acme/{service}:1.0.0-0123456789ab",
             "replicas": 2 if color == "blue" else 0,
             "container": service,
             "annotations": {},
+            **({"metrics_port": METRICS_PORT} if service == SERVICE else {}),
         }
         for service in SERVICES
         for color in xds.COLORS
@@ -228,6 +246,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 f"service/{SERVICE}-blue": blue_port,
                 f"service/{SERVICE}-green": green_port,
                 **{f"pod/{pod}": admin.server_address[1] for pod in GATEWAY_PODS},
+                **{f"pod/{SERVICE}-blue-{i}": blue_metrics_port for i in range(2)},
             },
             "unready_images": [],
             "failing_images": [],
@@ -237,6 +256,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     shutil.copy(rendered / "cds.yaml", tmp_path / "cds.yaml")
     yield the_cluster
     admin.shutdown()
+    blue_metrics.close()
     blue.stop(None)
     green.stop(None)
 
@@ -301,6 +321,7 @@ def test_blue_green_through_the_rollout_command(cluster: Cluster, tmp_path: Path
     validate_with_envoy(cluster, routes)
 
     calls = cluster.calls()
+    to_metrics = f":{METRICS_PORT}"
     # The image before any pod, readiness, smoke and parity on both colors' Services,
     # then the weights (again after the conflict), then the old color down.
     order = [
@@ -312,9 +333,16 @@ def test_blue_green_through_the_rollout_command(cluster: Cluster, tmp_path: Path
         ),
         calls.index(["port-forward", "--address", "127.0.0.1", f"pod/{GATEWAY_PODS[1]}", ":9901"]),
         calls.index(["replace", "--filename", "-"]),
+        calls.index(
+            ["port-forward", "--address", "127.0.0.1", f"pod/{SERVICE}-blue-1", to_metrics]
+        ),
         calls.index(["scale", f"deployment/{SERVICE}-blue", "--replicas=0"]),
     ]
     assert order == sorted(order), calls
+    # Envoy saw the subscriptions in flight to blue; the pods' metrics said they were
+    # subscriptions, so they held nothing.
+    (drained,) = [e for e in record["events"] if e["event"] == "drained"]
+    assert (drained["held"], drained["open_subscriptions"]) == (0, 2), drained
     assert ["port-forward", "--address", "127.0.0.1", f"service/{SERVICE}-blue", ":50052"] in calls
     assert calls.count(["replace", "--filename", "-"]) == 2
 
