@@ -8,6 +8,8 @@
   shared by ``make up`` and the ``rollout`` command;
 - :mod:`services.rollout.controller`: one rollout, from starting the idle color to
   draining the old one, or rolling back;
+- :mod:`services.rollout.drain`: when a color is drained (no new call, nothing in flight
+  but subscriptions), from Envoy's counts and the color's own metrics;
 - :mod:`services.rollout.platform`: where a rollout acts, :mod:`services.rollout.local`
   (processes and watched files) or :mod:`services.rollout.kubernetes` (Deployments and
   the gateway-routes ConfigMap, through :mod:`services.rollout.kubectl`), which reads
