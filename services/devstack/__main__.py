@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         "(python -m services.runtime.devcerts CERT_DIR makes them)",
     )
     secured.add_argument(
+        "--service-tls",
+        type=Path,
+        metavar="CERT_DIR",
+        help="mutual TLS between the gateway and the services with CERT_DIR's ca.pem, "
+        "server.pem and client.pem (and keys); rollouts then need ROLLOUT_TLS_* (printed)",
+    )
+    secured.add_argument(
         "--jwks",
         type=Path,
         metavar="FILE",
@@ -93,13 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         options.data_dir / "logs",
         security,
         str(options.gateway_tls / "ca.pem") if options.gateway_tls else "",
+        options.service_tls,
     )
     started = time.monotonic()
     print("Starting scheduling, quality, maintenance and the Envoy gateway ...", flush=True)
     try:
         suite.start()
         access = Access(suite.gateway_ca_file, token=security.jwt is not None)
-        print(banner(ports.gateway, suite.log_dir, options.data_dir, access), flush=True)
+        print(
+            banner(ports.gateway, suite.log_dir, options.data_dir, access, suite.client_tls),
+            flush=True,
+        )
         print(f"ready in {time.monotonic() - started:.1f} s", flush=True)
         while not stop.wait(0.5):
             if exited := suite.first_exited():

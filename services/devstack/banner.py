@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.rollout.checks import TLS_VARIABLES, ClientTls
+
 
 def grpcurl_command() -> str:
     """grpcurl as the user can paste it: on PATH, else the one in the virtualenv."""
@@ -105,11 +107,24 @@ def rollout_command() -> str:
     return f"{sys.executable} -m services.rollout"
 
 
+def rollout_tls_environment(tls: ClientTls | None) -> str:
+    """``ROLLOUT_TLS_*=...`` before a pasted rollout command, for services on mutual TLS."""
+    if tls is None:
+        return ""
+    files = (tls.ca_file, tls.cert_file, tls.key_file)
+    return "".join(f"{n}={shlex.quote(f)} " for n, f in zip(TLS_VARIABLES, files, strict=True))
+
+
 def banner(
-    gateway_port: int, log_dir: Path, data_dir: Path = Path("var"), access: Access = Access()
+    gateway_port: int,
+    log_dir: Path,
+    data_dir: Path = Path("var"),
+    access: Access = Access(),
+    client_tls: ClientTls | None = None,
 ) -> str:
     gateway = f"localhost:{gateway_port}"
     tool = rollout_command()
+    tls = rollout_tls_environment(client_tls)
     data = "" if data_dir == Path("var") else f" --data-dir {data_dir}"
     lines = [
         "",
@@ -124,7 +139,8 @@ def banner(
         "",
         "Blue runs each service; green is idle. Roll out a version (a tree whose",
         "services/<name>/VERSION says it), and see where everything is:",
-        f"  {tool} quality --version X.Y.Z --strategy canary --steps 10,50,100 --source DIR{data}",
+        f"  {tls}{tool} quality --version X.Y.Z --strategy canary --steps 10,50,100"
+        f" --source DIR{data}",
         f"  {tool} status{data}",
         "",
     ]

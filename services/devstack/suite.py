@@ -27,9 +27,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.devstack.envoy import EnvoyProcess
 from services.devstack.gateway_security import GatewaySecurity
 from services.rollout import processes
+from services.rollout.checks import ClientTls, service_channel
 from services.rollout.processes import REPOSITORY
 from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
-from services.rollout.xds import DEFAULT_PORTS, HEALTH_ROUTE_HEADER
+from services.rollout.xds import DEFAULT_PORTS, HEALTH_ROUTE_HEADER, UpstreamTls
 from services.runtime.config import load_settings
 from services.runtime.server import suite_service_names
 
@@ -92,11 +93,15 @@ def full_name(service: str) -> str:
 
 
 def wait_until_serving(
-    port: int, service_name: str, deadline: float, alive: Callable[[], bool] = lambda: True
+    port: int,
+    service_name: str,
+    deadline: float,
+    alive: Callable[[], bool] = lambda: True,
+    tls: ClientTls | None = None,
 ) -> None:
     """Poll grpc.health.v1 on ``port`` until ``service_name`` is SERVING."""
     request = health_pb2.HealthCheckRequest(service=service_name)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with service_channel(port, tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if not alive():
@@ -144,6 +149,11 @@ class LocalSuite:
     ``security`` hardens the gateway (TLS, JWT, rate limits); with a JWT JWK set file
     the services verify the same tokens again (``AUTH_*``), as in production. With TLS,
     ``gateway_ca_file`` is the CA the suite trusts to reach its own gateway.
+
+    ``service_certs`` (a directory of ``python -m services.runtime.devcerts``) puts
+    mutual TLS between the gateway and the services: each serves ``server.pem`` and
+    demands a client certificate signed by ``ca.pem``; Envoy, the suite's own checks
+    and rollouts (``ROLLOUT_TLS_*``) present ``client.pem``.
     """
 
     def __init__(
@@ -153,9 +163,11 @@ class LocalSuite:
         log_dir: Path,
         security: GatewaySecurity | None = None,
         gateway_ca_file: str = "",
+        service_certs: Path | None = None,
     ) -> None:
         self.ports = ports
         self.security = security
+        self.service_certs = service_certs.resolve() if service_certs else None
         # The CA that signed the gateway's certificate, to reach it once it runs TLS.
         self.gateway_ca_file = gateway_ca_file
         self.data_dir = data_dir
@@ -164,8 +176,25 @@ class LocalSuite:
         self.envoy: EnvoyProcess | None = None
         self._started_pids: list[int] = []
 
+    @property
+    def client_tls(self) -> ClientTls | None:
+        """The client certificate the services demand, when they serve mutual TLS."""
+        if self.service_certs is None:
+            return None
+        certs = self.service_certs
+        return ClientTls(
+            str(certs / "ca.pem"), str(certs / "client.pem"), str(certs / "client-key.pem")
+        )
+
     def _environ(self) -> dict[str, str]:
         environ = {"DATA_DIR": str(self.data_dir.resolve()), "APP_ENV": "development"}
+        if self.service_certs is not None:
+            environ |= {
+                "TLS_ENABLED": "true",
+                "TLS_CERT_FILE": str(self.service_certs / "server.pem"),
+                "TLS_KEY_FILE": str(self.service_certs / "server-key.pem"),
+                "TLS_CLIENT_CA_FILE": str(self.service_certs / "ca.pem"),
+            }
         jwt = self.security.jwt if self.security else None
         if jwt is not None and jwt.jwks_file:
             environ |= {
@@ -217,10 +246,13 @@ class LocalSuite:
                     full_name(service),
                     deadline,
                     functools.partial(processes.alive, pid),
+                    self.client_tls,
                 )
             finally:
                 self._check_alive(service, pid)
         xds_dir = self.data_dir.resolve() / "gateway" / "xds"
+        tls = self.client_tls
+        upstream = None if tls is None else UpstreamTls(tls.ca_file, tls.cert_file, tls.key_file)
         self.envoy = EnvoyProcess(
             {service: state.layout() for service, state in services.items()},
             port=self.ports.gateway,
@@ -228,6 +260,7 @@ class LocalSuite:
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             xds_dir=xds_dir,
             security=self.security,
+            upstream_tls=upstream,
         )
         self.envoy.start()
         with self.store.locked():

@@ -3,7 +3,9 @@
 All of it goes straight to the new color's own ports, not through the gateway, so no
 caller ever sees an answer of a version that has not passed. Where the services require
 credentials (``AUTH_ENABLED``), smoke and parity calls carry the ``metadata`` given
-(an ``x-api-key`` or ``authorization`` header); health checks need none.
+(an ``x-api-key`` or ``authorization`` header); health checks need none. Where they
+demand a client certificate (mutual TLS, ``TLS_CLIENT_CA_FILE``), every check connects
+with the :class:`ClientTls` given.
 
 - readiness: grpc.health.v1 Check for the service's full name says SERVING;
 - smoke: GetServiceInfo answers with the expected version and color, and each sample
@@ -19,6 +21,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -34,6 +37,35 @@ CALL_TIMEOUT_S = 10.0
 
 class CheckFailed(RuntimeError):
     """The new color is not fit for traffic; the message says why."""
+
+
+# The environment variables naming a ClientTls's files, in its fields' order.
+TLS_VARIABLES = ("ROLLOUT_TLS_CA_FILE", "ROLLOUT_TLS_CERT_FILE", "ROLLOUT_TLS_KEY_FILE")
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """Mutual TLS to the services: the CA their certificates are checked against and
+    the client certificate presented (PEM file paths)."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=Path(self.ca_file).read_bytes(),
+            private_key=Path(self.key_file).read_bytes(),
+            certificate_chain=Path(self.cert_file).read_bytes(),
+        )
+
+
+def service_channel(port: int, tls: ClientTls | None = None) -> grpc.Channel:
+    """A channel to a service on this host: mutual TLS with ``tls``, else plaintext."""
+    target = f"127.0.0.1:{port}"
+    if tls is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, tls.credentials())
 
 
 @dataclass(frozen=True)
@@ -98,6 +130,7 @@ def wait_serving(
     startup_timeout: float,
     ready_timeout: float,
     alive: Callable[[], bool],
+    tls: ClientTls | None = None,
 ) -> None:
     """Until grpc.health.v1 says SERVING for the service; fails early if the process ends.
 
@@ -108,7 +141,7 @@ def wait_serving(
     deadline = time.monotonic() + startup_timeout
     answered = False
     last = "no answer"
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with service_channel(port, tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if not alive():
@@ -129,9 +162,16 @@ def wait_serving(
     raise CheckFailed(f"readiness: port {port} not SERVING within {waited:.0f} s ({last})")
 
 
-def smoke(port: int, service: str, version: str, color: str, metadata: Metadata = ()) -> int:
+def smoke(
+    port: int,
+    service: str,
+    version: str,
+    color: str,
+    metadata: Metadata = (),
+    tls: ClientTls | None = None,
+) -> int:
     """GetServiceInfo and every sample once on ``port``; returns the number of calls."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with service_channel(port, tls) as channel:
         code, info = call(channel, service, "GetServiceInfo", {}, metadata)
         if code is not grpc.StatusCode.OK or info is None:
             raise CheckFailed(f"smoke: GetServiceInfo on port {port} ended {code.name}")
@@ -173,12 +213,10 @@ def parity(
     service: str,
     samples: Sequence[Sample],
     metadata: Metadata = (),
+    tls: ClientTls | None = None,
 ) -> int:
     """Every sample answered alike by both ports; returns the number compared."""
-    with (
-        grpc.insecure_channel(f"127.0.0.1:{live_port}") as live,
-        grpc.insecure_channel(f"127.0.0.1:{new_port}") as new,
-    ):
+    with service_channel(live_port, tls) as live, service_channel(new_port, tls) as new:
         for sample in samples:
             expected = _answer(*call(live, service, sample.method, sample.request, metadata))
             found = _answer(*call(new, service, sample.method, sample.request, metadata))

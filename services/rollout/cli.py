@@ -13,7 +13,10 @@ options. The history is kept under ``--data-dir`` (default ``var``) either way.
 
 Where the services require credentials, ``ROLLOUT_CALL_HEADER='x-api-key: KEY'`` (or
 ``'authorization: Bearer TOKEN'``) goes with the smoke and parity calls; an environment
-variable, so the secret stays off command lines.
+variable, so the secret stays off command lines. Where they demand a client certificate
+(mutual TLS), ``ROLLOUT_TLS_CA_FILE``, ``ROLLOUT_TLS_CERT_FILE`` and
+``ROLLOUT_TLS_KEY_FILE`` name the CA of their certificates and the client certificate and
+key every check connects with.
 
 Exit code 0: completed; 1: rolled back (the reason is printed and kept in the
 history); 2: could not start.
@@ -25,10 +28,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.rollout.checks import TLS_VARIABLES, ClientTls
 from services.rollout.contract import SERVICES
 from services.rollout.controller import (
     STRATEGIES,
@@ -66,6 +71,17 @@ def _call_metadata(header: str) -> tuple[tuple[str, str], ...]:
     if not separator or not name.strip() or not value.strip():
         raise RolloutError("ROLLOUT_CALL_HEADER must look like 'x-api-key: KEY'")
     return ((name.strip().lower(), value.strip()),)
+
+
+def client_tls(environ: Mapping[str, str]) -> ClientTls | None:
+    """The checks' client certificate from ``ROLLOUT_TLS_*``: all three, or none."""
+    files = [environ.get(name, "") for name in TLS_VARIABLES]
+    if not any(files):
+        return None
+    for name, file in zip(TLS_VARIABLES, files, strict=True):
+        if not file or not Path(file).is_file():
+            raise RolloutError(f"{name}: no readable file {file!r} (mutual TLS needs all three)")
+    return ClientTls(*files)
 
 
 def _platform(options: argparse.Namespace) -> Platform:
@@ -175,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         platform = _platform(options)
         call_metadata = _call_metadata(os.environ.get("ROLLOUT_CALL_HEADER", ""))
+        tls = client_tls(os.environ)
     except _SETUP_ERRORS as error:
         print(f"rollout: {error}", file=sys.stderr)
         return 2
@@ -193,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         route_timeout_s=platform.route_timeout_s,
         poll_s=platform.poll_s,
         call_metadata=call_metadata,
+        client_tls=tls,
     )
     controller = RolloutController(
         options.data_dir, echo=lambda line: print(line, flush=True), platform=platform

@@ -78,6 +78,8 @@ class RolloutOptions:
     migrate: bool = True
     # Credentials for the smoke and parity calls, e.g. (("x-api-key", "..."),).
     call_metadata: tuple[tuple[str, str], ...] = ()
+    # The client certificate every check presents where the services demand one.
+    client_tls: checks.ClientTls | None = None
 
     def weight_steps(self) -> tuple[int, ...]:
         if self.strategy not in STRATEGIES:
@@ -221,13 +223,16 @@ class RolloutController:
                 platform.endpoints(service, idle) as new_ports,
                 platform.endpoints(service, live) as live_ports,
             ):
-                metadata = options.call_metadata
+                metadata, tls = options.call_metadata, options.client_tls
                 calls = sum(
-                    checks.smoke(port, service, run.version, idle, metadata) for port in new_ports
+                    checks.smoke(port, service, run.version, idle, metadata, tls)
+                    for port in new_ports
                 )
                 self._event(run, "smoke passed", calls=calls)
                 samples = checks.SAMPLES[service]
-                compared = checks.parity(live_ports[0], new_ports[0], service, samples, metadata)
+                compared = checks.parity(
+                    live_ports[0], new_ports[0], service, samples, metadata, tls
+                )
                 self._event(run, "parity passed", samples=compared)
         except checks.CheckFailed as failure:
             raise _Abort(str(failure)) from failure

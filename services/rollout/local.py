@@ -87,6 +87,7 @@ class LocalPlatform(Platform):
                 startup_timeout=options.startup_timeout_s,
                 ready_timeout=options.ready_timeout_s,
                 alive=functools.partial(processes.alive, pid),
+                tls=options.client_tls,
             )
 
     def endpoints(self, service: str, color: str) -> contextlib.AbstractContextManager[list[int]]:

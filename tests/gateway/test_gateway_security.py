@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import ssl
 import subprocess
 import sys
@@ -31,7 +32,8 @@ from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 
 from services.devstack import gateway_security as gs
 from services.devstack.envoy import EnvoyProcess, layout_of, validate
-from services.rollout import xds
+from services.rollout import checks, processes, xds
+from services.rollout import cli as rollout_cli
 from services.runtime import devcerts
 from tests.delivery.tools import tool
 from tests.gateway import grpc_web
@@ -351,6 +353,36 @@ def test_local_suite_with_the_security_switches_answers_its_printed_calls(
         for command in calls:
             assert paste(command, MFG_TOKEN=token).returncode == 0, command
             assert paste(command, MFG_TOKEN="").returncode != 0, command
+
+
+def test_local_suite_with_mutual_tls_to_the_services_and_rollout_checks(
+    tmp_path: Path, certs: Path
+) -> None:
+    """`python -m services.devstack --service-tls`: Envoy reaches the services over mutual
+    TLS (the printed calls work), a caller without the client certificate is refused,
+    and a rollout's checks pass with the printed ROLLOUT_TLS_* files."""
+    with local_suite(tmp_path / "var", "--service-tls", str(certs)) as suite:
+        calls = [line.strip() for line in suite.output if " -d " in line and "grpcurl" in line]
+        assert len(calls) == 3
+        for command in calls:
+            assert paste(command).returncode == 0, command
+        scheduling = suite.backends[0]
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{scheduling}") as plaintext,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            health_pb2_grpc.HealthStub(plaintext).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        (rollout,) = [line.strip() for line in suite.output if "ROLLOUT_TLS_CA_FILE=" in line]
+        environ = dict(
+            word.split("=", 1) for word in shlex.split(rollout) if word.startswith("ROLLOUT_TLS_")
+        )
+        tls = rollout_cli.client_tls(environ)
+        assert tls is not None
+        version = processes.version_of(processes.REPOSITORY, "scheduling")
+        assert checks.smoke(scheduling, "scheduling", version, "blue", tls=tls) >= 1
+        with pytest.raises(checks.CheckFailed, match="UNAVAILABLE"):
+            checks.smoke(scheduling, "scheduling", version, "blue")
 
 
 # --- Kubernetes: k8s/components/gateway-security ---------------------------------------
