@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
@@ -9,10 +10,20 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from services.maintenance import artifacts
-from services.maintenance.domain import alerts, cmapss, failure, features, planning, rul
+from services.maintenance.domain import (
+    alerts,
+    cmapss,
+    failure,
+    features,
+    planning,
+    rul,
+    rul_selection,
+)
 from services.maintenance.domain.anomaly import AnomalyModel
+from services.maintenance.domain.intervals import ResidualBands
 from services.maintenance.domain.readings import Reading
 from services.maintenance.domain.steps import to_steps
 from services.maintenance.domain.trees import TreeEnsemble, sigmoid
@@ -166,18 +177,52 @@ def test_steps_skip_incomplete_time_steps():
     assert steps.incomplete == [(T0 + timedelta(1), ["b"])]
 
 
-def test_rul_model_learns_on_a_slice_of_fd001():
+def test_rul_model_chosen_by_grouped_cv_learns_on_a_slice_of_fd001():
     folder = shared_data("cmapss")
     units = cmapss.load_units(folder / "train_FD001.txt")
-    params = rul.RulParams(max_iter=40, seeds=1, quantile_max_iter=10, min_samples_leaf=50)
-    model = rul.fit_rul_model(units[:30], 1, params)
-    model = rul.RulModel.from_arrays(model.to_arrays())
+    grid = [
+        rul.RulParams(max_iter=1, seeds=1, min_samples_leaf=50),  # barely fitted
+        rul.RulParams(max_iter=40, seeds=1, learning_rate=0.2, min_samples_leaf=50),
+    ]
+    # One thread, as training runs: OpenMP threads fighting over busy cores cost 5-10x.
+    with threadpool_limits(1):
+        trained = rul_selection.train_rul(units[:30], 1, grid, folds=3, seeds=2)
+    assert trained.params == dataclasses.replace(grid[1], seeds=2)
+    assert trained.grid[0]["cv_rmse"] > trained.grid[1]["cv_rmse"]
+    assert trained.metrics["cv3_rmse_capped"] == pytest.approx(trained.grid[1]["cv_rmse"], abs=1e-4)
+    assert trained.metrics["cv3_rmse_capped"] < 30
+    model = rul.RulModel.from_arrays(trained.model.to_arrays())
+    assert len(model.point) == 2
     x, y, _ = rul.training_matrix(units[80:], model.normaliser)
     point, lower, upper = model.predict_features(x)
     assert cmapss.rmse(point, y) < 25
-    assert np.all(lower <= point) and np.all(point <= upper)
+    assert np.all((lower >= 0) & (lower <= point) & (point <= upper) & (upper <= 125))
+    # Calibrated on 30 units' out-of-fold residuals, the interval holds on 20 unseen ones.
+    assert np.mean((lower <= y) & (y <= upper)) > 0.8
     with pytest.raises(rul.WindowTooShort):
         model.predict(units[0].settings[:5], units[0].sensors[:5][:, [1, 2]])
+
+
+def test_residual_bands_cover_their_share_in_each_band():
+    generator = np.random.default_rng(1)
+
+    def sample(rows):
+        point = generator.uniform(0, 125, rows)
+        spread = np.where(point < 50, 2.0, 20.0)  # tight near the end of life, wide before
+        return point, point + generator.normal(0, 1, rows) * spread
+
+    calibration_point, calibration_truth = sample(20_000)
+    bands = ResidualBands.fit(calibration_point, calibration_truth, edges=(50.0,), coverage=0.9)
+    point, truth = sample(20_000)
+    lower, upper = bands.interval(point, -1e9, 1e9)
+    held = (lower <= truth) & (truth <= upper)
+    for band in (point < 50, point >= 50):
+        assert held[band].mean() == pytest.approx(0.9, abs=0.015)
+    assert bands.upper[1] - bands.lower[1] > 5 * (bands.upper[0] - bands.lower[0])
+    again = ResidualBands.from_arrays(bands.to_arrays("i"), "i")
+    assert again.interval(point, 0, 125)[0].tolist() == bands.interval(point, 0, 125)[0].tolist()
+    with pytest.raises(ValueError, match="calibration needs"):
+        ResidualBands.fit(point[:10], truth[:10])
 
 
 def test_cmapss_rows_parse_with_trailing_spaces(tmp_path):

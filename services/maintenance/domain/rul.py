@@ -2,10 +2,12 @@
 
 Trained on NASA C-MAPSS runs to failure with the piecewise-linear target capped at
 ``RUL_CAP`` cycles; predicts from the history of one machine (one row per cycle of
-settings and sensors). The point estimate averages several boosted ensembles that each
-see a random 30 % of the features per split; two quantile ensembles give a 90 %
-interval. The health index is the predicted life as a fraction of the cap: 1 is as good
-as new, 0 is at the end of life.
+settings and sensors). The point estimate averages several boosted ensembles (different
+seeds, each split seeing a random share of the features); the interval comes from
+residuals of cross-validation on the training units (``intervals.ResidualBands``). The
+health index is the predicted life as a fraction of the cap: 1 is as good as new, 0 is
+at the end of life. Choosing the parameters and calibrating the interval is in
+``rul_selection``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from numpy.typing import NDArray
 
 from services.maintenance.domain import cmapss
 from services.maintenance.domain.features import ConditionNormaliser, history_features
+from services.maintenance.domain.intervals import ResidualBands
 from services.maintenance.domain.trees import TreeEnsemble
 
 Array = NDArray[np.float64]
@@ -29,7 +32,6 @@ RUL_SENSORS: tuple[str, ...] = tuple(
 )
 RUL_SETTINGS = cmapss.SETTING_NAMES
 MIN_WINDOW_CYCLES = 10
-INTERVAL_QUANTILES = (0.05, 0.95)
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,8 @@ class RulParams:
     max_features: float = 0.3
     l2_regularization: float = 1.0
     seeds: int = 3
-    quantile_max_iter: int = 100
-    quantile_learning_rate: float = 0.1
 
-    def estimator(self, seed: int, **overrides: Any) -> Any:
+    def estimator(self, seed: int) -> Any:
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         options: dict[str, Any] = {
@@ -57,7 +57,6 @@ class RulParams:
             "early_stopping": False,
             "random_state": seed,
         }
-        options.update(overrides)
         return HistGradientBoostingRegressor(**options)
 
 
@@ -78,8 +77,7 @@ class WindowTooShort(ValueError):
 class RulModel:
     normaliser: ConditionNormaliser
     point: tuple[TreeEnsemble, ...]
-    lower: TreeEnsemble
-    upper: TreeEnsemble
+    interval: ResidualBands
     cap: float = cmapss.RUL_CAP
     sensors: tuple[str, ...] = RUL_SENSORS
     settings: tuple[str, ...] = RUL_SETTINGS
@@ -92,10 +90,8 @@ class RulModel:
     def predict_features(self, x: Array) -> tuple[Array, Array, Array]:
         point = np.mean([tree.predict_raw(x) for tree in self.point], axis=0)
         point = np.clip(point, 0.0, self.cap)
-        lower = np.clip(self.lower.predict_raw(x), 0.0, self.cap)
-        upper = np.clip(self.upper.predict_raw(x), 0.0, self.cap)
-        # Separately fitted quantiles can cross the point estimate; keep them around it.
-        return point, np.minimum(lower, point), np.maximum(upper, point)
+        lower, upper = self.interval.interval(point, 0.0, self.cap)
+        return point, lower, upper
 
     def predict(self, settings: Array, sensors: Array, first_age: float = 1.0) -> RulEstimate:
         """RUL after the last row of one machine's history, oldest row first."""
@@ -128,8 +124,7 @@ class RulModel:
         }
         for index, tree in enumerate(self.point):
             arrays.update(tree.to_arrays(f"point{index}"))
-        arrays.update(self.lower.to_arrays("lower"))
-        arrays.update(self.upper.to_arrays("upper"))
+        arrays.update(self.interval.to_arrays("interval"))
         return arrays
 
     @classmethod
@@ -144,8 +139,7 @@ class RulModel:
         return cls(
             normaliser=normaliser,
             point=tuple(TreeEnsemble.from_arrays(arrays, f"point{i}") for i in range(count)),
-            lower=TreeEnsemble.from_arrays(arrays, "lower"),
-            upper=TreeEnsemble.from_arrays(arrays, "upper"),
+            interval=ResidualBands.from_arrays(arrays, "interval"),
             cap=float(arrays["cap"][0]),
             sensors=tuple(str(s) for s in arrays["sensors"]),
             settings=tuple(str(s) for s in arrays["settings"]),
@@ -180,30 +174,18 @@ def fit_normaliser(units: Sequence[cmapss.Unit], conditions: int) -> ConditionNo
     )
 
 
+def fit_point_estimators(x: Array, y: Array, params: RulParams) -> list[Any]:
+    """The fitted scikit-learn regressors whose mean is the point estimate."""
+    return [params.estimator(seed).fit(x, y) for seed in range(params.seeds)]
+
+
 def fit_rul_model(
-    units: Sequence[cmapss.Unit], conditions: int, params: RulParams, *, intervals: bool = True
+    units: Sequence[cmapss.Unit], conditions: int, params: RulParams, interval: ResidualBands
 ) -> RulModel:
     normaliser = fit_normaliser(units, conditions)
     x, y, _ = training_matrix(units, normaliser)
-    point = tuple(
-        TreeEnsemble.from_sklearn(params.estimator(seed).fit(x, y)) for seed in range(params.seeds)
-    )
-    if intervals:
-        lower, upper = (
-            TreeEnsemble.from_sklearn(
-                params.estimator(
-                    0,
-                    loss="quantile",
-                    quantile=q,
-                    max_iter=params.quantile_max_iter,
-                    learning_rate=params.quantile_learning_rate,
-                ).fit(x, y)
-            )
-            for q in INTERVAL_QUANTILES
-        )
-    else:
-        lower = upper = point[0]
-    return RulModel(normaliser=normaliser, point=point, lower=lower, upper=upper)
+    point = tuple(TreeEnsemble.from_sklearn(e) for e in fit_point_estimators(x, y, params))
+    return RulModel(normaliser=normaliser, point=point, interval=interval)
 
 
 def predict_last_cycles(
@@ -219,21 +201,3 @@ def predict_last_cycles(
 
 def conditions_of(subset: str) -> int:
     return 6 if subset in ("FD002", "FD004") else 1
-
-
-def grouped_cv_rmse(
-    units: Sequence[cmapss.Unit], conditions: int, params: RulParams, folds: int = 5
-) -> float:
-    """RMSE over every cycle of held-out units (folds split by unit, never by row), against
-    the capped target; the normaliser is refitted inside each fold."""
-    from sklearn.model_selection import GroupKFold
-
-    ids = np.asarray([u.unit for u in units])
-    squared, count = 0.0, 0
-    for train_index, test_index in GroupKFold(n_splits=folds).split(ids, groups=ids):
-        model = fit_rul_model([units[i] for i in train_index], conditions, params, intervals=False)
-        x, y, _ = training_matrix([units[i] for i in test_index], model.normaliser)
-        point, _, _ = model.predict_features(x)
-        squared += float(np.sum((point - y) ** 2))
-        count += len(y)
-    return float(np.sqrt(squared / count))
