@@ -353,7 +353,10 @@ def run(
     solver.parameters.num_workers = max(1, workers)
     solver.parameters.random_seed = seed
     for key, value in (parameters or {}).items():
-        setattr(solver.parameters, key, value)
+        if isinstance(value, (list, tuple)):
+            getattr(solver.parameters, key).extend(value)  # a repeated field
+        else:
+            setattr(solver.parameters, key, value)
     finished = threading.Event()
     watcher = None
     if should_stop is not None:

@@ -1,14 +1,14 @@
-"""The scheduling solver: dispatch first, CP-SAT next, large-neighbourhood search last.
+"""The scheduling solver: dispatch first, CP-SAT's full search next, its LNS last.
 
 1. Dispatching rules give a feasible schedule at once (reported before anything else).
-2. CP-SAT solves the full model, warm-started from that schedule, with the horizon
-   cut to the heuristic's makespan; on small problems it proves optimality here, and
-   its bound is the lower bound reported.
-3. Large-neighbourhood search improves the incumbent until the time is up: it frees a
-   part of the schedule (some machines, some jobs, or a window of consecutive
-   operations), keeps the machine and relative order of everything else, and re-solves
-   that smaller model with CP-SAT for a short slice. Neighbourhoods grow when they are
-   solved to optimality and shrink when they time out.
+2. CP-SAT's full portfolio searches the model for part of the time, warm-started from
+   that schedule with the horizon cut to its makespan: small problems are proven optimal
+   here, and its bound is the lower bound reported.
+3. When that does not prove optimality, CP-SAT runs only its large-neighbourhood-search
+   workers on the same model for the rest of the time, starting from the incumbent. With
+   2 workers this finds shorter schedules than the full portfolio, whose workers spend
+   much of their time on bounds and generic neighbourhoods (measured on the benchmark
+   instances, most of all the 20x15 ones; see bench/scheduling.py).
 
 The whole call, model building included, keeps to the time limit: every CP-SAT call
 gets only what is left of it, and nothing starts when too little is left.
@@ -16,8 +16,6 @@ gets only what is left of it, and nothing starts when too little is left.
 
 from __future__ import annotations
 
-import itertools
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -43,15 +41,17 @@ SOLVER_NAME = "cpsat-lns"
 RESERVE_S = (0.05, 0.3)
 RESERVE_SHARE = 0.03
 
-# Small neighbourhood models solve faster without LP relaxation and probing.
-LNS_PARAMETERS = {"linearization_level": 0, "cp_model_probing_level": 0, "symmetry_level": 0}
-
-# Up to this many operations CP-SAT on the full model does better with all the time than
-# with neighbourhood search after it (measured on the 10x10 to 15x15 benchmark instances).
-SMALL_PROBLEM_OPERATIONS = 250
-# Past this many, a neighbourhood model (which keeps every operation) takes longer to
-# load than a slice lasts; the full model, warm-started, does better with all the time.
+# Share of the time after the heuristic given to CP-SAT's full portfolio, to prove small
+# problems optimal; the rest goes to its neighbourhood search alone.
+PROOF_SHARE = 0.2
+# Past this many operations a hint steers the full portfolio into the heuristic's
+# neighbourhood where it finds less than from scratch (measured on 50x15 and 100x20):
+# there the full search starts unhinted, for a larger share, and the neighbourhoods
+# start from the best it found.
 LARGE_PROBLEM_OPERATIONS = 500
+LARGE_FULL_SHARE = 0.5
+# CP-SAT with only its neighbourhood-search workers (no proof).
+LNS_ONLY = {"use_lns_only": True}
 
 DISPATCH_RULES = ("ect-mwkr", "est-mwkr", "ect-edd")
 
@@ -73,9 +73,6 @@ class SolveOptions:
     moved_weight: int = 0
     # No operation that is not fixed starts before this time ("now" when rescheduling).
     not_before: int = 0
-    # Share of the time given to the full CP-SAT model before neighbourhood search.
-    full_share: float = 0.5
-    use_lns: bool = True
 
 
 def solve(
@@ -118,11 +115,9 @@ class _Search:
         self.best: tuple[Assignment, ...] | None = None
         self.best_value: int | None = None
         self.best_name = ""
-        self.best_ends = 0
         self.bound = self.ix.trivial_lower_bound(options.objective, options.weights)
         self.hint: tuple[Assignment, ...] | None = None
         self.proven_optimal = False
-        self.trace: list[tuple[str, int, cp_model.CpSolverStatus, int | None]] = []
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -155,22 +150,14 @@ class _Search:
             job.deadline <= 0 or ends.get(job.id, 0) <= job.deadline for job in self.problem.jobs
         )
 
-    def offer(
-        self, assignments: tuple[Assignment, ...], name: str, *, equal_ok: bool = False
-    ) -> bool:
+    def offer(self, assignments: tuple[Assignment, ...], name: str) -> bool:
         """Take ``assignments`` as the incumbent if they are better; report them."""
         value = self.value(assignments)
-        ends = _sum_of_job_ends(assignments)
         with self.lock:
-            if self.best_value is not None and (
-                value > self.best_value
-                or (value == self.best_value and (not equal_ok or ends > self.best_ends))
-            ):
+            if self.best_value is not None and value >= self.best_value:
                 return False
-            improved = self.best_value is None or value < self.best_value
             self.best, self.best_value, self.best_name = assignments, value, name
-            self.best_ends = ends
-        if improved and self.on_improvement is not None:
+        if self.on_improvement is not None:
             self.on_improvement(self.solution(SolveStatus.FEASIBLE))
         return True
 
@@ -220,11 +207,9 @@ class _Search:
                 self.offer(assignments, f"dispatch:{rule}")
         if self.best_value is not None and self.best_value <= self.bound:
             return self.solution(SolveStatus.OPTIMAL)
-        outcome = self.full_solve()
+        outcome = self.search()
         if outcome is not None:
             return outcome
-        if self.options.use_lns and self.best is not None:
-            self.lns()
         if self.best is None:
             return self.solution(
                 SolveStatus.UNKNOWN,
@@ -269,15 +254,9 @@ class _Search:
             return max(a.end for a in self.best) if self.best else self.ix.horizon()
         return self.ix.horizon()
 
-    def full_solve(self) -> Solution | None:
-        share = (
-            self.options.full_share
-            if self.options.use_lns
-            and self.best
-            and SMALL_PROBLEM_OPERATIONS < len(self.ix.ops) <= LARGE_PROBLEM_OPERATIONS
-            else 1.0
-        )
-        budget = self.remaining() * share
+    def search(self) -> Solution | None:
+        """CP-SAT: the full portfolio first (proofs), then its neighbourhood search alone."""
+        budget = self.remaining()
         if budget <= 0.01 or self.external_stop() or self.build_cost() > 0.5 * budget:
             # Building the model alone would eat the time: the heuristic schedule stands.
             return None
@@ -295,12 +274,27 @@ class _Search:
                 not_before=self.options.not_before,
             ),
         )
-        if self.hint and len(self.ix.ops) <= LARGE_PROBLEM_OPERATIONS:
-            # On large models a hint steers CP-SAT's first workers into the heuristic's
-            # neighbourhood and it finds less than from scratch (measured on 50x15 and 100x20);
-            # there the incumbent only bounds the objective.
+        large = len(self.ix.ops) > LARGE_PROBLEM_OPERATIONS
+        if self.hint and not large:
             model.hint(self.hint, self.value(self.hint))
-        budget = min(budget, self.remaining()) if share < 1 else self.remaining()
+        if self.best is None:
+            # Only the full search can find a first schedule meeting every deadline.
+            return self.run_cpsat(model, self.remaining())
+        share = LARGE_FULL_SHARE if large else PROOF_SHARE
+        outcome = self.run_cpsat(model, self.remaining() * share)
+        if outcome is not None or self.stopped():
+            return outcome
+        model.hint(self.best, self.best_value)
+        return self.run_cpsat(model, self.remaining(), LNS_ONLY)
+
+    def run_cpsat(
+        self,
+        model: cpsat.JobShopModel,
+        budget: float,
+        parameters: Mapping[str, object] | None = None,
+    ) -> Solution | None:
+        """One CP-SAT run: the final solution when it settles the problem, else None."""
+        budget = min(budget, self.remaining())
         if budget <= 0.01:
             return None
         result = cpsat.run(
@@ -310,6 +304,7 @@ class _Search:
             seed=self.options.seed,
             should_stop=self.stopped,
             on_solution=lambda _, a: self._offer_quietly(a),
+            parameters=parameters,
         )
         if result.assignments is not None:
             self.offer(result.assignments, SOLVER_NAME)
@@ -330,156 +325,3 @@ class _Search:
             )
         self.bound = max(self.bound, result.bound)
         return None
-
-    # -- large-neighbourhood search ------------------------------------------------------
-
-    def lns(self) -> None:
-        """Neighbourhood search on every worker at once, one CP-SAT worker each."""
-        threads = [
-            threading.Thread(target=self.lns_worker, args=(w,), daemon=True)
-            for w in range(max(1, self.options.workers))
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    def lns_worker(self, worker: int) -> None:
-        ix = self.ix
-        n = len(ix.ops)
-        rng = random.Random(self.options.seed * 1000 + worker)  # noqa: S311 (not for secrets)
-        free = [k for k in range(n) if k not in self.fixed]
-        if not free:
-            return
-        fraction = min(0.5, max(0.02, 20 / max(1, len(free))))
-        slice_s = min(2.0, 0.5 + n / 2000)
-        if self.build_cost() > 0.5 * slice_s:
-            return  # every neighbourhood model would cost more to build than to solve
-        # Whole jobs make neighbourhoods that rarely solve in a slice; they come less often.
-        kinds = ["window", "machines", "window", "machines", "jobs"]
-        iteration = 0
-        while not self.stopped():
-            if self.best_value is not None and self.best_value <= self.bound:
-                self.proven_optimal = True
-                return
-            budget = min(slice_s, self.remaining())
-            if budget < 0.1:
-                return
-            kind = kinds[(iteration + worker) % len(kinds)]
-            iteration += 1
-            incumbent = self.best
-            assert incumbent is not None
-            size = max(2, int(fraction * len(free)))
-            relaxed = self.neighbourhood(kind, incumbent, size, free, rng)
-            result = self.solve_neighbourhood(incumbent, relaxed, budget, rng.randrange(1 << 20))
-            if result is None:
-                return
-            if result.assignments is not None:
-                self.offer(result.assignments, SOLVER_NAME, equal_ok=True)
-            self.trace.append((kind, len(relaxed), result.status, result.objective))
-            if result.status == cp_model.OPTIMAL or result.status == cp_model.INFEASIBLE:
-                fraction = min(0.9, fraction * 1.1)
-            else:
-                fraction = max(0.01, fraction * 0.9)
-
-    def neighbourhood(
-        self,
-        kind: str,
-        incumbent: tuple[Assignment, ...],
-        size: int,
-        free: list[int],
-        rng: random.Random,
-    ) -> set[int]:
-        ix = self.ix
-        index = ix.op_index
-        relaxed: set[int] = set()
-        if kind == "machines":
-            by_machine: dict[str, list[int]] = {}
-            for a in incumbent:
-                k = index[(a.job_id, a.operation_id)]
-                if k not in self.fixed:
-                    by_machine.setdefault(a.machine_id, []).append(k)
-            machines = list(by_machine)
-            rng.shuffle(machines)
-            for m in machines:
-                if len(relaxed) >= size:
-                    break
-                relaxed.update(by_machine[m])
-        elif kind == "jobs":
-            jobs = list(range(len(ix.job_ops)))
-            rng.shuffle(jobs)
-            for j in jobs:
-                if len(relaxed) >= size:
-                    break
-                relaxed.update(k for k in ix.job_ops[j] if k not in self.fixed)
-        else:
-            ordered = [index[(a.job_id, a.operation_id)] for a in incumbent]
-            ordered = [k for k in ordered if k not in self.fixed]
-            first = rng.randrange(max(1, len(ordered) - size + 1))
-            relaxed.update(ordered[first : first + size])
-        return relaxed
-
-    def solve_neighbourhood(
-        self, incumbent: tuple[Assignment, ...], relaxed: set[int], budget: float, seed: int
-    ) -> cpsat.RunResult | None:
-        ix = self.ix
-        machine_of: dict[int, int] = {}
-        sequences: dict[int, list[tuple[int, int, int]]] = {}
-        for a in incumbent:
-            k = ix.op_index[(a.job_id, a.operation_id)]
-            m = ix.machine_index[a.machine_id]
-            if k not in relaxed and k not in self.fixed:
-                machine_of[k] = m
-            if k not in relaxed and a.end > a.start:
-                sequences.setdefault(m, []).append((a.start, a.end, k))
-        touched = {
-            ix.machine_index[a.machine_id]
-            for a in incumbent
-            if ix.op_index[(a.job_id, a.operation_id)] in relaxed
-        }
-        sequenced = frozenset(
-            m
-            for m in range(len(ix.machine_ids))
-            if m not in touched and not ix.downtime[m] and not ix.setup[m]
-        )
-        arcs: list[tuple[int, int]] = []
-        for entries in sequences.values():
-            entries.sort()
-            arcs.extend((a[2], b[2]) for a, b in itertools.pairwise(entries))
-        model = cpsat.JobShopModel(
-            ix,
-            cpsat.ModelOptions(
-                objective=self.options.objective,
-                weights=self.options.weights,
-                horizon=self.horizon(),
-                fixed=self.fixed,
-                machine_of=machine_of,
-                sequence=arcs,
-                original=self.original,
-                moved_weight=self.options.moved_weight,
-                objective_upper=self.best_value,
-                objective_lower=self.bound,
-                sequenced_machines=sequenced,
-                tie_break_ends=True,
-                not_before=self.options.not_before,
-            ),
-        )
-        model.hint(incumbent, self.value(incumbent))
-        budget = min(budget, self.remaining())
-        if budget < 0.02 or self.external_stop():
-            return None
-        return cpsat.run(
-            model,
-            time_limit_s=budget,
-            workers=1,
-            seed=seed,
-            should_stop=self.stopped,
-            parameters=LNS_PARAMETERS,
-        )
-
-
-def _sum_of_job_ends(assignments: tuple[Assignment, ...]) -> int:
-    ends: dict[str, int] = {}
-    for a in assignments:
-        ends[a.job_id] = max(ends.get(a.job_id, 0), a.end)
-    return sum(ends.values())
