@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -83,17 +85,35 @@ def train_neu(root: Path, out: Path, version: str) -> LoadedModel:
     return load_model(out / NEU_MODEL / version)
 
 
-def _fit_tile(train: list[Sample], grids: dict[Path, PatchGrid]) -> AnomalyModel:
-    """Good parts of ``train`` only: the first blocks fill the bank, the last
-    CALIBRATION_FRACTION of each block sets the thresholds."""
+@dataclass(frozen=True)
+class _TileGrids:
+    """Patch grids of the training images, and of the good ones mirrored left to right:
+    the tiles are symmetric, so a mirrored good part is a good part, and the mirror
+    doubles the examples of each image edge in the bank."""
+
+    plain: dict[Path, PatchGrid]
+    mirrored: dict[Path, PatchGrid]
+
+    @classmethod
+    def of(cls, train: list[Sample]) -> _TileGrids:
+        images = {s.path: s.read() for s in train}
+        good = [s.path for s in train if s.label == GOOD_TILE_CLASS]
+        return cls(
+            {path: patch_descriptors(image) for path, image in images.items()},
+            {path: patch_descriptors(cv2.flip(images[path], 1)) for path in good},
+        )
+
+
+def _fit_tile(train: list[Sample], grids: _TileGrids) -> AnomalyModel:
+    """Good parts of ``train`` only: the first blocks (and their mirror images) fill the
+    bank, the last CALIBRATION_FRACTION of each block sets the thresholds."""
     good = [s for s in train if s.label == GOOD_TILE_CLASS]
     bank_part, calibration_part = blocked_split(good, 1 - CALIBRATION_FRACTION)
-    return fit_anomaly_model(
-        [grids[s.path] for s in bank_part], [grids[s.path] for s in calibration_part]
-    )
+    bank = [grids.plain[s.path] for s in bank_part] + [grids.mirrored[s.path] for s in bank_part]
+    return fit_anomaly_model(bank, [grids.plain[s.path] for s in calibration_part])
 
 
-def _cross_validated_auroc(train: list[Sample], grids: dict[Path, PatchGrid]) -> list[float]:
+def _cross_validated_auroc(train: list[Sample], grids: _TileGrids) -> list[float]:
     """Blocked CV inside the training part (how the model's settings were chosen):
     each fold, a contiguous run of every class and group, is judged by a model fitted
     on the good parts of the other folds."""
@@ -102,7 +122,10 @@ def _cross_validated_auroc(train: list[Sample], grids: dict[Path, PatchGrid]) ->
     for index, held in enumerate(folds):
         rest = [s for k, fold in enumerate(folds) if k != index for s in fold]
         model = _fit_tile(rest, grids)
-        judged = [model.image_score(grids[s.path], model.patch_scores(grids[s.path])) for s in held]
+        judged = [
+            model.image_score(grids.plain[s.path], model.patch_scores(grids.plain[s.path]))
+            for s in held
+        ]
         truth = [s.label != GOOD_TILE_CLASS for s in held]
         scores.append(round(float(roc_auc_score(truth, judged)), 4))
     return scores
@@ -110,7 +133,7 @@ def _cross_validated_auroc(train: list[Sample], grids: dict[Path, PatchGrid]) ->
 
 def train_tile(root: Path, out: Path, version: str) -> LoadedModel:
     train, test = blocked_split(tile_samples(root), TRAIN_FRACTION)
-    grids = {s.path: patch_descriptors(s.read()) for s in train}
+    grids = _TileGrids.of(train)
     anomaly = _fit_tile(train, grids)
     good = [s for s in train if s.label == GOOD_TILE_CLASS]
     fields: dict[str, Any] = {
