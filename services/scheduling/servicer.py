@@ -57,6 +57,7 @@ from services.scheduling.domain.solver import SolveOptions, solve
 from services.scheduling.domain.validation import validate_problem, validate_weights
 from services.scheduling.estimation import Estimate, check_record, fill_durations
 from services.scheduling.maintenance import (
+    Awareness,
     MaintenanceAdvisor,
     awareness_from_proto,
     forwarded_credentials,
@@ -240,8 +241,12 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             self._within_deadline(limit, context),
             estimates,
         )
-        if awareness is None:
-            return job
+        return job if awareness is None else self._with_maintenance(job, awareness, context)
+
+    def _with_maintenance(
+        self, job: _Job, awareness: Awareness, context: grpc.ServicerContext
+    ) -> _Job:
+        """``job`` with the maintenance service's downtime, or a warning that it is missing."""
         if self._maintenance is None:
             return replace(
                 job,
@@ -252,16 +257,16 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             )
         asked = time.monotonic()
         outlook = self._maintenance.outlook(
-            [m.id for m in problem.machines],
+            [m.id for m in job.problem.machines],
             awareness,
-            Indexed(problem).horizon(),
+            Indexed(job.problem).horizon(),
             # Asking may take at most half the time; the rest is the solver's.
             within_s=job.time_limit_s / 2,
             metadata=forwarded_credentials(context.invocation_metadata()),
         )
         return replace(
             job,
-            problem=with_unavailability(problem, outlook.unavailable),
+            problem=with_unavailability(job.problem, outlook.unavailable),
             time_limit_s=max(0.05, job.time_limit_s - (time.monotonic() - asked)),
             warnings=(outlook.warning,) if outlook.warning else (),
             remarks=outlook.notes,
