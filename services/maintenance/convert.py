@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import numpy as np
 from google.protobuf import timestamp_pb2
 from manufacturing.maintenance.v1 import alert_pb2, sensor_reading_pb2
 from manufacturing.maintenance.v1 import maintenance_service_pb2 as pb
@@ -11,6 +13,7 @@ from manufacturing.maintenance.v1 import maintenance_service_pb2 as pb
 from services.maintenance.domain.alerts import Alert, Rule, RuleKind, Severity
 from services.maintenance.domain.readings import MachineSummary, Reading
 from services.maintenance.domain.rul import RulEstimate
+from services.maintenance.reading_columns import ReadingColumns, micros_since_epoch
 from services.runtime.errors import Violations
 
 
@@ -32,6 +35,24 @@ def reading_from_proto(message: sensor_reading_pb2.SensorReading) -> Reading:
         time=message.time.ToDatetime(tzinfo=UTC),
         value=message.value,
         settings=dict(message.settings),
+    )
+
+
+def reading_columns_from_proto(
+    messages: Sequence[sensor_reading_pb2.SensorReading],
+) -> ReadingColumns:
+    """A batch field by field: one pass over the messages per field, numbers into arrays."""
+    count = len(messages)
+    times = [m.time for m in messages]
+    return ReadingColumns(
+        machine_ids=[m.machine_id for m in messages],
+        sensors=[m.sensor for m in messages],
+        micros=micros_since_epoch(
+            np.fromiter((t.seconds for t in times), np.int64, count),
+            np.fromiter((t.nanos for t in times), np.int64, count),
+        ),
+        values=np.fromiter((m.value for m in messages), np.float64, count),
+        settings=[tuple(m.settings.items()) for m in messages],
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from services.maintenance.domain.alerts import Alert, Rule, RuleKind, Severity
 from services.maintenance.domain.anomaly import AnomalyModel
 from services.maintenance.domain.readings import IngestResult, MachineSummary, Reading
+from services.maintenance.reading_columns import ReadingColumns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Batches at least this large take the COPY path on PostgreSQL.
@@ -115,20 +115,22 @@ class ReadingRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def add_new(self, readings: Sequence[Reading]) -> IngestResult:
-        """Insert the readings not stored yet; existing keys are left as they are."""
-        if self._session.get_bind().dialect.name == "postgresql" and len(readings) >= COPY_FROM:
-            stored = self._copy_new(readings)
+    def add_new(self, batch: ReadingColumns) -> IngestResult:
+        """Insert the readings not stored yet; existing keys are left as they are, and of
+        a key repeated within the batch the first reading wins."""
+        unique = batch.first_of_each_key()
+        if self._session.get_bind().dialect.name == "postgresql" and len(unique) >= COPY_FROM:
+            stored = self._copy_new(unique)
         else:
             rows: list[dict[str, Any]] = [
                 {
                     "machine_id": r.machine_id,
                     "sensor": r.sensor,
-                    "time": r.time.astimezone(UTC),
+                    "time": r.time,
                     "value": r.value,
                     "settings": dict(r.settings),
                 }
-                for r in readings
+                for r in unique.readings()
             ]
             statement = (
                 _insert(self._session)(ReadingRow)
@@ -136,9 +138,9 @@ class ReadingRepository:
                 .returning(ReadingRow.machine_id)
             )
             stored = len(self._session.execute(statement, rows).all())
-        return IngestResult(stored=stored, duplicates=len(readings) - stored)
+        return IngestResult(stored=stored, duplicates=len(batch) - stored)
 
-    def _copy_new(self, readings: Sequence[Reading]) -> int:
+    def _copy_new(self, batch: ReadingColumns) -> int:
         """Bulk path on PostgreSQL: COPY into a session-local staging table, then one
         INSERT ... SELECT ... ON CONFLICT DO NOTHING, all in the unit of work's transaction."""
         connection = self._session.connection()
@@ -152,12 +154,7 @@ class ReadingRepository:
             with cursor.copy(
                 "COPY incoming_readings (machine_id, sensor, time, value, settings) FROM STDIN"
             ) as copy:
-                # The first of readings repeated within the batch wins, as on the other path.
-                unique = {(r.machine_id, r.sensor, r.time): r for r in reversed(readings)}
-                for r in unique.values():
-                    copy.write_row(
-                        (r.machine_id, r.sensor, r.time, r.value, json.dumps(dict(r.settings)))
-                    )
+                copy.write(batch.copy_text())
         staged = table(
             "incoming_readings",
             column("machine_id"),
@@ -175,9 +172,10 @@ class ReadingRepository:
             postgresql.insert(ReadingRow)
             .from_select(["machine_id", "sensor", "time", "value", "settings"], source)
             .on_conflict_do_nothing()
-            .returning(ReadingRow.machine_id)
         )
-        stored = len(connection.execute(statement).all())
+        # The row count is the number inserted; RETURNING would ship every new key back.
+        inserted = connection.execute(statement, execution_options={"preserve_rowcount": True})
+        stored = inserted.rowcount
         connection.exec_driver_sql("TRUNCATE incoming_readings")
         return stored
 

@@ -30,12 +30,12 @@ from services.maintenance.domain.readings import (
     MAX_BATCH,
     MAX_ID_LENGTH,
     Reading,
-    split_valid,
     validate_reading,
 )
 from services.maintenance.domain.steps import to_steps
 from services.maintenance.persistence import AlertRepository, ReadingRepository
 from services.maintenance.predictions import RemainingLife, risk_of
+from services.maintenance.reading_columns import split_valid_columns
 from services.runtime import paging
 from services.runtime.errors import (
     FailedPrecondition,
@@ -116,8 +116,8 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
                         )
                     ]
                 )
-            readings = [convert.reading_from_proto(r) for r in batch.readings]
-            valid, rejected = split_valid(readings, self._clock())
+            columns = convert.reading_columns_from_proto(batch.readings)
+            valid, rejected = split_valid_columns(columns, self._clock())
             reply.rejected_count += len(rejected)
             for rejection in rejected[: MAX_REJECTED_LISTED - len(reply.rejected)]:
                 reply.rejected.add(
@@ -135,7 +135,9 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
             reply.duplicate_count += result.duplicates
             if self._ingested is not None:
                 self._ingested.inc(result.stored)
-            breaches = rules.threshold_breaches(threshold_rules, valid)
+            breaches = rules.threshold_breaches(
+                threshold_rules, valid.readings_of({r.sensor for r in threshold_rules})
+            )
             reply.alerts_raised += len(self._alerts.raise_alerts(breaches))
         return reply
 

@@ -395,3 +395,41 @@ def test_watch_rejects_a_malformed_cursor_and_unknown_severity(maintenance_stub)
             next(iter(maintenance_stub.WatchAlerts(request, timeout=5)))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in field_violations(caught.value)
+
+
+def test_bulk_batch_keeps_awkward_text_and_exact_values_and_lists_its_bad_readings(
+    maintenance_stub,
+):
+    # Large enough for the bulk (COPY) path on PostgreSQL; the same batch on SQLite.
+    machine = 'press\t"7"\\line\n2 ü'
+    settings = {'mode "a"\\b': 1.5, "load": 0.1}
+    rows = [reading(machine, "temp", step, step / 10, **settings) for step in range(300)]
+    rows[3].time.nanos = 123_456_789  # kept to the microsecond
+    rows[4].value = 1 / 3
+    rows[5].value = 1e300
+    rows[6].CopyFrom(rows[2])
+    rows[6].value = 99.0  # repeats the key of rows[2]: the first one wins
+    rows[7].value = float("nan")
+    rows[9].settings["load"] = float("inf")
+    rows[11].time.seconds = 2**40  # beyond any calendar a datetime holds
+    reply = ingest(maintenance_stub, rows)
+
+    assert [(r.reading_index, r.field) for r in reply.rejected] == [
+        (7, "readings[7].value"),
+        (9, "readings[9].settings['load']"),
+        (11, "readings[11].time"),
+    ]
+    assert (reply.stored_count, reply.duplicate_count) == (296, 1)
+    stored = maintenance_stub.GetReadings(
+        pb.GetReadingsRequest(machine_id=machine, page_size=1000)
+    ).readings
+    expected = [r for i, r in enumerate(rows) if i not in {6, 7, 9, 11}]
+    assert [(r.sensor, r.value, dict(r.settings)) for r in stored] == [
+        (r.sensor, r.value, dict(r.settings)) for r in expected
+    ]
+    assert [r.time.ToDatetime(tzinfo=UTC) for r in stored] == [
+        r.time.ToDatetime(tzinfo=UTC) for r in expected
+    ]
+
+    again = ingest(maintenance_stub, rows)
+    assert (again.stored_count, again.duplicate_count, again.rejected_count) == (0, 297, 3)
