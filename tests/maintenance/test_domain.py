@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
@@ -50,18 +49,54 @@ def test_tree_export_reproduces_scikit_learn_predictions():
     np.testing.assert_allclose(again.predict_raw(x), exported.predict_raw(x))
 
 
-def test_history_features_are_causal_and_measure_slopes():
+@pytest.mark.parametrize("feature_set", sorted(features.FEATURE_SETS))
+def test_history_features_are_causal_and_measure_slopes(feature_set):
     generator = np.random.default_rng(1)
     z = np.cumsum(generator.normal(size=(60, 3)), axis=0)
-    full = features.history_features(z)
+    full = features.history_features(z, feature_set=feature_set)
+    assert full.shape[1] == len(features.feature_names(("a", "b", "c"), feature_set))
     for cut in (1, 7, 30, 59):
-        np.testing.assert_allclose(features.history_features(z[:cut])[-1], full[cut - 1])
+        prefix = features.history_features(z[:cut], feature_set=feature_set)
+        np.testing.assert_allclose(prefix[-1], full[cut - 1])
     line = np.arange(50, dtype=float)[:, None] * 0.5
-    last = features.history_features(line)[-1]
-    names = features.feature_names(("s",))
+    last = features.history_features(line, feature_set=feature_set)[-1]
+    names = features.feature_names(("s",), feature_set)
     assert last[names.index("s_slope30")] == pytest.approx(0.5)
     assert last[names.index("s_slope_all")] == pytest.approx(0.5)
     assert last[names.index("age")] == 50
+
+
+def test_wide_features_add_short_slopes_and_the_recent_range():
+    generator = np.random.default_rng(3)
+    z = generator.normal(size=(40, 2))
+    rows = features.history_features(z, feature_set="wide")
+    names = features.feature_names(("a", "b"), "wide")
+    assert rows[-1, names.index("b_min20")] == z[-20:, 1].min()
+    assert rows[-1, names.index("a_max20")] == z[-20:, 0].max()
+    assert rows[4, names.index("a_max20")] == z[:5, 0].max()  # fewer cycles than the window
+    assert rows[-1, names.index("a_mean5")] == pytest.approx(z[-5:, 0].mean())
+    ramp = np.r_[np.zeros(30), np.arange(10.0)][:, None]  # flat, then rising for 10 cycles
+    last = features.history_features(ramp, feature_set="wide")[-1]
+    ramp_names = features.feature_names(("s",), "wide")
+    assert last[ramp_names.index("s_slope10")] == pytest.approx(1.0)
+    assert last[ramp_names.index("s_slope30")] < 0.6
+
+
+def test_random_cut_rmse_counts_each_unit_once():
+    weights = rul_selection.cut_weights(20, min_cycles=10)
+    assert weights[:9].tolist() == [0.0] * 9 and weights.sum() == pytest.approx(1.0)
+    assert np.all(weights[9:] == weights[-1])
+    # A long unit predicted perfectly and a short one off by 10 everywhere: over every
+    # cycle the long unit dominates; as randomly cut units each counts half.
+    long, short = rul_selection.cut_weights(1000), rul_selection.cut_weights(20)
+    result = rul_selection.CrossValidation(
+        rul.RulParams(),
+        predicted=np.r_[np.zeros(1000), np.full(20, 10.0)],
+        target=np.zeros(1020),
+        cut_weight=np.r_[long, short],
+    )
+    assert result.rmse == pytest.approx(np.sqrt(100 * 20 / 1020))
+    assert result.truncated_rmse == pytest.approx(np.sqrt(50))
 
 
 def test_condition_normaliser_standardises_each_condition():
@@ -185,15 +220,35 @@ def test_rul_model_chosen_by_grouped_cv_learns_on_a_slice_of_fd001():
         rul.RulParams(max_iter=40, seeds=1, learning_rate=0.2, min_samples_leaf=50),
     ]
     # One thread, as training runs: OpenMP threads fighting over busy cores cost 5-10x.
+    # Second stage: the first stage's winner trained on a target capped at 60 (every
+    # healthy cycle then looks 65 cycles shorter-lived than the truth capped at 125).
     with threadpool_limits(1):
-        trained = rul_selection.train_rul(units[:30], 1, grid, folds=3, seeds=2)
-    assert trained.params == dataclasses.replace(grid[1], seeds=2)
-    assert trained.grid[0]["cv_rmse"] > trained.grid[1]["cv_rmse"]
-    assert trained.metrics["cv3_rmse_capped"] == pytest.approx(trained.grid[1]["cv_rmse"], abs=1e-4)
-    assert trained.metrics["cv3_rmse_capped"] < 30
+        trained = rul_selection.train_rul(
+            units[:30], 1, grid, folds=3, seeds=2, caps=(60.0, 125.0), feature_sets=("wide",)
+        )
+    assert [(row["target_cap"], row["feature_set"]) for row in trained.grid] == [
+        (125.0, "base"),
+        (125.0, "base"),
+        (60.0, "wide"),
+        (125.0, "wide"),
+    ]
+    scores = [row["cv_rmse_random_cut"] for row in trained.grid]
+    assert scores[0] > scores[1] and scores[2] > scores[1]
+    assert trained.params.target_cap == 125.0 and trained.params.seeds == 2
+    assert trained.params.max_iter == grid[1].max_iter
+    chosen = trained.grid[scores.index(min(scores))]
+    assert trained.metrics["cv3_rmse_capped_random_cut"] == pytest.approx(
+        chosen["cv_rmse_random_cut"], abs=1e-4
+    )
+    assert trained.metrics["cv3_rmse_capped"] == pytest.approx(chosen["cv_rmse"], abs=1e-4)
+    assert trained.metrics["cv3_rmse_capped_random_cut"] < 30
     model = rul.RulModel.from_arrays(trained.model.to_arrays())
-    assert len(model.point) == 2
-    x, y, _ = rul.training_matrix(units[80:], model.normaliser)
+    assert len(model.point) == 2 and model.feature_set == trained.params.feature_set
+    saved_before_feature_sets = {
+        k: v for k, v in trained.model.to_arrays().items() if k != "feature_set"
+    }
+    assert rul.RulModel.from_arrays(saved_before_feature_sets).feature_set == "base"
+    x, y, _ = rul.training_matrix(units[80:], model.normaliser, feature_set=model.feature_set)
     point, lower, upper = model.predict_features(x)
     assert cmapss.rmse(point, y) < 25
     assert np.all((lower >= 0) & (lower <= point) & (point <= upper) & (upper <= 125))

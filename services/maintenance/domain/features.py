@@ -5,8 +5,10 @@ more than with wear. The normaliser clusters the operating settings into conditi
 standardises each sensor per condition, so what is left is mostly degradation. The
 features then summarise a unit's history up to each cycle: smoothed levels, recent
 means, slopes over recent and all cycles, drift from the unit's own early baseline, and
-its age. ``history_features`` computes them for every prefix of a run at once (training)
-and its last row is what a prediction from a window uses, so both paths share one code.
+its age; the ``wide`` set adds shorter and medium windows and each sensor's range over
+the last cycles. ``history_features`` computes them for every prefix of a run at once
+(training) and its last row is what a prediction from a window uses, so both paths share
+one code.
 """
 
 from __future__ import annotations
@@ -18,11 +20,36 @@ from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
 
-EWM_ALPHAS = (0.1, 0.3)
-MEAN_WINDOWS = (10, 30)
-SLOPE_WINDOW = 30
 BASELINE_CYCLES = 20
-FEATURES_PER_SENSOR = len(EWM_ALPHAS) + len(MEAN_WINDOWS) + 3
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Which windows summarise each sensor (besides the all-history slope and the drift)."""
+
+    ewm_alphas: tuple[float, ...]
+    mean_windows: tuple[int, ...]
+    slope_windows: tuple[int, ...]
+    range_windows: tuple[int, ...]  # trailing minimum and maximum
+
+    @property
+    def per_sensor(self) -> int:
+        windows = self.ewm_alphas + self.mean_windows + self.slope_windows
+        return len(windows) + 2 * len(self.range_windows) + 2
+
+    def names(self, sensors: tuple[str, ...]) -> list[str]:
+        kinds = [f"ewm{a}" for a in self.ewm_alphas] + [f"mean{w}" for w in self.mean_windows]
+        kinds += [f"slope{w}" for w in self.slope_windows] + ["slope_all", "drift"]
+        kinds += [f"{k}{w}" for w in self.range_windows for k in ("min", "max")]
+        return [f"{s}_{k}" for k in kinds for s in sensors] + ["age"]
+
+
+# Named so an artifact records which one its model was fitted on.
+FEATURE_SETS = {
+    "base": FeatureSet((0.1, 0.3), (10, 30), (30,), ()),
+    "wide": FeatureSet((0.1, 0.3), (5, 10, 20, 30), (10, 20, 30), (20,)),
+}
+DEFAULT_FEATURE_SET = "base"
 
 
 @dataclass(frozen=True)
@@ -98,26 +125,38 @@ def _trailing_slope(z: Array, csum: Array, window: int | None) -> Array:
     return np.asarray(np.where(denominator[:, None] > 0, slope, 0.0))
 
 
-def history_features(z: Array, first_age: float = 1.0) -> Array:
+def _trailing_range(z: Array, window: int) -> tuple[Array, Array]:
+    """Minimum and maximum per cycle over the trailing window (fewer cycles at the start)."""
+    # Repeating the first row keeps the early windows' extremes those of the rows seen.
+    padded = np.vstack([np.repeat(z[:1], window - 1, axis=0), z])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)
+    return windows.min(axis=2), windows.max(axis=2)
+
+
+def history_features(
+    z: Array, first_age: float = 1.0, feature_set: str = DEFAULT_FEATURE_SET
+) -> Array:
     """Features at every cycle of one unit's normalised series ``z`` (cycles, sensors).
 
     ``first_age`` is the age in cycles of the first row (1 when the series starts at the
-    beginning of life). Returns (cycles, sensors * FEATURES_PER_SENSOR + 1).
+    beginning of life). Returns (cycles, sensors * per_sensor + 1), in the order of
+    ``FeatureSet.names``.
     """
+    spec = FEATURE_SETS[feature_set]
     z = np.asarray(z, dtype=np.float64)
     csum = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(z, axis=0)])
-    parts = [_ewm(z, alpha) for alpha in EWM_ALPHAS]
-    parts += [_trailing_mean(csum, window) for window in MEAN_WINDOWS]
-    parts.append(_trailing_slope(z, csum, SLOPE_WINDOW))
+    parts = [_ewm(z, alpha) for alpha in spec.ewm_alphas]
+    parts += [_trailing_mean(csum, window) for window in spec.mean_windows]
+    parts += [_trailing_slope(z, csum, window) for window in spec.slope_windows]
     parts.append(_trailing_slope(z, csum, None))
     baseline_end = np.minimum(np.arange(1, len(z) + 1), BASELINE_CYCLES)
     baseline = csum[baseline_end] / baseline_end[:, None]
     parts.append(parts[0] - baseline)
+    for window in spec.range_windows:
+        parts.extend(_trailing_range(z, window))
     age = first_age + np.arange(len(z), dtype=np.float64)
     return np.hstack([*parts, age[:, None]])
 
 
-def feature_names(sensors: tuple[str, ...]) -> list[str]:
-    kinds = [f"ewm{a}" for a in EWM_ALPHAS] + [f"mean{w}" for w in MEAN_WINDOWS]
-    kinds += [f"slope{SLOPE_WINDOW}", "slope_all", "drift"]
-    return [f"{s}_{k}" for k in kinds for s in sensors] + ["age"]
+def feature_names(sensors: tuple[str, ...], feature_set: str = DEFAULT_FEATURE_SET) -> list[str]:
+    return FEATURE_SETS[feature_set].names(sensors)

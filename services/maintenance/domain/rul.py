@@ -1,13 +1,14 @@
 """Remaining useful life: a condition-normalised, gradient-boosted model over window features.
 
 Trained on NASA C-MAPSS runs to failure with the piecewise-linear target capped at
-``RUL_CAP`` cycles; predicts from the history of one machine (one row per cycle of
-settings and sensors). The point estimate averages several boosted ensembles (different
-seeds, each split seeing a random share of the features); the interval comes from
-residuals of cross-validation on the training units (``intervals.ResidualBands``). The
-health index is the predicted life as a fraction of the cap: 1 is as good as new, 0 is
-at the end of life. Choosing the parameters and calibrating the interval is in
-``rul_selection``.
+``RulParams.target_cap`` cycles (a hyperparameter; reported RUL is always capped at
+``RUL_CAP``, the cap the truth is scored against); predicts from the history of one
+machine (one row per cycle of settings and sensors). The point estimate averages several
+boosted ensembles (different seeds, each split seeing a random share of the features);
+the interval comes from residuals of cross-validation on the training units
+(``intervals.ResidualBands``). The health index is the predicted life as a fraction of
+the cap: 1 is as good as new, 0 is at the end of life. Choosing the parameters (window
+features and target cap included) and calibrating the interval is in ``rul_selection``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.maintenance.domain import cmapss
-from services.maintenance.domain.features import ConditionNormaliser, history_features
+from services.maintenance.domain.features import (
+    DEFAULT_FEATURE_SET,
+    ConditionNormaliser,
+    history_features,
+)
 from services.maintenance.domain.intervals import ResidualBands
 from services.maintenance.domain.trees import TreeEnsemble
 
@@ -43,6 +48,10 @@ class RulParams:
     max_features: float = 0.3
     l2_regularization: float = 1.0
     seeds: int = 3
+    # Where the training target stops rising: a higher cap teaches the healthy plateau
+    # later, a lower one earlier; chosen by CV against truth capped at RUL_CAP.
+    target_cap: float = cmapss.RUL_CAP
+    feature_set: str = DEFAULT_FEATURE_SET
 
     def estimator(self, seed: int) -> Any:
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -82,10 +91,12 @@ class RulModel:
     sensors: tuple[str, ...] = RUL_SENSORS
     settings: tuple[str, ...] = RUL_SETTINGS
     min_cycles: int = MIN_WINDOW_CYCLES
+    feature_set: str = DEFAULT_FEATURE_SET
     metrics: dict[str, float] = field(default_factory=dict)
 
     def features(self, settings: Array, sensors: Array, first_age: float = 1.0) -> Array:
-        return history_features(self.normaliser.transform(settings, sensors), first_age)
+        z = self.normaliser.transform(settings, sensors)
+        return history_features(z, first_age, self.feature_set)
 
     def predict_features(self, x: Array) -> tuple[Array, Array, Array]:
         point = np.mean([tree.predict_raw(x) for tree in self.point], axis=0)
@@ -121,6 +132,7 @@ class RulModel:
             "point_count": np.asarray([len(self.point)]),
             "sensors": np.asarray(self.sensors),
             "settings": np.asarray(self.settings),
+            "feature_set": np.asarray([self.feature_set]),
         }
         for index, tree in enumerate(self.point):
             arrays.update(tree.to_arrays(f"point{index}"))
@@ -136,6 +148,8 @@ class RulModel:
             stds=np.asarray(arrays["normaliser.stds"]),
         )
         count = int(arrays["point_count"][0])
+        # Models saved before feature sets were named used the base set.
+        feature_set = str(arrays["feature_set"][0]) if "feature_set" in arrays else "base"
         return cls(
             normaliser=normaliser,
             point=tuple(TreeEnsemble.from_arrays(arrays, f"point{i}") for i in range(count)),
@@ -144,6 +158,7 @@ class RulModel:
             sensors=tuple(str(s) for s in arrays["sensors"]),
             settings=tuple(str(s) for s in arrays["settings"]),
             min_cycles=int(arrays["min_cycles"][0]),
+            feature_set=feature_set,
         )
 
 
@@ -152,14 +167,17 @@ def _sensor_columns(sensors: Sequence[str]) -> list[int]:
 
 
 def training_matrix(
-    units: Sequence[cmapss.Unit], normaliser: ConditionNormaliser, cap: float = cmapss.RUL_CAP
+    units: Sequence[cmapss.Unit],
+    normaliser: ConditionNormaliser,
+    cap: float = cmapss.RUL_CAP,
+    feature_set: str = DEFAULT_FEATURE_SET,
 ) -> tuple[Array, Array, NDArray[np.int64]]:
     """Features at every cycle of every unit, the capped target, and the unit of each row."""
     columns = _sensor_columns(RUL_SENSORS)
     xs, ys, groups = [], [], []
     for unit in units:
         z = normaliser.transform(unit.settings, unit.sensors[:, columns])
-        xs.append(history_features(z))
+        xs.append(history_features(z, feature_set=feature_set))
         ys.append(cmapss.training_target(unit.length, cap))
         groups.append(np.full(unit.length, unit.unit, dtype=np.int64))
     return np.vstack(xs), np.concatenate(ys), np.concatenate(groups)
@@ -183,9 +201,11 @@ def fit_rul_model(
     units: Sequence[cmapss.Unit], conditions: int, params: RulParams, interval: ResidualBands
 ) -> RulModel:
     normaliser = fit_normaliser(units, conditions)
-    x, y, _ = training_matrix(units, normaliser)
+    x, y, _ = training_matrix(units, normaliser, params.target_cap, params.feature_set)
     point = tuple(TreeEnsemble.from_sklearn(e) for e in fit_point_estimators(x, y, params))
-    return RulModel(normaliser=normaliser, point=point, interval=interval)
+    return RulModel(
+        normaliser=normaliser, point=point, interval=interval, feature_set=params.feature_set
+    )
 
 
 def predict_last_cycles(
