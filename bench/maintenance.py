@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.maintenance [--retrain] [--folds 5] [--rows 100000]
     .venv/bin/python -m bench.maintenance --cmapss DIR
+    .venv/bin/python -m bench.maintenance --only ingest [--rows 100000]
 
 1. Remaining useful life: FD001 on its official test set (last cycle of each unit; RMSE
    and PHM08 score against the truth capped at 125 and as given), with the shipped
@@ -21,6 +22,7 @@
 
 With ``--cmapss DIR`` it instead scores every ``test_FD00N.txt``/``RUL_FD00N.txt`` pair in
 DIR with the shipped ``rul-fd00N`` models (trained on ../shared/data/cmapss).
+``--only ingest`` (or ``alerts``, ``rul``) measures one part and prints only its figures.
 The last line is ``maintenance: key=value ...``.
 """
 
@@ -309,17 +311,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--alerts", type=int, default=200)
     parser.add_argument("--postgres", default=POSTGRES_URL)
+    parser.add_argument("--only", choices=["ingest", "alerts", "rul"], help="measure one part")
     args = parser.parse_args(argv)
+    # The quick, service-level figures first; cross-validation takes longest.
+    parts = {
+        "ingest": lambda: ingestion_figures(args.rows, args.postgres),
+        "alerts": lambda: alert_figures(args.alerts, args.postgres),
+        "rul": lambda: rul_figures(SHARED / "cmapss", args.retrain, args.folds),
+    }
     if args.cmapss:
         figures = score_directory(args.cmapss)
         if not figures:
             print(f"no test_FD00N.txt / RUL_FD00N.txt pairs in {args.cmapss}", file=sys.stderr)
             return 1
+    elif args.only:
+        figures = parts[args.only]()
     else:
-        # The quick, service-level figures first; cross-validation takes longest.
-        figures = ingestion_figures(args.rows, args.postgres)
-        figures |= alert_figures(args.alerts, args.postgres)
-        figures |= rul_figures(SHARED / "cmapss", args.retrain, args.folds)
+        figures = {}
+        for measure in parts.values():
+            figures |= measure()
         keys = ["fd001_rmse", "fd001_score", "cv_rmse_fd002", "cv_rmse_fd003", "cv_rmse_fd004"]
         keys += ["ingest_rows_per_s", "ingest_vs_copy", "alert_p99_ms", "interval_coverage"]
         figures = {k: figures[k] for k in keys}
