@@ -11,6 +11,7 @@ does not query the database per image. Every version is hash-verified when first
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,12 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from services.quality.domain.inspection.artifacts import MANIFEST, Manifest
 from services.quality.domain.inspection.inspector import LoadedModel, load_model
 from services.runtime.errors import FailedPrecondition, NotFound, Unavailable
 
+logger = logging.getLogger(__name__)
 SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
 HISTORY_TTL_S = 1.0
 
@@ -131,10 +133,17 @@ class ModelRegistry:
         return max(shipped, key=lambda m: (m.created, m.version)).version
 
     def _fresh_history(self, *, now: bool = False) -> dict[str, list[str]]:
-        """The promotion history, reread when older than HISTORY_TTL_S (or ``now``)."""
+        """The promotion history, reread when older than HISTORY_TTL_S (or ``now``).
+        While the database cannot be read, the last history read keeps serving: a
+        database outage must not stop the line's inspections."""
         if now or time.monotonic() - self._history_read_at > HISTORY_TTL_S:
-            with self._activations() as activations:
-                self._history = activations.histories()
+            try:
+                with self._activations() as activations:
+                    self._history = activations.histories()
+            except SQLAlchemyError as error:
+                if self._history_read_at == -float("inf"):
+                    raise Unavailable(f"model activations cannot be read: {error}") from error
+                logger.warning("model activations cannot be read; serving the last known")
             self._history_read_at = time.monotonic()
         return self._history
 
@@ -247,5 +256,7 @@ class ModelRegistry:
             raise Unavailable(
                 "another replica changed the active model at the same moment; try again"
             ) from error
+        except SQLAlchemyError as error:
+            raise Unavailable(f"model activations cannot be changed: {error}") from error
         finally:
             self._fresh_history(now=True)
