@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql as pg_sql
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -93,6 +95,15 @@ class AnomalyModelRow(Base):
 
 
 metadata = Base.metadata
+# The columns of ``ReadingColumns.copy_text``, in its order.
+COPY_COLUMNS = ("machine_id", "sensor", "time", "value", "settings")
+
+
+def _copy_rows(raw: psycopg.Connection[Any], target: pg_sql.Identifier, rows: str) -> None:
+    columns = pg_sql.SQL(", ").join(map(pg_sql.Identifier, COPY_COLUMNS))
+    statement = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.write(rows)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -141,20 +152,28 @@ class ReadingRepository:
         return IngestResult(stored=stored, duplicates=len(batch) - stored)
 
     def _copy_new(self, batch: ReadingColumns) -> int:
-        """Bulk path on PostgreSQL: COPY into a session-local staging table, then one
-        INSERT ... SELECT ... ON CONFLICT DO NOTHING, all in the unit of work's transaction."""
+        """Bulk path on PostgreSQL, in the unit of work's transaction. New readings (the
+        usual case) are COPYed straight into the table inside a savepoint; a batch holding a
+        stored key undoes that and goes through a session-local staging table and one
+        INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
         connection = self._session.connection()
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor:  # type: ignore[union-attr]
+        raw: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+        rows = batch.copy_text()
+        schema = connection.get_execution_options().get("schema_translate_map", {}).get(None)
+        readings = pg_sql.Identifier(*filter(None, [schema, ReadingRow.__tablename__]))
+        try:
+            with raw.transaction():
+                _copy_rows(raw, readings, rows)
+            return len(batch)
+        except psycopg.errors.UniqueViolation:
+            pass
+        with raw.cursor() as cursor:
             cursor.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS incoming_readings (machine_id text, "
                 "sensor text, time timestamptz, value float8, settings json) "
                 "ON COMMIT DELETE ROWS"
             )
-            with cursor.copy(
-                "COPY incoming_readings (machine_id, sensor, time, value, settings) FROM STDIN"
-            ) as copy:
-                copy.write(batch.copy_text())
+        _copy_rows(raw, pg_sql.Identifier("incoming_readings"), rows)
         staged = table(
             "incoming_readings",
             column("machine_id"),
@@ -170,7 +189,7 @@ class ReadingRepository:
         )
         statement = (
             postgresql.insert(ReadingRow)
-            .from_select(["machine_id", "sensor", "time", "value", "settings"], source)
+            .from_select(list(COPY_COLUMNS), source)
             .on_conflict_do_nothing()
         )
         # The row count is the number inserted; RETURNING would ship every new key back.

@@ -431,5 +431,6 @@ def test_bulk_batch_keeps_awkward_text_and_exact_values_and_lists_its_bad_readin
         r.time.ToDatetime(tzinfo=UTC) for r in expected
     ]
 
-    again = ingest(maintenance_stub, rows)
-    assert (again.stored_count, again.duplicate_count, again.rejected_count) == (0, 297, 3)
+    # Retried with one new reading: only that one is stored.
+    again = ingest(maintenance_stub, [*rows, reading(machine, "temp", 300, 1.0)])
+    assert (again.stored_count, again.duplicate_count, again.rejected_count) == (1, 297, 3)
