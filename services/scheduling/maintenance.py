@@ -212,26 +212,14 @@ def _as_unavailability(
 def with_unavailability(
     problem: Problem, unavailable: Mapping[str, tuple[Interval, ...]]
 ) -> Problem:
-    """``problem`` with more unavailable windows, overlapping ones merged."""
+    """``problem`` with more unavailable windows (they may overlap those it has)."""
     if not unavailable:
         return problem
-    machines = []
-    for machine in problem.machines:
-        extra = unavailable.get(machine.id, ())
-        if extra:
-            machine = replace(machine, unavailable=_union((*machine.unavailable, *extra)))
-        machines.append(machine)
-    return replace(problem, machines=tuple(machines))
-
-
-def _union(spans: Sequence[Interval]) -> tuple[Interval, ...]:
-    merged: list[Interval] = []
-    for span in sorted(spans, key=lambda s: s.start):
-        if merged and span.start <= merged[-1].end:
-            merged[-1] = Interval(merged[-1].start, max(merged[-1].end, span.end))
-        else:
-            merged.append(span)
-    return tuple(merged)
+    machines = tuple(
+        replace(m, unavailable=(*m.unavailable, *unavailable.get(m.id, ())))
+        for m in problem.machines
+    )
+    return replace(problem, machines=machines)
 
 
 def forwarded_credentials(metadata: Sequence[tuple[str, str | bytes]]) -> Metadata:

@@ -6,7 +6,10 @@ import json
 import time
 
 import pytest
+from ortools.sat.python import cp_model
 
+from services.scheduling.domain import cpsat
+from services.scheduling.domain.indexed import Indexed
 from services.scheduling.domain.model import (
     Assignment,
     EligibleMachine,
@@ -231,3 +234,25 @@ def test_importer_keeps_the_zero_length_operation_of_orb07_and_the_solver_places
     assert_feasible(problem, solution.assignments)
     placed = {(a.job_id, a.operation_id): a for a in solution.assignments}
     assert placed[zero[0]].start == placed[zero[0]].end
+
+
+def test_overlapping_downtime_windows_are_one_longer_window_to_cp_sat():
+    problem = Problem(
+        machines=(Machine("a", unavailable=(Interval(2, 10), Interval(5, 15))), Machine("b")),
+        jobs=(
+            Job("j1", (op("0", ("b", 4)), op("1", ("a", 3)))),
+            Job("j2", (op("0", ("a", 2)), op("1", ("b", 2)))),
+        ),
+    )
+    ix = Indexed(problem)
+    assert ix.downtime[0] == [(2, 15)]
+    model = cpsat.JobShopModel(
+        ix,
+        cpsat.ModelOptions(
+            objective=Objective.MAKESPAN, weights=ObjectiveWeights(), horizon=100, fixed={}
+        ),
+    )
+    result = cpsat.run(model, time_limit_s=5, workers=1)
+    assert result.status == cp_model.OPTIMAL and result.assignments is not None
+    assert_feasible(problem, result.assignments)
+    assert result.objective == 18  # j2 before the windows, j1's second operation after them

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from services.scheduling.domain.model import (
     Assignment,
+    Interval,
     Objective,
     ObjectiveWeights,
     Problem,
@@ -75,10 +76,7 @@ class Indexed:
         self.due = [job.due for job in problem.jobs]
         self.weight = [job.weight for job in problem.jobs]
         self.deadline = [job.deadline for job in problem.jobs]
-        self.downtime: list[list[tuple[int, int]]] = [
-            sorted((i.start, i.end) for i in m.unavailable if i.end > i.start)
-            for m in problem.machines
-        ]
+        self.downtime = [_merged(m.unavailable) for m in problem.machines]
         self.setup: list[dict[tuple[int, int], int]] = [{} for _ in problem.machines]
         for setup in problem.setups:
             if setup.duration > 0 and setup.from_job_id != setup.to_job_id:
@@ -126,6 +124,17 @@ class Indexed:
         if objective is Objective.MAKESPAN:
             return makespan
         return weights.makespan * makespan
+
+
+def _merged(windows: Iterable[Interval]) -> list[tuple[int, int]]:
+    """Windows as sorted, disjoint spans: CP-SAT's NoOverlap refuses two that overlap."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted((w.start, w.end) for w in windows if w.end > w.start):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def job_tardiness(problem: Problem, ends: dict[str, int]) -> int:
