@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +36,7 @@ from services.maintenance.domain.readings import (
 from services.maintenance.domain.steps import to_steps
 from services.maintenance.persistence import AlertRepository, ReadingRepository
 from services.maintenance.predictions import RemainingLife, risk_of
-from services.maintenance.reading_columns import split_valid_columns
+from services.maintenance.reading_columns import ReadingColumns, split_valid_columns
 from services.runtime import paging
 from services.runtime.errors import (
     FailedPrecondition,
@@ -103,43 +104,57 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
     ) -> pb.IngestReadingsResponse:
         reply = pb.IngestReadingsResponse()
         threshold_rules = self._alerts.rules(kind=rules.RuleKind.THRESHOLD)
-        for batch_index, batch in enumerate(request_iterator):
-            if not 0 < len(batch.readings) <= MAX_BATCH:
-                # Earlier batches are committed; say so, since no response will follow.
-                raise InvalidArgument(
-                    [
-                        FieldViolation(
-                            "readings",
-                            f"a batch holds 1 to {MAX_BATCH} readings; batch {batch_index} "
-                            f"holds {len(batch.readings)} ({reply.stored_count} readings of "
-                            "earlier batches were stored)",
-                        )
-                    ]
-                )
-            columns = convert.reading_columns_from_proto(batch.readings)
-            valid, rejected = split_valid_columns(columns, self._clock())
-            reply.rejected_count += len(rejected)
-            for rejection in rejected[: MAX_REJECTED_LISTED - len(reply.rejected)]:
-                reply.rejected.add(
-                    batch_index=batch_index,
-                    reading_index=rejection.index,
-                    field=rejection.field,
-                    reason=rejection.reason,
-                )
-            if not valid:
-                continue
-            # Each batch is its own transaction: acknowledged only once committed.
-            with self._readings() as repository:
-                result = repository.add_new(valid)
-            reply.stored_count += result.stored
-            reply.duplicate_count += result.duplicates
-            if self._ingested is not None:
-                self._ingested.inc(result.stored)
-            breaches = rules.threshold_breaches(
-                threshold_rules, valid.readings_of({r.sensor for r in threshold_rules})
-            )
-            reply.alerts_raised += len(self._alerts.raise_alerts(breaches))
+        # One batch is written (and its alerts raised) while the next is read and checked:
+        # one at a time and in order. The reply, the acknowledgement, waits for every commit.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest") as writer:
+            writing: Future[pb.IngestReadingsResponse] | None = None
+            for batch_index, batch in enumerate(request_iterator):
+                if not 0 < len(batch.readings) <= MAX_BATCH:
+                    _add_written(reply, writing)
+                    # Earlier batches are committed; say so, since no response will follow.
+                    raise InvalidArgument(
+                        [
+                            FieldViolation(
+                                "readings",
+                                f"a batch holds 1 to {MAX_BATCH} readings; batch {batch_index} "
+                                f"holds {len(batch.readings)} ({reply.stored_count} readings "
+                                "of earlier batches were stored)",
+                            )
+                        ]
+                    )
+                columns = convert.reading_columns_from_proto(batch.readings)
+                valid, rejected = split_valid_columns(columns, self._clock())
+                reply.rejected_count += len(rejected)
+                for rejection in rejected[: MAX_REJECTED_LISTED - len(reply.rejected)]:
+                    reply.rejected.add(
+                        batch_index=batch_index,
+                        reading_index=rejection.index,
+                        field=rejection.field,
+                        reason=rejection.reason,
+                    )
+                if not valid:
+                    continue
+                _add_written(reply, writing)
+                writing = writer.submit(self._store, valid, threshold_rules)
+            _add_written(reply, writing)
         return reply
+
+    def _store(
+        self, batch: ReadingColumns, threshold_rules: list[rules.Rule]
+    ) -> pb.IngestReadingsResponse:
+        """Commit one batch (its own transaction), then raise the alerts its readings break."""
+        with self._readings() as repository:
+            result = repository.add_new(batch)
+        if self._ingested is not None:
+            self._ingested.inc(result.stored)
+        breaches = rules.threshold_breaches(
+            threshold_rules, batch.readings_of({r.sensor for r in threshold_rules})
+        )
+        return pb.IngestReadingsResponse(
+            stored_count=result.stored,
+            duplicate_count=result.duplicates,
+            alerts_raised=len(self._alerts.raise_alerts(breaches)),
+        )
 
     def GetLatestReadings(
         self, request: pb.GetLatestReadingsRequest, context: grpc.ServicerContext
@@ -560,6 +575,17 @@ class MaintenanceServicer(maintenance_service_pb2_grpc.MaintenanceServiceService
             ],
             unplanned=[*left, *unplanned],
         )
+
+
+def _add_written(
+    reply: pb.IngestReadingsResponse, writing: Future[pb.IngestReadingsResponse] | None
+) -> None:
+    """Wait for the batch being written and count it; its failure fails the call."""
+    if writing is not None:
+        written = writing.result()
+        reply.stored_count += written.stored_count
+        reply.duplicate_count += written.duplicate_count
+        reply.alerts_raised += written.alerts_raised
 
 
 def _with_machine(reading: Reading) -> Reading:

@@ -434,3 +434,22 @@ def test_bulk_batch_keeps_awkward_text_and_exact_values_and_lists_its_bad_readin
     # Retried with one new reading: only that one is stored.
     again = ingest(maintenance_stub, [*rows, reading(machine, "temp", 300, 1.0)])
     assert (again.stored_count, again.duplicate_count, again.rejected_count) == (1, 297, 3)
+
+
+def test_oversized_batch_ends_the_stream_and_counts_the_batches_already_stored(maintenance_stub):
+    rows = [reading("line", "temp", step, 1.0) for step in range(10_601)]
+    # Two bulk batches, then one over the limit; the first two are committed.
+    requests = [
+        pb.IngestReadingsRequest(readings=rows[:300]),
+        pb.IngestReadingsRequest(readings=rows[300:600]),
+        pb.IngestReadingsRequest(readings=rows[600:]),
+    ]
+    with pytest.raises(grpc.RpcError) as caught:
+        maintenance_stub.IngestReadings(iter(requests))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        "(600 readings of earlier batches were stored)"
+        in field_violations(caught.value)["readings"]
+    )
+    machines = maintenance_stub.ListMachines(pb.ListMachinesRequest()).machines
+    assert [(m.machine_id, m.reading_count) for m in machines] == [("line", 600)]
