@@ -13,7 +13,11 @@ from manufacturing.maintenance.v1 import maintenance_service_pb2 as pb
 from services.maintenance.domain.alerts import Alert, Rule, RuleKind, Severity
 from services.maintenance.domain.readings import MachineSummary, Reading
 from services.maintenance.domain.rul import RulEstimate
-from services.maintenance.reading_columns import ReadingColumns, micros_since_epoch
+from services.maintenance.reading_columns import (
+    ReadingColumns,
+    SettingsItems,
+    micros_since_epoch,
+)
 from services.runtime.errors import Violations
 
 
@@ -41,18 +45,23 @@ def reading_from_proto(message: sensor_reading_pb2.SensorReading) -> Reading:
 def reading_columns_from_proto(
     messages: Sequence[sensor_reading_pb2.SensorReading],
 ) -> ReadingColumns:
-    """A batch field by field: one pass over the messages per field, numbers into arrays."""
+    """A batch field by field: one pass over the messages per field, numbers into arrays.
+    Few objects outlive a pass (each reading's time is read where it is used, equal
+    settings share one tuple), since the garbage collector's work grows with them."""
     count = len(messages)
-    times = [m.time for m in messages]
+    shared: dict[SettingsItems, SettingsItems] = {}
     return ReadingColumns(
         machine_ids=[m.machine_id for m in messages],
         sensors=[m.sensor for m in messages],
         micros=micros_since_epoch(
-            np.fromiter((t.seconds for t in times), np.int64, count),
-            np.fromiter((t.nanos for t in times), np.int64, count),
+            np.fromiter((m.time.seconds for m in messages), np.int64, count),
+            np.fromiter((m.time.nanos for m in messages), np.int64, count),
         ),
         values=np.fromiter((m.value for m in messages), np.float64, count),
-        settings=[tuple(m.settings.items()) for m in messages],
+        settings=[
+            shared.setdefault(items, items)
+            for items in (tuple(m.settings.items()) for m in messages)
+        ],
     )
 
 
