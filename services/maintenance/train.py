@@ -44,7 +44,8 @@ def train_rul(data: Path, out: Path, subsets: list[str], folds: int) -> None:
             training_data=artifacts.fingerprint([train_path]),
             metrics=trained.metrics,
             params={
-                **asdict(trained.params),
+                **asdict(trained.members[0]),
+                "members": [asdict(params) for params in trained.members],
                 "conditions": conditions,
                 "cap": cmapss.RUL_CAP,
                 "interval_coverage": trained.model.interval.coverage,
@@ -59,7 +60,7 @@ def train_rul(data: Path, out: Path, subsets: list[str], folds: int) -> None:
             version,
             time.monotonic() - started,
             {k: round(v, 3) for k, v in trained.metrics.items()},
-            trained.params,
+            trained.members,
         )
 
 

@@ -90,13 +90,31 @@ def test_random_cut_rmse_counts_each_unit_once():
     # cycle the long unit dominates; as randomly cut units each counts half.
     long, short = rul_selection.cut_weights(1000), rul_selection.cut_weights(20)
     result = rul_selection.CrossValidation(
-        rul.RulParams(),
+        (rul.RulParams(),),
         predicted=np.r_[np.zeros(1000), np.full(20, 10.0)],
         target=np.zeros(1020),
         cut_weight=np.r_[long, short],
     )
     assert result.rmse == pytest.approx(np.sqrt(100 * 20 / 1020))
     assert result.truncated_rmse == pytest.approx(np.sqrt(50))
+
+
+def test_blend_averages_the_best_candidates_of_one_feature_set():
+    target, weight = np.zeros(40), np.full(40, 1 / 40)
+
+    def result(error, **params):
+        members = (rul.RulParams(**params),)
+        return rul_selection.CrossValidation(members, target + error, target, weight)
+
+    over, under = result(3.0, max_leaf_nodes=7), result(-4.0, max_leaf_nodes=9)
+    other_features = result(0.5, feature_set="wide")  # best alone, but its own features
+    worst = result(20.0, max_leaf_nodes=11)
+    blended = rul_selection.blend_of_best([worst, over, other_features, under], size=2)
+    assert blended.members == other_features.members  # nothing else computes "wide"
+    assert blended.truncated_rmse == pytest.approx(0.5)
+    blended = rul_selection.blend_of_best([worst, over, under], size=2)
+    assert [p.max_leaf_nodes for p in blended.members] == [7, 9]
+    assert blended.truncated_rmse == pytest.approx(0.5)
 
 
 def test_condition_normaliser_standardises_each_condition():
@@ -234,8 +252,12 @@ def test_rul_model_chosen_by_grouped_cv_learns_on_a_slice_of_fd001():
     ]
     scores = [row["cv_rmse_random_cut"] for row in trained.grid]
     assert scores[0] > scores[1] and scores[2] > scores[1]
-    assert trained.params.target_cap == 125.0 and trained.params.seeds == 2
-    assert trained.params.max_iter == grid[1].max_iter
+    # The blend with the barely fitted candidate errs more than the best alone.
+    assert trained.metrics["cv3_rmse_capped_random_cut_blend"] > min(scores)
+    assert trained.metrics["blend_members"] == 2  # the two base candidates
+    (chosen_params,) = trained.members
+    assert chosen_params.target_cap == 125.0 and chosen_params.seeds == 2
+    assert chosen_params.max_iter == grid[1].max_iter
     chosen = trained.grid[scores.index(min(scores))]
     assert trained.metrics["cv3_rmse_capped_random_cut"] == pytest.approx(
         chosen["cv_rmse_random_cut"], abs=1e-4
@@ -243,7 +265,7 @@ def test_rul_model_chosen_by_grouped_cv_learns_on_a_slice_of_fd001():
     assert trained.metrics["cv3_rmse_capped"] == pytest.approx(chosen["cv_rmse"], abs=1e-4)
     assert trained.metrics["cv3_rmse_capped_random_cut"] < 30
     model = rul.RulModel.from_arrays(trained.model.to_arrays())
-    assert len(model.point) == 2 and model.feature_set == trained.params.feature_set
+    assert len(model.point) == 2 and model.feature_set == chosen_params.feature_set
     saved_before_feature_sets = {
         k: v for k, v in trained.model.to_arrays().items() if k != "feature_set"
     }

@@ -198,14 +198,22 @@ def fit_point_estimators(x: Array, y: Array, params: RulParams) -> list[Any]:
 
 
 def fit_rul_model(
-    units: Sequence[cmapss.Unit], conditions: int, params: RulParams, interval: ResidualBands
+    units: Sequence[cmapss.Unit],
+    conditions: int,
+    members: Sequence[RulParams],
+    interval: ResidualBands,
 ) -> RulModel:
+    """The point estimate averages every seed of every member; they share a feature set."""
+    feature_set = members[0].feature_set
+    if any(params.feature_set != feature_set for params in members):
+        raise ValueError("members of one RUL model must share a feature set")
     normaliser = fit_normaliser(units, conditions)
-    x, y, _ = training_matrix(units, normaliser, params.target_cap, params.feature_set)
-    point = tuple(TreeEnsemble.from_sklearn(e) for e in fit_point_estimators(x, y, params))
-    return RulModel(
-        normaliser=normaliser, point=point, interval=interval, feature_set=params.feature_set
-    )
+    estimators = []
+    for params in members:
+        x, y, _ = training_matrix(units, normaliser, params.target_cap, feature_set)
+        estimators += fit_point_estimators(x, y, params)
+    point = tuple(TreeEnsemble.from_sklearn(e) for e in estimators)
+    return RulModel(normaliser=normaliser, point=point, interval=interval, feature_set=feature_set)
 
 
 def predict_last_cycles(
