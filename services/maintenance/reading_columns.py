@@ -22,9 +22,15 @@ from services.maintenance.domain.readings import (
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
 # Times outside what a datetime can hold are clipped to its ends, which validation rejects.
-MIN_MICROS = (datetime.min.replace(tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
-MAX_MICROS = (datetime.max.replace(tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+MIN_MICROS = _micros(datetime.min.replace(tzinfo=UTC))
+MAX_MICROS = _micros(datetime.max.replace(tzinfo=UTC))
 # Characters COPY's text format reads as delimiters or escapes.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -37,10 +43,6 @@ def micros_since_epoch(seconds: np.ndarray, nanos: np.ndarray) -> np.ndarray:
     clipped = np.clip(seconds, MIN_MICROS // 1_000_000, MAX_MICROS // 1_000_000)
     micros = clipped * 1_000_000 + np.sign(nanos) * (np.abs(nanos) // 1000)
     return np.asarray(np.clip(micros, MIN_MICROS, MAX_MICROS), np.int64)
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
