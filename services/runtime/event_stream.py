@@ -53,6 +53,7 @@ class RedisEventStream:
         self._key = key
         self._field = field
         self._name = name
+        self._closed = False
         # The socket timeout must outlast the longest XREAD BLOCK we issue.
         self._client = redis.Redis.from_url(
             url, socket_timeout=timeout_s + 5.0, socket_connect_timeout=timeout_s
@@ -74,6 +75,12 @@ class RedisEventStream:
             )
         except redis.RedisError as error:
             raise Unavailable(f"{self._name} unavailable: {error}") from error
+        except (OSError, ValueError) as error:
+            # A subscriber blocked in XREAD while the service stops sees its socket closed
+            # under it ("I/O operation on closed file"): the stop, not a fault.
+            if not self._closed:
+                raise
+            raise Unavailable(f"{self._name} closed: the service is stopping") from error
         entries: list[tuple[str, bytes]] = []
         for _stream, items in cast(
             list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or []
@@ -96,6 +103,7 @@ class RedisEventStream:
             return False
 
     def close(self) -> None:
+        self._closed = True
         self._client.close()
 
 
