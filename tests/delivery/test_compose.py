@@ -182,3 +182,22 @@ def test_monitoring_profile_scrapes_the_suite_with_the_ops_files(compose):
     environment = grafana["environment"]
     assert environment["GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION"] == "true"
     assert environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+def test_scheduling_reaches_maintenance_through_the_gateway(compose):
+    """Both scheduling colors ask maintenance at the gateway's gRPC listener (it routes to
+    the color the rollout chose), never at a color's own container."""
+    services = compose["services"]
+    gateway = services["gateway"]
+    envoy = yaml.safe_load((ROOT / "gateway" / "envoy.yaml").read_text())
+    (listener,) = envoy["static_resources"]["listeners"]
+    listener_port = listener["address"]["socket_address"]["port_value"]
+    container_ports = {int(mapping.rsplit(":", 1)[1]) for mapping in gateway["ports"]}
+    assert listener_port in container_ports
+    for name in ("scheduling", "scheduling-green"):
+        address = services[name]["environment"]["MAINTENANCE_ADDRESS"]
+        host, port = address.rsplit(":", 1)
+        assert host == "gateway" and host in services, name
+        assert int(port) == listener_port, name
+        settings = load_settings("scheduling", environ={"MAINTENANCE_ADDRESS": address})
+        assert settings.scheduling.maintenance_address == address, name
