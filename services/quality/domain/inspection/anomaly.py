@@ -1,4 +1,4 @@
-"""Good-only anomaly model for surface images: patch descriptors + kNN density.
+"""Good-only anomaly model for surface images: patch descriptors, nearest good patch.
 
 Every image is scaled to a fixed height and cut into overlapping square patches (half a
 patch apart, so a small defect is never split across patch borders). Each patch is
@@ -7,8 +7,8 @@ illumination-normalised residual, dark/bright blob and line strength (Hessian
 eigenvalues at three scales), gradient magnitude and its horizontal and vertical parts,
 and brightness. Training keeps a bank of descriptors from good parts only, thinned to a
 coreset (greedy farthest points) that keeps the rare kinds of good texture. A patch's
-anomaly score is its mean distance to its nearest good neighbours; the score map
-locates the defect.
+anomaly score is its distance to the nearest good patch; the score map locates the
+defect.
 
 Where a patch sits matters: the image edges are where the crop meets the part's edges,
 and they look unlike the middle. Each patch therefore carries flags for the image edge
@@ -28,11 +28,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
-PATCH_FEATURE_VERSION = "patch-v3"
+PATCH_FEATURE_VERSION = "patch-v4"  # v4: the single nearest good patch scores
 HEIGHT = 224
 PATCH = 24
 STRIDE = 12
-NEIGHBOURS = 3
 WORST_PATCHES = 8
 HESSIAN_SIGMAS = (1.5, 3.0, 6.0)
 EDGE_WEIGHT = 50.0  # in standardised units: far beyond any texture difference
@@ -129,8 +128,8 @@ class AnomalyModel:
             + (self.bank * self.bank).sum(axis=1)[None, :]
             - 2.0 * query @ self.bank.T
         )
-        nearest = np.partition(distances, NEIGHBOURS, axis=1)[:, :NEIGHBOURS]
-        return np.asarray(np.sqrt(np.maximum(nearest, 0.0)).mean(axis=1), dtype=np.float64)
+        nearest = distances.min(axis=1)
+        return np.asarray(np.sqrt(np.maximum(nearest, 0.0)), dtype=np.float64)
 
     @staticmethod
     def image_score(grid: PatchGrid, patch_scores: FloatArray) -> float:
