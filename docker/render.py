@@ -61,6 +61,10 @@ SECRET_NAME = "manufacturing-ai-secrets"  # noqa: S105 (a name, not a secret)
 CONFIG_NAME = "manufacturing-ai-config"
 AUTH_SECRET_NAME = "manufacturing-ai-auth"  # noqa: S105 (a name, not a secret)
 AUTH_DIR = "/var/run/secrets/manufacturing-ai/auth"
+# The gateway's Service and port (k8s/base/gateway/service.yaml). Scheduling asks
+# maintenance through it, so the call reaches the color the rollout serves.
+GATEWAY_ADDRESS = "gateway:8080"
+SERVICE_ENVIRONMENT = {"scheduling": {"MAINTENANCE_ADDRESS": GATEWAY_ADDRESS}}
 
 
 class RenderError(RuntimeError):
@@ -303,6 +307,10 @@ def _deployment(service: str, color: str, ports: dict[str, int]) -> dict[str, An
             {"name": "DEPLOY_COLOR", "value": color},
             _secret_env("DATABASE_URL", "database-url"),
             _secret_env("REDIS_URL", "redis-url"),
+            *(
+                {"name": name, "value": value}
+                for name, value in SERVICE_ENVIRONMENT.get(service, {}).items()
+            ),
         ],
         "resources": {
             "requests": {"cpu": "500m", "memory": "1Gi"},

@@ -696,3 +696,31 @@ def test_backup_jobs_reach_their_repository_database_and_pushgateway(rendered):
             assert policies_allow(documents, labels, {}, port)[0], port
         # Nothing else leaves, e.g. straight to PostgreSQL.
         assert not policies_allow(documents, labels, {}, 5432)[0]
+
+
+def test_scheduling_reaches_maintenance_through_the_gateway(rendered):
+    """Both scheduling colors ask maintenance at the gateway's Service (which routes to
+    the color the rollout serves), and the network policies let them through."""
+    _, documents = rendered
+    gateway = find(documents, "Deployment", "gateway")["spec"]["template"]
+    served = {
+        p["name"]: p["containerPort"]
+        for c in gateway["spec"]["containers"]
+        for p in c.get("ports", [])
+    }
+    for deployment in service_deployments(documents):
+        template = deployment["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        name = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
+        if name != "scheduling":
+            assert "MAINTENANCE_ADDRESS" not in env, deployment["metadata"]["name"]
+            continue
+        host, port = env["MAINTENANCE_ADDRESS"].rsplit(":", 1)
+        service = find(documents, "Service", host)["spec"]
+        assert service["selector"].items() <= gateway["metadata"]["labels"].items()
+        (service_port,) = [p for p in service["ports"] if p["port"] == int(port)]
+        pod_port = served[service_port["targetPort"]]
+        labels = template["metadata"]["labels"]
+        allowed = policies_allow(documents, labels, gateway["metadata"]["labels"], pod_port)
+        assert allowed == (True, True), deployment["metadata"]["name"]
