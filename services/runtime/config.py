@@ -147,6 +147,9 @@ class SchedulingSettings(_Section):
     # into account, and the longest it is waited for.
     maintenance_address: str = ""
     maintenance_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # PEM CA bundle: when set, the maintenance channel is TLS verified against it (the
+    # production gateway's listener); empty means plaintext.
+    maintenance_tls_ca_file: str = ""
 
 
 class QualitySettings(_Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from pathlib import Path
 
 import grpc
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
@@ -27,6 +28,17 @@ from services.scheduling.servicer import SERVICE_NAME, SchedulingServicer, Solve
 DURATION_MODEL = "processing_time"
 
 
+def channel_to_maintenance(settings: SchedulingSettings) -> grpc.Channel:
+    """Plaintext, or TLS verified against the configured CA (the production gateway)."""
+    address = settings.maintenance_address
+    if not settings.maintenance_tls_ca_file:
+        return grpc.insecure_channel(address)
+    # Read once at start: a missing or unreadable CA file stops the service there.
+    ca = Path(settings.maintenance_tls_ca_file).read_bytes()
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+    return grpc.secure_channel(address, credentials)
+
+
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     engine = db.create_engine_for(settings)
     sessions = db.make_session_factory(engine)
@@ -41,7 +53,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     maintenance = None
     if settings.scheduling.maintenance_address:
         # Connects lazily: a maintenance service down at start only shows in replies.
-        maintenance_channel = grpc.insecure_channel(settings.scheduling.maintenance_address)
+        maintenance_channel = channel_to_maintenance(settings.scheduling)
         maintenance = MaintenanceAdvisor(
             maintenance_channel, settings.scheduling.maintenance_timeout_s
         )

@@ -698,29 +698,57 @@ def test_backup_jobs_reach_their_repository_database_and_pushgateway(rendered):
         assert not policies_allow(documents, labels, {}, 5432)[0]
 
 
+def gateway_listener_is_tls(documents) -> bool:
+    bootstrap = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("gateway-bootstrap")
+    )
+    (listener,) = yaml.safe_load(bootstrap["data"]["envoy.yaml"])["static_resources"]["listeners"]
+    return "transport_socket" in listener["filter_chains"][0]
+
+
 def test_scheduling_reaches_maintenance_through_the_gateway(rendered):
     """Both scheduling colors ask maintenance at the gateway's Service (which routes to
-    the color the rollout serves), and the network policies let them through."""
-    _, documents = rendered
+    the color the rollout serves), the network policies let them through, and where the
+    gateway speaks TLS the channel does too, by the certificate's name."""
+    overlay, documents = rendered
     gateway = find(documents, "Deployment", "gateway")["spec"]["template"]
     served = {
         p["name"]: p["containerPort"]
         for c in gateway["spec"]["containers"]
         for p in c.get("ports", [])
     }
+    tls = gateway_listener_is_tls(documents)
+    assert tls == (overlay == "production")
     for deployment in service_deployments(documents):
         template = deployment["spec"]["template"]
         (container,) = template["spec"]["containers"]
-        env = {e["name"]: e.get("value") for e in container["env"]}
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
         name = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
         if name != "scheduling":
             assert "MAINTENANCE_ADDRESS" not in env, deployment["metadata"]["name"]
             continue
-        host, port = env["MAINTENANCE_ADDRESS"].rsplit(":", 1)
-        service = find(documents, "Service", host)["spec"]
+        settings = load_settings(name, environ={**pod_environment(documents), **env}).scheduling
+        host, port = settings.maintenance_address.rsplit(":", 1)
+        service_name, *domain = host.split(".")
+        # The certificate is for gateway.<namespace>.svc (k8s/secrets/secret.template.yaml).
+        assert domain == ([deployment["metadata"]["namespace"], "svc"] if tls else [])
+        service = find(documents, "Service", service_name)["spec"]
         assert service["selector"].items() <= gateway["metadata"]["labels"].items()
         (service_port,) = [p for p in service["ports"] if p["port"] == int(port)]
         pod_port = served[service_port["targetPort"]]
         labels = template["metadata"]["labels"]
         allowed = policies_allow(documents, labels, gateway["metadata"]["labels"], pod_port)
         assert allowed == (True, True), deployment["metadata"]["name"]
+        ca_file = settings.maintenance_tls_ca_file
+        if not tls:
+            assert ca_file == ""
+            continue
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+        directory, file_name = ca_file.rsplit("/", 1)
+        (volume,) = [n for n, path in mounts.items() if path == directory]
+        config_map_volume = volumes[volume]["configMap"]
+        assert config_map_volume["name"] == "gateway-ca"
+        assert {"key": "ca.crt", "path": file_name} in config_map_volume["items"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -91,6 +92,22 @@ def aware(**fields: object) -> pb.MaintenanceAwareness:
     return pb.MaintenanceAwareness(start_time=at(0), **fields)  # type: ignore[arg-type]
 
 
+@contextmanager
+def scheduling_asking(
+    folder: Path, maintenance_address: str, timeout_s: str = "10", **environ: str
+) -> Iterator[scheduling_service_pb2_grpc.SchedulingServiceStub]:
+    """A started scheduling service that asks maintenance at ``maintenance_address``."""
+    settings = settings_for(
+        "scheduling",
+        folder,
+        MFG_SCHEDULING__MAINTENANCE_ADDRESS=maintenance_address,
+        MFG_SCHEDULING__MAINTENANCE_TIMEOUT_S=timeout_s,
+        **environ,
+    )
+    with serve(settings) as scheduling, channel_to(scheduling.port) as channel:
+        yield scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
+
+
 @pytest.fixture(scope="module")
 def scheduling_with_maintenance(
     tmp_path_factory: pytest.TempPathFactory,
@@ -99,14 +116,8 @@ def scheduling_with_maintenance(
     with serve(settings_for("maintenance", folder / "m")) as maintenance:
         with channel_to(maintenance.port) as channel:
             stock(maintenance_service_pb2_grpc.MaintenanceServiceStub(channel))
-        scheduling_settings = settings_for(
-            "scheduling",
-            folder / "s",
-            MFG_SCHEDULING__MAINTENANCE_ADDRESS=f"127.0.0.1:{maintenance.port}",
-            MFG_SCHEDULING__MAINTENANCE_TIMEOUT_S="10",
-        )
-        with serve(scheduling_settings) as scheduling, channel_to(scheduling.port) as channel:
-            yield scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
+        with scheduling_asking(folder / "s", f"127.0.0.1:{maintenance.port}") as stub:
+            yield stub
 
 
 def test_planned_maintenance_and_high_risk_machines_are_unavailable(
@@ -171,14 +182,7 @@ def closed_port() -> int:
 
 
 def test_without_an_answer_from_maintenance_the_schedule_comes_with_a_warning(tmp_path):
-    settings = settings_for(
-        "scheduling",
-        tmp_path,
-        MFG_SCHEDULING__MAINTENANCE_ADDRESS=f"127.0.0.1:{closed_port()}",
-        MFG_SCHEDULING__MAINTENANCE_TIMEOUT_S="0.5",
-    )
-    with serve(settings) as scheduling, channel_to(scheduling.port) as channel:
-        stub = scheduling_service_pb2_grpc.SchedulingServiceStub(channel)
+    with scheduling_asking(tmp_path, f"127.0.0.1:{closed_port()}", timeout_s="0.5") as stub:
         started = time.monotonic()
         reply = stub.Solve(
             pb.SolveRequest(problem=shop(), time_limit=seconds(2), maintenance=aware())
