@@ -49,6 +49,8 @@ def train_rul(data: Path, out: Path, subsets: list[str], folds: int) -> None:
                 "conditions": conditions,
                 "cap": cmapss.RUL_CAP,
                 "interval_coverage": trained.model.interval.coverage,
+                "interval_calibrated_on": "out-of-fold residuals at"
+                f" {rul_selection.CALIBRATION_CUTS} random cuts of each unit",
                 "selected_by": f"{folds}-fold cross-validation grouped by unit, one seed, RMSE at"
                 " a random cut of each held-out unit",
                 "grid": trained.grid,

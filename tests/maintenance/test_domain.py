@@ -94,17 +94,66 @@ def test_random_cut_rmse_counts_each_unit_once():
         predicted=np.r_[np.zeros(1000), np.full(20, 10.0)],
         target=np.zeros(1020),
         cut_weight=np.r_[long, short],
+        lengths=np.asarray([1000, 20]),
     )
     assert result.rmse == pytest.approx(np.sqrt(100 * 20 / 1020))
     assert result.truncated_rmse == pytest.approx(np.sqrt(50))
 
 
+def test_random_cuts_draw_each_unit_equally_often_over_its_usable_cycles():
+    lengths = np.asarray([300, 15, 40])
+    weight = np.concatenate([rul_selection.cut_weights(n, min_cycles=10) for n in lengths])
+    rows = int(lengths.sum())
+    result = rul_selection.CrossValidation(
+        (rul.RulParams(),), np.zeros(rows), np.zeros(rows), weight, lengths
+    )
+    cuts = result.random_cuts(2000, seed=0)
+    unit_of_row = np.repeat(np.arange(3), lengths)
+    assert np.bincount(unit_of_row[cuts]).tolist() == [2000, 2000, 2000]
+    assert np.all(weight[cuts] > 0)  # never before the shortest usable window
+    short = np.bincount(cuts[unit_of_row[cuts] == 1] - 300, minlength=15)[9:]
+    assert short.min() > 0.8 * 2000 / 6  # the short unit's six usable cuts, alike
+    assert result.random_cuts(5, seed=1).tolist() == result.random_cuts(5, seed=1).tolist()
+
+
+def test_interval_calibrated_on_random_cuts_covers_randomly_cut_units():
+    # Units of very different lives whose error grows with the life already used: over
+    # every cycle the long-lived units' wide errors dominate the residuals; a randomly cut
+    # unit, each counting once, is mostly a short one with small errors.
+    generator = np.random.default_rng(0)
+    lengths = np.where(generator.random(4000) < 0.2, 600, 60)
+
+    def out_of_fold(units):
+        predicted = np.concatenate([np.full(n, 10.0) for n in units])
+        noise = np.concatenate([generator.normal(0, n / 20, n) for n in units])
+        weight = np.concatenate([rul_selection.cut_weights(n) for n in units])
+        return rul_selection.CrossValidation(
+            (rul.RulParams(),), predicted, predicted + noise, weight, units
+        )
+
+    calibration = out_of_fold(lengths[:1000])
+    cuts = calibration.random_cuts(rul_selection.CALIBRATION_CUTS, seed=0)
+    at_cuts = ResidualBands.fit(calibration.predicted[cuts], calibration.target[cuts])
+    every_cycle = ResidualBands.fit(calibration.predicted, calibration.target)
+    # Fresh units, each predicted once at a random cut (as the test set is).
+    scored = out_of_fold(lengths[1000:])
+    one_cut = scored.random_cuts(1, seed=1)
+
+    def coverage(bands):
+        lower, upper = bands.interval(scored.predicted[one_cut], -1e9, 1e9)
+        truth = scored.target[one_cut]
+        return np.mean((lower <= truth) & (truth <= upper))
+
+    assert coverage(at_cuts) == pytest.approx(0.9, abs=0.03)
+    assert coverage(every_cycle) > 0.95  # far wider than needed for a random cut
+
+
 def test_blend_averages_the_best_candidates_of_one_feature_set():
-    target, weight = np.zeros(40), np.full(40, 1 / 40)
+    target, weight, lengths = np.zeros(40), np.full(40, 1 / 40), np.asarray([40])
 
     def result(error, **params):
         members = (rul.RulParams(**params),)
-        return rul_selection.CrossValidation(members, target + error, target, weight)
+        return rul_selection.CrossValidation(members, target + error, target, weight, lengths)
 
     over, under = result(3.0, max_leaf_nodes=7), result(-4.0, max_leaf_nodes=9)
     other_features = result(0.5, feature_set="wide")  # best alone, but its own features

@@ -6,6 +6,12 @@ have anything from a little to a lot of life left. So residuals (truth - predict
 cross-validation on the training units are grouped by band of the predicted value, and
 each band keeps the residual quantiles that bound the chosen coverage. An interval is the
 point estimate plus its band's offsets. Nothing here looks at test data.
+
+Coverage holds for predictions drawn like the calibration residuals. A RUL model is asked
+about a machine stopped at some point of its life, each machine once; residuals at every
+cycle of every unit over-represent long-lived units and healthy cycles (FD001 test
+coverage was 82 % at 90 % nominal). So the caller passes residuals at random cuts of each
+held-out unit, the same number per unit (``rul_selection.CrossValidation.random_cuts``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ MIN_BAND_ROWS = 50
 
 
 def _conformal_quantile(values: Array, q: float) -> float:
-    """The empirical q-quantile widened for a finite sample (split-conformal rank)."""
+    """The empirical q-quantile widened for a finite sample: rank ceil((n + 1) q) of n for
+    an upper quantile, floor((n + 1) q) for a lower one (split-conformal)."""
     n = len(values)
     rank = min(n, math.ceil((n + 1) * q)) if q >= 0.5 else max(1, math.floor((n + 1) * q))
     return float(np.sort(values)[rank - 1])

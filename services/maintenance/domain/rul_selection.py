@@ -5,8 +5,8 @@ split between fitting and scoring, since neighbouring cycles of one engine are n
 same sample), in two stages: the tree size and leaf size on a small grid, then, with
 those, the feature set and the training target's cap. One more candidate is the mean of
 the best few (``ENSEMBLE_SIZE``); it is kept only if its out-of-fold error is lower. The
-interval is calibrated on the out-of-fold residuals of what is chosen. A test set, where
-there is one, is for reporting only.
+interval is calibrated on the out-of-fold residuals of what is chosen, at random cuts
+drawn as below. A test set, where there is one, is for reporting only.
 
 A model is asked for the RUL after the last cycle of a machine stopped at some unknown
 point of its life (that is how the C-MAPSS test units are cut). So candidates are ranked
@@ -15,6 +15,8 @@ cycle from the shortest usable window to failure is an equally likely cut, and s
 features are causal, the prediction at that cycle is the prediction for that cut. The
 RMSE over every cycle, which weights long-lived units more, is reported alongside.
 Both are against the target capped at ``RUL_CAP``, whatever cap a candidate trained on.
+The interval is calibrated the same way: on ``CALIBRATION_CUTS`` random cuts of each
+held-out unit (``CrossValidation.random_cuts``), so every unit weighs the same there too.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ FEATURE_SET_NAMES = ("base", "wide")
 # Candidates averaged into the blended one (of the winner's feature set, best first).
 ENSEMBLE_SIZE = 3
 DEFAULT_FOLDS = 5
+# Random cuts of each held-out unit the interval is calibrated on: one per unit would leave
+# too few residuals in each band of predicted RUL (FD001 has 100 units, five bands).
+CALIBRATION_CUTS = 20
+CALIBRATION_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class CrossValidation:
     predicted: Array
     target: Array
     cut_weight: Array
+    lengths: NDArray[np.int64]  # cycles of each held-out unit, in the order of the rows
 
     @property
     def rmse(self) -> float:
@@ -76,6 +83,17 @@ class CrossValidation:
         """Expected over a random cut of each held-out unit, each unit counting once."""
         squared = (self.predicted - self.target) ** 2
         return float(np.sqrt(np.sum(self.cut_weight * squared) / np.sum(self.cut_weight)))
+
+    def random_cuts(self, per_unit: int, seed: int) -> NDArray[np.intp]:
+        """Rows of ``per_unit`` cuts of each held-out unit, drawn by ``cut_weight``: every
+        unit the same number, however long it lived."""
+        generator = np.random.default_rng(seed)
+        starts = np.cumsum(self.lengths) - self.lengths
+        rows = []
+        for start, length in zip(starts, self.lengths, strict=True):
+            weight = self.cut_weight[start : start + length]
+            rows.append(start + generator.choice(length, per_unit, p=weight))
+        return np.concatenate(rows)
 
 
 def cut_weights(length: int, min_cycles: int = MIN_WINDOW_CYCLES) -> Array:
@@ -101,6 +119,7 @@ def cross_validate(
     predicted: list[Array] = []
     target: list[Array] = []
     weight: list[Array] = []
+    lengths: list[int] = []
     for train_index, test_index in GroupKFold(n_splits=folds).split(ids, groups=ids):
         fitting = [units[i] for i in train_index]
         held_out = [units[i] for i in test_index]
@@ -112,8 +131,13 @@ def cross_validate(
         predicted.append(np.clip(point, 0.0, cap))
         target.append(y_out)
         weight.extend(cut_weights(u.length) for u in held_out)
+        lengths.extend(u.length for u in held_out)
     return CrossValidation(
-        (params,), np.concatenate(predicted), np.concatenate(target), np.concatenate(weight)
+        (params,),
+        np.concatenate(predicted),
+        np.concatenate(target),
+        np.concatenate(weight),
+        np.asarray(lengths, dtype=np.int64),
     )
 
 
@@ -125,6 +149,7 @@ def blend(results: Sequence[CrossValidation]) -> CrossValidation:
         np.mean([r.predicted for r in results], axis=0),
         first.target,
         first.cut_weight,
+        first.lengths,
     )
 
 
@@ -165,7 +190,8 @@ def train_rul(
 ) -> TrainedRul:
     """Choose parameters by grouped CV (``grid``, then ``second_stage`` of its winner, then
     the blend of the best), calibrate the interval on the chosen candidate's out-of-fold
-    residuals, and fit the model with ``seeds`` seeds of each member on every unit.
+    residuals at ``CALIBRATION_CUTS`` random cuts of each unit, and fit the model with
+    ``seeds`` seeds of each member on every unit.
 
     The residuals come from one seed per fold; the shipped mean over several seeds errs a
     little less, so the interval leans wide rather than narrow (and the training costs
@@ -178,7 +204,8 @@ def train_rul(
     blended = blend_of_best(results)
     # The single best first, so that a blend only wins by erring less.
     best = min([*results, blended], key=lambda r: r.truncated_rmse)
-    interval = ResidualBands.fit(best.predicted, best.target)
+    cuts = best.random_cuts(CALIBRATION_CUTS, CALIBRATION_SEED)
+    interval = ResidualBands.fit(best.predicted[cuts], best.target[cuts])
     members = tuple(replace(params, seeds=seeds) for params in best.members)
     model = fit_rul_model(units, conditions, members, interval)
     metrics = {
