@@ -40,6 +40,8 @@ GATEWAY=""
 GATEWAY_CACERT=""
 # Set when the overlay's gateway speaks TLS (k8s/components/gateway-security).
 GATEWAY_TLS=0
+# Set when scheduling trusts the gateway's CA from ConfigMap gateway-ca (production).
+GATEWAY_CA=0
 SMOKE_HEADER=${SMOKE_HEADER:-}
 
 usage() {
@@ -272,6 +274,10 @@ apply_secrets() {
         "$KUBECTL" -n "$NAMESPACE" get secret gateway-tls >/dev/null 2>&1 \
             || die "secret gateway-tls missing in $NAMESPACE: see k8s/secrets/secret.template.yaml"
     fi
+    if [[ $GATEWAY_CA -eq 1 ]]; then
+        "$KUBECTL" -n "$NAMESPACE" get configmap gateway-ca >/dev/null 2>&1 \
+            || die "configmap gateway-ca missing in $NAMESPACE: see k8s/overlays/production/kustomization.yaml"
+    fi
 }
 
 # Per service, the color a --switch moves traffic to (resolved before the apply).
@@ -282,6 +288,7 @@ deploy_kubernetes() {
     for service in "${SERVICES[@]}"; do SWITCH_TO[$service]=$(target_color_of "$service"); done
     render_kubernetes >"$manifests"
     if grep -q 'secretName: gateway-tls' "$manifests"; then GATEWAY_TLS=1; fi
+    if grep -q 'name: gateway-ca$' "$manifests"; then GATEWAY_CA=1; fi
     # The namespace first: the Secret must exist before the pods that reference it.
     "$PYTHON" -c '
 import sys, yaml
