@@ -20,7 +20,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,18 @@ TLS_VARIABLES = ("ROLLOUT_TLS_CA_FILE", "ROLLOUT_TLS_CERT_FILE", "ROLLOUT_TLS_KE
 @dataclass(frozen=True)
 class ClientTls:
     """Mutual TLS to the services: the CA their certificates are checked against and
-    the client certificate presented (PEM file paths)."""
+    the client certificate presented (PEM file paths). ``server_name``, when set, is the
+    name the service's certificate must carry instead of the address dialled: a check
+    reaching a color through a local port-forward dials 127.0.0.1, while the color's
+    certificate names its Service."""
 
     ca_file: str
     cert_file: str
     key_file: str
+    server_name: str = ""
+
+    def naming(self, server_name: str) -> ClientTls:
+        return replace(self, server_name=server_name)
 
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(
@@ -65,7 +72,8 @@ def service_channel(port: int, tls: ClientTls | None = None) -> grpc.Channel:
     target = f"127.0.0.1:{port}"
     if tls is None:
         return grpc.insecure_channel(target)
-    return grpc.secure_channel(target, tls.credentials())
+    options = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
+    return grpc.secure_channel(target, tls.credentials(), options=options)
 
 
 @dataclass(frozen=True)
@@ -213,10 +221,14 @@ def parity(
     service: str,
     samples: Sequence[Sample],
     metadata: Metadata = (),
-    tls: ClientTls | None = None,
+    live_tls: ClientTls | None = None,
+    new_tls: ClientTls | None = None,
 ) -> int:
     """Every sample answered alike by both ports; returns the number compared."""
-    with service_channel(live_port, tls) as live, service_channel(new_port, tls) as new:
+    with (
+        service_channel(live_port, live_tls) as live,
+        service_channel(new_port, new_tls) as new,
+    ):
         for sample in samples:
             expected = _answer(*call(live, service, sample.method, sample.request, metadata))
             found = _answer(*call(new, service, sample.method, sample.request, metadata))

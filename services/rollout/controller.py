@@ -223,15 +223,20 @@ class RolloutController:
                 platform.endpoints(service, idle) as new_ports,
                 platform.endpoints(service, live) as live_ports,
             ):
-                metadata, tls = options.call_metadata, options.client_tls
+                metadata = options.call_metadata
+                tls = options.client_tls
+                live_tls, new_tls = (
+                    tls.naming(platform.server_name(service, color)) if tls else None
+                    for color in (live, idle)
+                )
                 calls = sum(
-                    checks.smoke(port, service, run.version, idle, metadata, tls)
+                    checks.smoke(port, service, run.version, idle, metadata, new_tls)
                     for port in new_ports
                 )
                 self._event(run, "smoke passed", calls=calls)
                 samples = checks.SAMPLES[service]
                 compared = checks.parity(
-                    live_ports[0], new_ports[0], service, samples, metadata, tls
+                    live_ports[0], new_ports[0], service, samples, metadata, live_tls, new_tls
                 )
                 self._event(run, "parity passed", samples=compared)
         except checks.CheckFailed as failure:

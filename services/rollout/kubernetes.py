@@ -263,6 +263,11 @@ class KubernetesPlatform(Platform):
         with self.kubectl.port_forward(f"service/{name}", port) as local_port:
             yield [local_port]
 
+    def server_name(self, service: str, color: str) -> str:
+        # Each color's certificate names its Service (k8s/components/service-mtls), the
+        # name the gateway checks too; the checks dial it through a port-forward.
+        return xds.cluster_name(service, color)
+
     @contextlib.contextmanager
     def metrics_endpoints(self, service: str, color: str) -> Iterator[list[int]]:
         """A port-forward to each pod's metrics port; none at all if any cannot be had

@@ -93,6 +93,11 @@ class Platform(ABC):
     def endpoints(self, service: str, color: str) -> contextlib.AbstractContextManager[list[int]]:
         """Local ports reaching ``color`` straight, bypassing the gateway."""
 
+    def server_name(self, service: str, color: str) -> str:
+        """The name ``color``'s certificate carries, when it is not the address the
+        checks dial (:meth:`endpoints`); empty: that address."""
+        return ""
+
     def metrics_endpoints(
         self, service: str, color: str
     ) -> contextlib.AbstractContextManager[list[int]]:
