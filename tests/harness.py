@@ -19,6 +19,18 @@ SERVICES = ("scheduling", "quality", "maintenance")
 TEST_BUILD = BuildInfo(version="9.8.7", git_revision="test", start_time=datetime.now(UTC))
 
 
+def mtls_environ(certs: Path) -> dict[str, str]:
+    """Settings for a server requiring client certificates, from ``devcerts.create``'s
+    files in ``certs``, with the plaintext health port on a free port."""
+    return {
+        "TLS_ENABLED": "true",
+        "TLS_CERT_FILE": str(certs / "server.pem"),
+        "TLS_KEY_FILE": str(certs / "server-key.pem"),
+        "TLS_CLIENT_CA_FILE": str(certs / "ca.pem"),
+        "MFG_SERVER__HEALTH_PORT": "0",
+    }
+
+
 def settings_for(service: str, data_dir: Path, **environ: str) -> Settings:
     """Development settings on port 0 with a SQLite file in ``data_dir``; ``environ``
     adds variables (``DATABASE_URL=...``, ``MFG_SERVER__GRACE_PERIOD_S=...``)."""

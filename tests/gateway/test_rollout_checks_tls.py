@@ -12,7 +12,7 @@ from services.rollout import checks, xds
 from services.rollout.kubernetes import KubernetesPlatform
 from services.runtime import devcerts
 from services.runtime.server import GrpcService
-from tests.harness import TEST_BUILD, serve, settings_for
+from tests.harness import TEST_BUILD, mtls_environ, serve, settings_for
 
 SERVICE, COLOR = "quality", "green"
 VERSION = TEST_BUILD.version
@@ -32,11 +32,7 @@ def color(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Grp
         SERVICE,
         tmp_path_factory.mktemp("color"),
         DEPLOY_COLOR=COLOR,
-        TLS_ENABLED="true",
-        TLS_CERT_FILE=str(certs / "server.pem"),
-        TLS_KEY_FILE=str(certs / "server-key.pem"),
-        TLS_CLIENT_CA_FILE=str(certs / "ca.pem"),
-        MFG_SERVER__HEALTH_PORT="0",
+        **mtls_environ(certs),
     )
     with serve(settings) as service:
         yield service

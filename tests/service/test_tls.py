@@ -13,7 +13,7 @@ from manufacturing.quality.v1 import quality_service_pb2_grpc
 
 from services.runtime import devcerts
 from services.runtime.server import GrpcService
-from tests.harness import serve, settings_for
+from tests.harness import mtls_environ, serve, settings_for
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +28,7 @@ def mtls_service(tmp_path, certs) -> Iterator[GrpcService]:
     settings = settings_for(
         "quality",
         tmp_path,
-        TLS_ENABLED="true",
-        TLS_CERT_FILE=str(certs / "server.pem"),
-        TLS_KEY_FILE=str(certs / "server-key.pem"),
-        TLS_CLIENT_CA_FILE=str(certs / "ca.pem"),
-        MFG_SERVER__HEALTH_PORT="0",
+        **mtls_environ(certs),
     )
     with serve(settings) as service:
         yield service
