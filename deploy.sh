@@ -42,6 +42,10 @@ GATEWAY_CACERT=""
 GATEWAY_TLS=0
 # Set when scheduling trusts the gateway's CA from ConfigMap gateway-ca (production).
 GATEWAY_CA=0
+# Set when the services require the gateway's client certificate (k8s/components/service-mtls).
+SERVICE_MTLS=0
+# Where the rollout's checks find that certificate, fetched for a --switch.
+ROLLOUT_TLS_DIR=""
 SMOKE_HEADER=${SMOKE_HEADER:-}
 
 usage() {
@@ -274,6 +278,13 @@ apply_secrets() {
         "$KUBECTL" -n "$NAMESPACE" get secret gateway-tls >/dev/null 2>&1 \
             || die "secret gateway-tls missing in $NAMESPACE: see k8s/secrets/secret.template.yaml"
     fi
+    if [[ $SERVICE_MTLS -eq 1 ]]; then
+        local secret
+        for secret in gateway-upstream-tls "${SERVICES[@]/%/-tls}"; do
+            "$KUBECTL" -n "$NAMESPACE" get secret "$secret" >/dev/null 2>&1 \
+                || die "secret $secret missing in $NAMESPACE: see k8s/secrets/secret.template.yaml"
+        done
+    fi
     if [[ $GATEWAY_CA -eq 1 ]]; then
         "$KUBECTL" -n "$NAMESPACE" get configmap gateway-ca >/dev/null 2>&1 \
             || die "configmap gateway-ca missing in $NAMESPACE: see k8s/overlays/production/kustomization.yaml"
@@ -289,6 +300,7 @@ deploy_kubernetes() {
     render_kubernetes >"$manifests"
     if grep -q 'secretName: gateway-tls' "$manifests"; then GATEWAY_TLS=1; fi
     if grep -q 'name: gateway-ca$' "$manifests"; then GATEWAY_CA=1; fi
+    if grep -q 'secretName: gateway-upstream-tls' "$manifests"; then SERVICE_MTLS=1; fi
     # The namespace first: the Secret must exist before the pods that reference it.
     "$PYTHON" -c '
 import sys, yaml
@@ -360,9 +372,27 @@ rollout_command() {
     if [[ $TARGET == kubernetes ]]; then printf '%s\n' --image "$(image_of "$1")"; fi
 }
 
+# The rollout's checks call the colors straight; when the services require a client
+# certificate they present the gateway's, fetched from its Secret into a private folder.
+ROLLOUT_TLS_ENVIRONMENT=()
+fetch_rollout_tls() {
+    [[ $SERVICE_MTLS -eq 1 ]] || return 0
+    ROLLOUT_TLS_DIR=$(mktemp -d)
+    chmod 700 "$ROLLOUT_TLS_DIR"
+    local key
+    for key in ca.crt tls.crt tls.key; do
+        "$KUBECTL" -n "$NAMESPACE" get secret gateway-upstream-tls \
+            -o "jsonpath={.data.${key//./\\.}}" | base64 -d >"$ROLLOUT_TLS_DIR/$key" \
+            || die "cannot read $key of secret gateway-upstream-tls"
+    done
+    ROLLOUT_TLS_ENVIRONMENT=("ROLLOUT_TLS_CA_FILE=$ROLLOUT_TLS_DIR/ca.crt"
+        "ROLLOUT_TLS_CERT_FILE=$ROLLOUT_TLS_DIR/tls.crt" "ROLLOUT_TLS_KEY_FILE=$ROLLOUT_TLS_DIR/tls.key")
+}
+
 switch_traffic() {
     local platform=$TARGET
     [[ $TARGET == kubernetes || $COLOR != idle ]] || die "--color idle is for Kubernetes; with compose name the color"
+    fetch_rollout_tls
     for service in "${SERVICES[@]}"; do
         local color=$COLOR
         local -a command
@@ -374,8 +404,8 @@ switch_traffic() {
         log "switch $service to $color ($(version_of "$service")) with the rollout command"
         mapfile -t command < <(rollout_command "$service")
         # The smoke credentials go with the rollout's smoke and parity calls too.
-        ROLLOUT_PLATFORM=$platform ROLLOUT_NAMESPACE=$NAMESPACE ROLLOUT_COLOR=$color \
-            ROLLOUT_CALL_HEADER=$SMOKE_HEADER "${command[@]}"
+        env "${ROLLOUT_TLS_ENVIRONMENT[@]}" ROLLOUT_PLATFORM="$platform" ROLLOUT_NAMESPACE="$NAMESPACE" \
+            ROLLOUT_COLOR="$color" ROLLOUT_CALL_HEADER="$SMOKE_HEADER" "${command[@]}"
     done
     if [[ $TARGET == compose ]]; then
         # The rollout command rewrote gateway/xds; publish it to the gateway's volume.
@@ -384,7 +414,10 @@ switch_traffic() {
 }
 
 PORT_FORWARD_PID=""
-cleanup() { if [[ -n $PORT_FORWARD_PID ]]; then kill "$PORT_FORWARD_PID" 2>/dev/null || true; fi; }
+cleanup() {
+    if [[ -n $PORT_FORWARD_PID ]]; then kill "$PORT_FORWARD_PID" 2>/dev/null || true; fi
+    if [[ -n $ROLLOUT_TLS_DIR ]]; then rm -rf "$ROLLOUT_TLS_DIR"; fi
+}
 trap cleanup EXIT
 
 gateway_address() {
