@@ -128,6 +128,8 @@ args=" $* "
 case $args in
     *" kustomize "*) exec "$REAL_KUBECTL" "$@" ;;
     *" get configmap gateway-routes "*) cat "$ROUTES" ;;
+    # A Secret's key: its own jsonpath, so the reader can tell which it got.
+    *" get secret "*" jsonpath="*) printf '%s' "${@: -1}" | base64 ;;
     *" get deployment "*" jsonpath="*) echo "registry.example.com/old/${5%-*}:0.0.9-012345678" ;;
     *" get deployment -o name "*) printf 'deployment.apps/scheduling-blue\n' ;;
     *" apply -f - "*) cat >> "$APPLIED"; echo "---" >> "$APPLIED" ;;
@@ -139,12 +141,15 @@ FAKE_LOGGER = """#!/usr/bin/env bash
 name=$(basename "$0")
 echo "$name ROLLOUT_COLOR=${ROLLOUT_COLOR:-} ROLLOUT_PLATFORM=${ROLLOUT_PLATFORM:-} \
 ROLLOUT_CALL_HEADER=${ROLLOUT_CALL_HEADER:-} $*" >> "$CALLS"
+for file in "${ROLLOUT_TLS_CA_FILE:-}" "${ROLLOUT_TLS_CERT_FILE:-}" "${ROLLOUT_TLS_KEY_FILE:-}"; do
+    if [[ -n $file ]]; then echo "$name tls $file: $(cat "$file")" >> "$CALLS"; fi
+done
 if [[ $name == grpcurl && $* == *GetServiceInfo* ]]; then echo '{"version": "x"}'; fi
 exit 0
 """
 
 
-def deploy_with_stand_ins(tmp_path: Path, live_weights: dict[str, int]):
+def deploy_with_stand_ins(tmp_path: Path, live_weights: dict[str, int], overlay: str = "staging"):
     """deploy.sh --color idle --switch against stand-ins for docker, kubectl, grpcurl and
     the rollout command; ``live_weights``: blue's weight per service in the live routes.
     Returns the finished run, the stand-ins' call log and what was applied."""
@@ -201,7 +206,7 @@ def deploy_with_stand_ins(tmp_path: Path, live_weights: dict[str, int]):
         "bash",
         str(DEPLOY),
         "--overlay",
-        "staging",
+        overlay,
         "--registry",
         "registry.example.com/new",
         "--color",
@@ -269,6 +274,34 @@ def test_a_kubernetes_deploy_runs_its_steps_in_order(tmp_path):
     smoke = [line for line in log if line.startswith("grpcurl") and "GetServiceInfo" in line]
     assert len(smoke) == len(SERVICES)
     assert all("-H x-api-key: k" in line and "127.0.0.1:9" in line for line in smoke)
+
+
+def test_production_rollouts_present_the_gateways_client_certificate(tmp_path):
+    """Production's services require client certificates (k8s/components/service-mtls):
+    deploy.sh checks their Secrets and hands the rollout the gateway's certificate, in
+    files that are gone when it exits."""
+    completed, log, _ = deploy_with_stand_ins(
+        tmp_path, {"scheduling": 100, "quality": 100, "maintenance": 100}, "production"
+    )
+    assert completed.returncode == 0, completed.stderr
+    for secret in ("gateway-upstream-tls", *(f"{s}-tls" for s in SERVICES)):
+        assert any(f"get secret {secret}" in line for line in log), secret
+    for service in SERVICES:
+        switch = next(
+            i
+            for i, line in enumerate(log)
+            if line.startswith("rollout ROLLOUT_COLOR") and f" {service} " in line
+        )
+        files = {}
+        for line in log[switch + 1 : switch + 4]:
+            path, content = line.removeprefix("rollout tls ").split(": ", 1)
+            files[Path(path).name] = (Path(path), content)
+        assert {name: content for name, (_, content) in files.items()} == {
+            "ca.crt": r"jsonpath={.data.ca\.crt}",
+            "tls.crt": r"jsonpath={.data.tls\.crt}",
+            "tls.key": r"jsonpath={.data.tls\.key}",
+        }
+        assert all(not path.exists() for path, _ in files.values())
 
 
 def test_an_unreadable_traffic_split_stops_the_deploy(tmp_path):
