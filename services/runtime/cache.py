@@ -51,6 +51,15 @@ def _check_ttl(ttl_s: float | None) -> None:
         raise ValueError(f"ttl_s must be a positive number of seconds or None, not {ttl_s!r}")
 
 
+def redis_answers(client: redis.Redis) -> bool:
+    """Whether Redis answers a PING: readiness for everything that depends on it."""
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError) as error:
+        logger.warning("redis not reachable: %s", error)
+        return False
+
+
 class RedisCache:
     """Redis-backed cache; every key is stored as ``<prefix>:<key>``."""
 
@@ -95,11 +104,7 @@ class RedisCache:
             raise CacheError(f"redis delete failed: {error}") from error
 
     def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except (redis.RedisError, OSError) as error:
-            logger.warning("redis not reachable: %s", error)
-            return False
+        return redis_answers(self._client)
 
     def close(self) -> None:
         self._client.close()

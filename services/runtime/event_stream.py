@@ -9,7 +9,6 @@ Without Redis an in-process stream with the same cursor format serves one replic
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from collections import deque
@@ -17,9 +16,8 @@ from typing import Protocol, cast
 
 import redis
 
+from services.runtime.cache import redis_answers
 from services.runtime.errors import Unavailable
-
-logger = logging.getLogger(__name__)
 
 RETAINED = 100_000
 _CURSOR = re.compile(r"^\d{1,20}(-\d{1,20})?$")
@@ -96,11 +94,7 @@ class RedisEventStream:
         return _text(newest[0][0]) if newest else "0-0"
 
     def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except (redis.RedisError, OSError) as error:
-            logger.warning("redis not reachable: %s", error)
-            return False
+        return redis_answers(self._client)
 
     def close(self) -> None:
         self._closed = True
