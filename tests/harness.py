@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import queue
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -16,6 +19,7 @@ from services.runtime.config import Settings, load_settings
 from services.runtime.server import GrpcService
 
 SERVICES = ("scheduling", "quality", "maintenance")
+T = TypeVar("T")
 TEST_BUILD = BuildInfo(version="9.8.7", git_revision="test", start_time=datetime.now(UTC))
 
 
@@ -72,3 +76,28 @@ def channel_to(port: int, options: Mapping[str, int] | None = None) -> Iterator[
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=list((options or {}).items())) as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
         yield ch
+
+
+class StreamReader(Generic[T]):
+    """A server stream read on a thread into a queue, so a test can wait for each
+    message with a timeout; ``close()`` cancels the call."""
+
+    def __init__(self, call: Any) -> None:
+        self.received: queue.Queue[T] = queue.Queue()
+        self.call = call
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for message in self.call:
+                self.received.put(message)
+        except grpc.RpcError:
+            pass  # cancelled by close()
+
+    def take(self, count: int, timeout_s: float = 15) -> list[T]:
+        return [self.received.get(timeout=timeout_s) for _ in range(count)]
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.thread.join(timeout=5)

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class RunningSuite:
     process: subprocess.Popen[str]
     gateway: int
+    admin: int  # Envoy's admin port
     backends: list[int]
     output: list[str]  # everything printed up to and including "ready in ..."
 
@@ -54,7 +55,7 @@ def local_suite(data_dir: Path, *options: str) -> Iterator[RunningSuite]:
             if line.startswith("ready in") or "could not start" in line:
                 break
         assert any(line.startswith("ready in") for line in output), "".join(output)
-        yield RunningSuite(process, gateway, backends, output)
+        yield RunningSuite(process, gateway, admin, backends, output)
     finally:
         if process.poll() is None:
             processes.stop([process.pid], timeout=30)  # SIGTERM: the suite stops in order

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import functools
 import queue
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import pytest
 import redis
 from google.protobuf import timestamp_pb2
@@ -26,7 +24,7 @@ from services.devstack.suite import free_ports, full_name, wait_until_serving
 from services.maintenance.app import alert_stream_key
 from services.rollout import processes
 from tests.backends import drop_schemas, unique_name
-from tests.harness import channel_to, migrate, settings_for
+from tests.harness import StreamReader, channel_to, migrate, settings_for
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 READY_TIMEOUT_S = 60
@@ -46,32 +44,15 @@ def breach(machine: str, minute: int) -> pb.IngestReadingsRequest:
     )
 
 
-class Subscriber:
+class Subscriber(StreamReader[pb.WatchAlertsResponse]):
     """A WatchAlerts stream read on a thread into a queue."""
 
     def __init__(self, stub, request: pb.WatchAlertsRequest) -> None:
-        self.received: queue.Queue[pb.WatchAlertsResponse] = queue.Queue()
-        self.call = stub.WatchAlerts(request)
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _pump(self) -> None:
-        try:
-            for message in self.call:
-                self.received.put(message)
-        except grpc.RpcError:
-            pass  # cancelled by close()
-
-    def take(self, count: int, timeout_s: float = 15) -> list[pb.WatchAlertsResponse]:
-        return [self.received.get(timeout=timeout_s) for _ in range(count)]
+        super().__init__(stub.WatchAlerts(request))
 
     def assert_nothing_more(self, wait_s: float = 1.5) -> None:
         with pytest.raises(queue.Empty):
             self.received.get(timeout=wait_s)
-
-    def close(self) -> None:
-        self.call.cancel()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture

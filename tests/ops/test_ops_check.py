@@ -8,7 +8,6 @@ import importlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from services.ops import checks
 from services.ops.report import Report
+from tests.gateway.local_suite import local_suite as start_local_suite
 from tests.harness import serve, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,17 +36,6 @@ class RunningSuite:
     admin: int
     ports: dict[str, int]
     data_dir: Path
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def pid_listening_on(port: int) -> int:
@@ -71,36 +60,10 @@ def pid_listening_on(port: int) -> int:
 
 @pytest.fixture
 def local_suite(tmp_path) -> Iterator[RunningSuite]:
-    gateway, admin, *ports = free_ports(5)
-    suite = RunningSuite(gateway, admin, dict(zip(SERVICES, ports, strict=True)), tmp_path / "var")
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "services.devstack",
-            "--gateway-port", str(gateway), "--admin-port", str(admin),
-            "--service-ports", ",".join(map(str, ports)), "--data-dir", str(suite.data_dir),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "MFG_METRICS__PORT": "0"},  # beside a suite already running here
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        output = []
-        for line in process.stdout:
-            output.append(line)
-            if line.startswith("ready in") or "could not start" in line:
-                break
-        assert any(line.startswith("ready in") for line in output), "".join(output)
-        yield suite
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    data_dir = tmp_path / "var"
+    with start_local_suite(data_dir) as running:
+        services = dict(zip(SERVICES, running.backends, strict=True))
+        yield RunningSuite(running.gateway, running.admin, services, data_dir)
 
 
 def ops_check(suite: RunningSuite, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -4,9 +4,7 @@ Redis; a watcher on one replica sees violations recorded through the other."""
 from __future__ import annotations
 
 import queue
-import threading
 
-import grpc
 import pytest
 import redis
 from manufacturing.quality.v1 import control_chart_pb2 as cc
@@ -14,19 +12,19 @@ from manufacturing.quality.v1 import quality_service_pb2 as pb
 from manufacturing.quality.v1 import quality_service_pb2_grpc
 
 from services.quality.app import measurement_feed_key
-from tests.harness import channel_to, serve, settings_for
+from tests.harness import StreamReader, channel_to, serve, settings_for
 from tests.quality.test_spc_service import variables
 
 pytestmark = pytest.mark.redis
 NAME = "line-2/bore/depth"
 
 
-class Watcher:
-    """A WatchViolations stream read on a thread into a queue."""
-
-    def __init__(self, stub: quality_service_pb2_grpc.QualityServiceStub) -> None:
-        self.received: queue.Queue[pb.WatchViolationsResponse] = queue.Queue()
-        self.call = stub.WatchViolations(
+def watch(
+    stub: quality_service_pb2_grpc.QualityServiceStub,
+) -> StreamReader[pb.WatchViolationsResponse]:
+    """WatchViolations of NAME against frozen limits, read on a thread into a queue."""
+    return StreamReader(
+        stub.WatchViolations(
             pb.WatchViolationsRequest(
                 characteristic=NAME,
                 chart_type=cc.CHART_TYPE_I_MR,
@@ -35,22 +33,7 @@ class Watcher:
             ),
             timeout=30,
         )
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _pump(self) -> None:
-        try:
-            for message in self.call:
-                self.received.put(message)
-        except grpc.RpcError:
-            pass  # cancelled by close()
-
-    def take(self, timeout_s: float = 10) -> pb.WatchViolationsResponse:
-        return self.received.get(timeout=timeout_s)
-
-    def close(self) -> None:
-        self.call.cancel()
-        self.thread.join(timeout=5)
+    )
 
 
 def test_a_violation_recorded_through_one_replica_reaches_a_watcher_on_the_other(
@@ -65,7 +48,7 @@ def test_a_violation_recorded_through_one_replica_reaches_a_watcher_on_the_other
             channel_to(replica_b.port) as channel_b,
         ):
             writer = quality_service_pb2_grpc.QualityServiceStub(channel_a)
-            watcher = Watcher(quality_service_pb2_grpc.QualityServiceStub(channel_b))
+            watcher = watch(quality_service_pb2_grpc.QualityServiceStub(channel_b))
             try:
                 writer.RecordMeasurements(
                     pb.RecordMeasurementsRequest(
@@ -82,7 +65,7 @@ def test_a_violation_recorded_through_one_replica_reaches_a_watcher_on_the_other
                         )
                     )
                     try:
-                        first = watcher.take(timeout_s=0.5)
+                        (first,) = watcher.take(1, timeout_s=0.5)
                         break
                     except queue.Empty:
                         continue
