@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)manufacturing/quality/v1/inspection.proto\x12\x18manufacturing.quality.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\x0b\x42oundingBox\x12\r\n\x05x_min\x18\x01 \x01(\x05\x12\r\n\x05y_min\x18\x02 \x01(\x05\x12\r\n\x05x_max\x18\x03 \x01(\x05\x12\r\n\x05y_max\x18\x04 \x01(\x05\x12\r\n\x05score\x18\x05 \x01(\x01\"6\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xff\x02\n\x10InspectionResult\x12\x32\n\x07verdict\x18\x01 \x01(\x0e\x32!.manufacturing.quality.v1.Verdict\x12\x14\n\x0c\x64\x65\x66\x65\x63t_class\x18\x02 \x01(\t\x12\x41\n\rprobabilities\x18\x03 \x03(\x0b\x32*.manufacturing.quality.v1.ClassProbability\x12\x36\n\x07regions\x18\x04 \x03(\x0b\x32%.manufacturing.quality.v1.BoundingBox\x12\x15\n\ranomaly_score\x18\x05 \x01(\x01\x12\x19\n\x11\x61nomaly_threshold\x18\x06 \x01(\x01\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05width\x18\n \x01(\x05\x12\x0e\n\x06height\x18\x0b \x01(\x05\"0\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"l\n\x0fInspectionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12:\n\x0c\x66ield_errors\x18\x03 \x03(\x0b\x32$.manufacturing.quality.v1.FieldError\"\xd2\x02\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x31\n\x04kind\x18\x03 \x01(\x0e\x32#.manufacturing.quality.v1.ModelKind\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63lasses\x18\x06 \x03(\t\x12\x18\n\x10\x64\x61ta_fingerprint\x18\x07 \x01(\t\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x44\n\x07metrics\x18\t \x03(\x0b\x32\x33.manufacturing.quality.v1.ModelVersion.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*K\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_GOOD\x10\x01\x12\x15\n\x11VERDICT_DEFECTIVE\x10\x02*Z\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15MODEL_KIND_CLASSIFIER\x10\x01\x12\x16\n\x12MODEL_KIND_ANOMALY\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)manufacturing/quality/v1/inspection.proto\x12\x18manufacturing.quality.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\x0b\x42oundingBox\x12\r\n\x05x_min\x18\x01 \x01(\x05\x12\r\n\x05y_min\x18\x02 \x01(\x05\x12\r\n\x05x_max\x18\x03 \x01(\x05\x12\r\n\x05y_max\x18\x04 \x01(\x05\x12\r\n\x05score\x18\x05 \x01(\x01\"6\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\x8d\x03\n\x10InspectionResult\x12\x32\n\x07verdict\x18\x01 \x01(\x0e\x32!.manufacturing.quality.v1.Verdict\x12\x14\n\x0c\x64\x65\x66\x65\x63t_class\x18\x02 \x01(\t\x12\x41\n\rprobabilities\x18\x03 \x03(\x0b\x32*.manufacturing.quality.v1.ClassProbability\x12\x36\n\x07regions\x18\x04 \x03(\x0b\x32%.manufacturing.quality.v1.BoundingBox\x12\x15\n\ranomaly_score\x18\x05 \x01(\x01\x12\x19\n\x11\x61nomaly_threshold\x18\x06 \x01(\x01\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05width\x18\n \x01(\x05\x12\x0e\n\x06height\x18\x0b \x01(\x05\x12\x0c\n\x04mask\x18\x0c \x01(\x0c\"0\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"l\n\x0fInspectionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12:\n\x0c\x66ield_errors\x18\x03 \x03(\x0b\x32$.manufacturing.quality.v1.FieldError\"\xd2\x02\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x31\n\x04kind\x18\x03 \x01(\x0e\x32#.manufacturing.quality.v1.ModelKind\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63lasses\x18\x06 \x03(\t\x12\x18\n\x10\x64\x61ta_fingerprint\x18\x07 \x01(\t\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x44\n\x07metrics\x18\t \x03(\x0b\x32\x33.manufacturing.quality.v1.ModelVersion.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*K\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_GOOD\x10\x01\x12\x15\n\x11VERDICT_DEFECTIVE\x10\x02*Z\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15MODEL_KIND_CLASSIFIER\x10\x01\x12\x16\n\x12MODEL_KIND_ANOMALY\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,22 +35,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_VERDICT']._serialized_start=1169
-  _globals['_VERDICT']._serialized_end=1244
-  _globals['_MODELKIND']._serialized_start=1246
-  _globals['_MODELKIND']._serialized_end=1336
+  _globals['_VERDICT']._serialized_start=1183
+  _globals['_VERDICT']._serialized_end=1258
+  _globals['_MODELKIND']._serialized_start=1260
+  _globals['_MODELKIND']._serialized_end=1350
   _globals['_BOUNDINGBOX']._serialized_start=136
   _globals['_BOUNDINGBOX']._serialized_end=224
   _globals['_CLASSPROBABILITY']._serialized_start=226
   _globals['_CLASSPROBABILITY']._serialized_end=280
   _globals['_INSPECTIONRESULT']._serialized_start=283
-  _globals['_INSPECTIONRESULT']._serialized_end=666
-  _globals['_FIELDERROR']._serialized_start=668
-  _globals['_FIELDERROR']._serialized_end=716
-  _globals['_INSPECTIONERROR']._serialized_start=718
-  _globals['_INSPECTIONERROR']._serialized_end=826
-  _globals['_MODELVERSION']._serialized_start=829
-  _globals['_MODELVERSION']._serialized_end=1167
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=1121
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1167
+  _globals['_INSPECTIONRESULT']._serialized_end=680
+  _globals['_FIELDERROR']._serialized_start=682
+  _globals['_FIELDERROR']._serialized_end=730
+  _globals['_INSPECTIONERROR']._serialized_start=732
+  _globals['_INSPECTIONERROR']._serialized_end=840
+  _globals['_MODELVERSION']._serialized_start=843
+  _globals['_MODELVERSION']._serialized_end=1181
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=1135
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1181
 # @@protoc_insertion_point(module_scope)

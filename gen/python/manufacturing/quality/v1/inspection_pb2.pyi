@@ -150,6 +150,7 @@ class InspectionResult(_message.Message):
     LATENCY_FIELD_NUMBER: _builtins.int
     WIDTH_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
     verdict: Global___Verdict.ValueType
     """Good or defective."""
     defect_class: _builtins.str
@@ -166,6 +167,11 @@ class InspectionResult(_message.Message):
     """Width of the decoded image in pixels."""
     height: _builtins.int
     """Height of the decoded image in pixels."""
+    mask: _builtins.bytes
+    """Models that locate defects pixel by pixel (anomaly models): a single-channel PNG
+    of the image's size, 255 on pixels judged defective and 0 elsewhere. Empty when the
+    model gives boxes only.
+    """
     @_builtins.property
     def probabilities(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClassProbability]:
         """Every class of a classifier with its probability, most likely first."""
@@ -192,10 +198,11 @@ class InspectionResult(_message.Message):
         latency: _duration_pb2.Duration | None = ...,
         width: _builtins.int = ...,
         height: _builtins.int = ...,
+        mask: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_score", b"anomaly_score", "anomaly_threshold", b"anomaly_threshold", "defect_class", b"defect_class", "height", b"height", "latency", b"latency", "model_name", b"model_name", "model_version", b"model_version", "probabilities", b"probabilities", "regions", b"regions", "verdict", b"verdict", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_score", b"anomaly_score", "anomaly_threshold", b"anomaly_threshold", "defect_class", b"defect_class", "height", b"height", "latency", b"latency", "mask", b"mask", "model_name", b"model_name", "model_version", b"model_version", "probabilities", b"probabilities", "regions", b"regions", "verdict", b"verdict", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -505,6 +505,7 @@ class RescheduleRequest(_message.Message):
     CURRENT_TIME_FIELD_NUMBER: _builtins.int
     TIME_LIMIT_FIELD_NUMBER: _builtins.int
     MOVED_OPERATION_WEIGHT_FIELD_NUMBER: _builtins.int
+    MAINTENANCE_FIELD_NUMBER: _builtins.int
     schedule_id: _builtins.str
     """Identifier of the stored schedule to repair."""
     current_time: _builtins.int
@@ -521,6 +522,12 @@ class RescheduleRequest(_message.Message):
     def time_limit(self) -> _duration_pb2.Duration:
         """Longest the solver may run; unset means the service default."""
 
+    @_builtins.property
+    def maintenance(self) -> Global___MaintenanceAwareness:
+        """As in SolveRequest: the maintenance service's planned downtime and high-risk
+        machines, as known now, are added to the disruptions.
+        """
+
     def __init__(
         self,
         *,
@@ -529,10 +536,11 @@ class RescheduleRequest(_message.Message):
         current_time: _builtins.int = ...,
         time_limit: _duration_pb2.Duration | None = ...,
         moved_operation_weight: _builtins.int = ...,
+        maintenance: Global___MaintenanceAwareness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time_limit", b"time_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["maintenance", b"maintenance", "time_limit", b"time_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_time", b"current_time", "disruptions", b"disruptions", "moved_operation_weight", b"moved_operation_weight", "schedule_id", b"schedule_id", "time_limit", b"time_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_time", b"current_time", "disruptions", b"disruptions", "maintenance", b"maintenance", "moved_operation_weight", b"moved_operation_weight", "schedule_id", b"schedule_id", "time_limit", b"time_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -546,6 +554,7 @@ class RescheduleResponse(_message.Message):
 
     SCHEDULE_FIELD_NUMBER: _builtins.int
     ESTIMATED_DURATIONS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def schedule(self) -> _schedule_pb2.Schedule:
         """The repaired schedule, stored under a new id."""
@@ -554,15 +563,20 @@ class RescheduleResponse(_message.Message):
     def estimated_durations(self) -> _containers.RepeatedCompositeFieldContainer[_schedule_pb2.EstimatedDuration]:
         """Durations of rush jobs that the request left out, as estimated and used."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As in SolveResponse, e.g. the maintenance service did not answer."""
+
     def __init__(
         self,
         *,
         schedule: _schedule_pb2.Schedule | None = ...,
         estimated_durations: _abc.Iterable[_schedule_pb2.EstimatedDuration] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "schedule", b"schedule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_durations", b"estimated_durations", "schedule", b"schedule", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
