@@ -2,8 +2,10 @@
 
 One deadline covers the whole exchange: GetMachineHealth for every machine of the problem
 at once (machines the maintenance service does not know are skipped), then
-PlanMaintenance for the machines it knows. Any other failure, a timeout included, means
-maintenance did not answer: the problem is solved without it and the reply warns.
+PlanMaintenance for the machines it knows, from the problem's "now" on (time 0 when
+solving, the current time when rescheduling: maintenance is not planned in the past).
+Any other failure, a timeout included, means maintenance did not answer: the problem is
+solved without it and the reply warns.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
 
 from services.runtime.errors import Violations
 from services.scheduling.domain.model import Interval, Problem
+from services.scheduling.domain.reschedule import MachineDown
 from services.scheduling.domain.validation import MAX_TIME
 
 DEFAULT_UNIT = timedelta(minutes=1)
@@ -53,9 +56,16 @@ class Awareness:
     risk_threshold: float = DEFAULT_RISK_THRESHOLD
     window: timedelta = DEFAULT_WINDOW
     cycle: timedelta = DEFAULT_CYCLE
+    # The problem time that is now: nothing is planned or made unavailable before it.
+    now_at: int = 0
 
     def units(self, moment: datetime) -> float:
         return (moment - self.start) / self.unit
+
+    @property
+    def now(self) -> datetime:
+        """The wall time of ``now_at``."""
+        return self.start + self.unit * self.now_at
 
 
 @dataclass(frozen=True)
@@ -66,11 +76,23 @@ class Outlook:
     notes: tuple[str, ...] = ()
     warning: str = ""
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return (self.warning,) if self.warning else ()
+
 
 def awareness_from_proto(
-    message: pb.MaintenanceAwareness, now: datetime, violations: Violations, path: str
+    message: pb.MaintenanceAwareness,
+    now: datetime,
+    violations: Violations,
+    path: str,
+    now_at: int = 0,
 ) -> Awareness:
-    """The request's option with its defaults; bad fields are added to ``violations``."""
+    """The request's option with its defaults; bad fields are added to ``violations``.
+
+    ``now_at`` is the problem time that is ``now``: an unset start time puts time 0 that
+    many units before ``now``.
+    """
     given = {field.name: value for field, value in message.ListFields()}
 
     def span(name: str, default: timedelta, longest: timedelta) -> timedelta:
@@ -87,13 +109,27 @@ def awareness_from_proto(
     violations.check(
         0 <= message.risk_threshold <= 1, f"{path}.risk_threshold", "must be between 0 and 1"
     )
-    return Awareness(
+    unit = span("time_unit", DEFAULT_UNIT, timedelta(days=1))
+    awareness = Awareness(
         start=message.start_time.ToDatetime(UTC) if message.HasField("start_time") else now,
-        unit=span("time_unit", DEFAULT_UNIT, timedelta(days=1)),
+        unit=unit,
         risk_threshold=message.risk_threshold or DEFAULT_RISK_THRESHOLD,
         window=span("window_duration", DEFAULT_WINDOW, timedelta(days=7)),
         cycle=span("cycle_duration", DEFAULT_CYCLE, timedelta(days=1)),
     )
+    if not now_at:
+        return awareness
+    try:
+        start = awareness.start if message.HasField("start_time") else now - unit * now_at
+        later = replace(awareness, start=start, now_at=now_at)
+        # Maintenance is planned from the wall time of now: it must be a date.
+        _ = later.now
+    except OverflowError:
+        violations.add(
+            path, f"puts the current time {now_at} outside the calendar (years 1 to 9999)"
+        )
+        return awareness
+    return later
 
 
 class MaintenanceAdvisor:
@@ -168,7 +204,7 @@ class MaintenanceAdvisor:
             cycle_duration=_duration(awareness.cycle),
             window_duration=_duration(awareness.window),
         )
-        request.start_time.FromDatetime(awareness.start)
+        request.start_time.FromDatetime(awareness.now)
         reply = self._stub.PlanMaintenance(
             request, timeout=max(0.0, deadline - time.monotonic()), metadata=metadata
         )
@@ -176,9 +212,10 @@ class MaintenanceAdvisor:
 
 
 def _plan_length(horizon: int, awareness: Awareness) -> timedelta:
-    """The schedule's horizon in wall time plus one window (one that starts before the
-    schedule can end still matters), at most what maintenance plans."""
-    seconds = horizon * awareness.unit.total_seconds() + awareness.window.total_seconds()
+    """The schedule's horizon from now in wall time plus one window (one that starts
+    before the schedule can end still matters), at most what maintenance plans."""
+    ahead = max(0, horizon - awareness.now_at)
+    seconds = ahead * awareness.unit.total_seconds() + awareness.window.total_seconds()
     return timedelta(seconds=min(seconds, MAX_PLAN.total_seconds()))
 
 
@@ -192,20 +229,23 @@ def _as_unavailability(
     notes = []
     planned_end: dict[str, int] = {}
     for window in windows:
-        start = max(0, math.floor(awareness.units(window.start_time.ToDatetime(UTC))))
+        start = max(
+            awareness.now_at, math.floor(awareness.units(window.start_time.ToDatetime(UTC)))
+        )
         end = min(MAX_TIME, math.ceil(awareness.units(window.end_time.ToDatetime(UTC))))
         if end <= start:
-            continue  # over before time 0
+            continue  # over before now
         unavailable.setdefault(window.machine_id, []).append(Interval(start, end))
         planned_end[window.machine_id] = max(planned_end.get(window.machine_id, 0), end)
         notes.append(f"maintenance planned on {window.machine_id} over [{start}, {end})")
     for machine, risk in sorted(risks.items()):
         if risk < awareness.risk_threshold:
             continue
-        until = planned_end.get(machine, horizon)
-        if until > 0:
-            unavailable.setdefault(machine, []).append(Interval(0, until))
-        notes.append(f"{machine} at risk {risk:.2f}: unavailable over [0, {until})")
+        since = awareness.now_at
+        until = min(MAX_TIME, planned_end.get(machine, horizon))
+        if until > since:
+            unavailable.setdefault(machine, []).append(Interval(since, until))
+        notes.append(f"{machine} at risk {risk:.2f}: unavailable over [{since}, {until})")
     return Outlook({m: tuple(spans) for m, spans in unavailable.items()}, tuple(notes))
 
 
@@ -220,6 +260,15 @@ def with_unavailability(
         for m in problem.machines
     )
     return replace(problem, machines=machines)
+
+
+def as_machines_down(unavailable: Mapping[str, tuple[Interval, ...]]) -> list[MachineDown]:
+    """The unavailability as disruptions of a repair, which keeps started operations put."""
+    return [
+        MachineDown(machine, window)
+        for machine, windows in unavailable.items()
+        for window in windows
+    ]
 
 
 def forwarded_credentials(metadata: Sequence[tuple[str, str | bytes]]) -> Metadata:

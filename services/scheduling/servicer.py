@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -49,6 +49,7 @@ from services.scheduling.domain.model import (
 )
 from services.scheduling.domain.reschedule import (
     Disruption,
+    RepairPlan,
     RushJob,
     plan_repair,
     validate_disruptions,
@@ -59,6 +60,8 @@ from services.scheduling.estimation import Estimate, check_record, fill_duration
 from services.scheduling.maintenance import (
     Awareness,
     MaintenanceAdvisor,
+    Outlook,
+    as_machines_down,
     awareness_from_proto,
     forwarded_credentials,
     with_unavailability,
@@ -69,6 +72,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SchedulingService"].full_name
 MAX_TIME_LIMIT_S = 3600
 MAX_MOVED_WEIGHT = 1_000_000
 MAX_DURATION_QUERIES = 10_000
+NO_MAINTENANCE = (
+    "no maintenance service is configured: scheduled without planned downtime and machine risk"
+)
 
 RepositoryScope = Callable[[], AbstractContextManager[ScheduleRepository]]
 
@@ -247,30 +253,42 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         self, job: _Job, awareness: Awareness, context: grpc.ServicerContext
     ) -> _Job:
         """``job`` with the maintenance service's downtime, or a warning that it is missing."""
-        if self._maintenance is None:
-            return replace(
-                job,
-                warnings=(
-                    "no maintenance service is configured: scheduled without planned "
-                    "downtime and machine risk",
-                ),
-            )
-        asked = time.monotonic()
-        outlook = self._maintenance.outlook(
+        outlook, left_s = self._ask_maintenance(
             [m.id for m in job.problem.machines],
             awareness,
             Indexed(job.problem).horizon(),
-            # Asking may take at most half the time; the rest is the solver's.
-            within_s=job.time_limit_s / 2,
-            metadata=forwarded_credentials(context.invocation_metadata()),
+            job.time_limit_s,
+            context,
         )
         return replace(
             job,
             problem=with_unavailability(job.problem, outlook.unavailable),
-            time_limit_s=max(0.05, job.time_limit_s - (time.monotonic() - asked)),
-            warnings=(outlook.warning,) if outlook.warning else (),
+            time_limit_s=left_s,
+            warnings=outlook.warnings,
             remarks=outlook.notes,
         )
+
+    def _ask_maintenance(
+        self,
+        machine_ids: Sequence[str],
+        awareness: Awareness,
+        horizon: int,
+        limit_s: float,
+        context: grpc.ServicerContext,
+    ) -> tuple[Outlook, float]:
+        """The maintenance service's outlook, and what is left of ``limit_s`` after asking."""
+        if self._maintenance is None:
+            return Outlook({}, warning=NO_MAINTENANCE), limit_s
+        asked = time.monotonic()
+        outlook = self._maintenance.outlook(
+            machine_ids,
+            awareness,
+            horizon,
+            # Asking may take at most half the time; the rest is the solver's.
+            within_s=limit_s / 2,
+            metadata=forwarded_credentials(context.invocation_metadata()),
+        )
+        return outlook, max(0.05, limit_s - (time.monotonic() - asked))
 
     def _time_limit(
         self,
@@ -356,6 +374,16 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
                 disruption = RushJob(jobs[0])
                 estimates.extend(found)
             disruptions.append(disruption)
+        awareness = None
+        if request.HasField("maintenance"):
+            awareness = awareness_from_proto(
+                request.maintenance,
+                self._clock(),
+                violations,
+                "maintenance",
+                # A negative current time is refused with the disruptions.
+                now_at=max(0, request.current_time),
+            )
         violations.raise_if_any()
         with self._schedules() as repository:
             stored = repository.get(request.schedule_id)
@@ -378,6 +406,10 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             self._within_deadline(limit, context),
             tuple(estimates),
         )
+        if awareness is not None:
+            plan, job = self._repair_with_maintenance(
+                stored, disruptions, request.current_time, job, awareness, context
+            )
         solution = solve(
             plan.problem,
             self._options(
@@ -394,6 +426,40 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         return pb.RescheduleResponse(
             schedule=schedule_to_proto(schedule),
             estimated_durations=[estimate_to_proto(e) for e in job.estimates],
+            warnings=job.warnings,
+        )
+
+    def _repair_with_maintenance(
+        self,
+        stored: Schedule,
+        disruptions: list[Disruption],
+        now: int,
+        job: _Job,
+        awareness: Awareness,
+        context: grpc.ServicerContext,
+    ) -> tuple[RepairPlan, _Job]:
+        """The repair with the maintenance service's downtime from ``now`` on as machines
+        down (so a running operation ends before its machine stops), or a warning."""
+        outlook, left_s = self._ask_maintenance(
+            [m.id for m in job.problem.machines],
+            awareness,
+            # Nothing moved starts before now.
+            now + Indexed(job.problem).horizon(),
+            job.time_limit_s,
+            context,
+        )
+        plan = plan_repair(
+            stored.problem,
+            stored.solution.assignments,
+            [*disruptions, *as_machines_down(outlook.unavailable)],
+            now,
+        )
+        return plan, replace(
+            job,
+            problem=plan.problem,
+            time_limit_s=left_s,
+            warnings=outlook.warnings,
+            remarks=outlook.notes,
         )
 
     def Validate(
