@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from manufacturing.scheduling.v1 import schedule_pb2
 
-from services.runtime.errors import Violations
+from services.runtime.errors import Unavailable, Violations
 from services.runtime.models import ServedModel
 from services.scheduling.domain.durations import DurationModel, OperationRecord
 from services.scheduling.domain.model import EligibleMachine, Job
@@ -92,7 +92,16 @@ def fill_durations(
             )
     if not missing or not well_formed:
         return tuple(jobs), ()
-    version, duration_model = model.get()
+    try:
+        version, duration_model = model.get()
+    except Unavailable as error:
+        j, o, e, _ = missing[0]
+        raise Unavailable(
+            f"{len(missing)} duration(s) left out (the first at "
+            f"{job_paths[j]}.operations[{o}].eligible_machines[{e}].duration) need the "
+            f"duration model to estimate them: {error}; give them in the request or retry "
+            "later"
+        ) from error
     predicted = duration_model.predict([query for *_, query in missing])
     filled = [list(job.operations) for job in jobs]
     estimates = []
