@@ -1,17 +1,20 @@
-"""The scheduling solver: dispatch first, CP-SAT's full search next, its LNS last.
+"""The scheduling solver: dispatch first, CP-SAT's full search next, then local search.
 
 1. Dispatching rules give a feasible schedule at once (reported before anything else).
 2. CP-SAT's full portfolio searches the model for part of the time, warm-started from
    that schedule with the horizon cut to its makespan: small problems are proven optimal
    here, and its bound is the lower bound reported.
-3. When that does not prove optimality, CP-SAT runs only its large-neighbourhood-search
-   workers on the same model for the rest of the time, starting from the incumbent. With
-   2 workers this finds shorter schedules than the full portfolio, whose workers spend
-   much of their time on bounds and generic neighbourhoods (measured on the benchmark
-   instances, most of all the 20x15 ones; see bench/scheduling.py).
+3. When that does not prove optimality:
+   - on the problems the tabu search models exactly (a classic job shop with releases and
+     precedences, minimising the makespan; see ``tabu``), one tabu walk per worker runs
+     from the incumbent for the rest of the time;
+   - on every other problem CP-SAT runs only its large-neighbourhood-search workers on
+     the same model, starting from the incumbent.
+   Both find shorter schedules in the time than the full portfolio, whose workers spend
+   much of their time on bounds (measured by bench/scheduling.py).
 
-The whole call, model building included, keeps to the time limit: every CP-SAT call
-gets only what is left of it, and nothing starts when too little is left.
+The whole call, model building included, keeps to the time limit: every phase gets only
+what is left of it, and nothing starts when too little is left.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from services.scheduling.domain import cpsat
+from services.scheduling.domain import cpsat, tabu
 from services.scheduling.domain.dispatch import best_dispatch
 from services.scheduling.domain.indexed import Indexed, objective_value
 from services.scheduling.domain.model import (
@@ -36,6 +39,7 @@ from services.scheduling.domain.model import (
 )
 
 SOLVER_NAME = "cpsat-lns"
+TABU_NAME = "tabu"
 # Time kept back at the end of a call (a share of the limit, within these bounds), so
 # threads that a busy machine schedules late still finish inside the promised limit.
 RESERVE_S = (0.05, 0.3)
@@ -280,12 +284,55 @@ class _Search:
         if self.best is None:
             # Only the full search can find a first schedule meeting every deadline.
             return self.run_cpsat(model, self.remaining())
+        if self.tabu_applies():
+            outcome = self.run_cpsat(model, self.remaining() * PROOF_SHARE)
+            if outcome is None and not self.stopped():
+                self.run_tabu()
+            return outcome
         share = LARGE_FULL_SHARE if large else PROOF_SHARE
         outcome = self.run_cpsat(model, self.remaining() * share)
         if outcome is not None or self.stopped():
             return outcome
         model.hint(self.best, self.best_value)
         return self.run_cpsat(model, self.remaining(), LNS_ONLY)
+
+    def tabu_applies(self) -> bool:
+        options = self.options
+        return (
+            options.objective is Objective.MAKESPAN
+            and not options.moved_weight
+            and not options.fixed
+            and not any(self.ix.deadline)
+            and tabu.ready()
+            and tabu.applies(self.ix)
+        )
+
+    def run_tabu(self) -> None:
+        """One tabu walk per worker from the incumbent, each with its own seed, until the
+        deadline or the lower bound."""
+        start = self.best
+        if start is None:
+            return
+        walks = [
+            threading.Thread(
+                target=tabu.improve,
+                args=(self.ix, start),
+                kwargs={
+                    "deadline": self.deadline,
+                    "seed": self.options.seed * 101 + worker,
+                    "not_before": self.options.not_before,
+                    "lower_bound": lambda: self.bound,
+                    "on_improvement": lambda a: self.offer(a, TABU_NAME),
+                    "should_stop": self.stopped,
+                },
+                name=f"tabu-{worker}",
+            )
+            for worker in range(max(1, self.options.workers))
+        ]
+        for walk in walks:
+            walk.start()
+        for walk in walks:
+            walk.join()
 
     def run_cpsat(
         self,
