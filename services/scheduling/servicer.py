@@ -389,7 +389,13 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
             stored = repository.get(request.schedule_id)
         if stored is None:
             raise NotFound(f"no schedule with id {request.schedule_id!r}")
-        validate_disruptions(stored.problem, disruptions, request.current_time, violations)
+        validate_disruptions(
+            stored.problem,
+            stored.solution.assignments,
+            disruptions,
+            request.current_time,
+            violations,
+        )
         for i, disruption in enumerate(disruptions):
             if isinstance(disruption, RushJob):
                 _validate_rush_job(

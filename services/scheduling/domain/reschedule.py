@@ -1,9 +1,9 @@
 """Repairing a schedule after disruptions on the shop floor.
 
 Operations that started before "now" stay exactly where they are (an operation running
-late only gets a later end). Everything else is placed again, no earlier than now, by
-the same solver, which minimises the objective plus a cost per operation placed
-differently from the schedule being repaired.
+late only gets a later end; one that ended before now cannot run late). Everything else
+is placed again, no earlier than now, by the same solver, which minimises the objective
+plus a cost per operation placed differently from the schedule being repaired.
 """
 
 from __future__ import annotations
@@ -61,11 +61,12 @@ class RepairPlan:
 
 def validate_disruptions(
     problem: Problem,
+    assignments: tuple[Assignment, ...],
     disruptions: list[Disruption],
     current_time: int,
     violations: Violations,
 ) -> None:
-    """Field violations for disruptions that do not fit the stored problem."""
+    """Field violations for disruptions that do not fit the stored schedule."""
     violations.check(bool(disruptions), "disruptions", "at least one disruption is required")
     violations.check(
         0 <= current_time <= MAX_TIME, "current_time", f"must be between 0 and {MAX_TIME}"
@@ -73,6 +74,7 @@ def validate_disruptions(
     machines = {m.id for m in problem.machines}
     jobs = {job.id: job for job in problem.jobs}
     added: set[str] = set()
+    ends = {(a.job_id, a.operation_id): a.end for a in assignments}
     for i, disruption in enumerate(disruptions):
         path = f"disruptions[{i}]"
         if isinstance(disruption, MachineDown):
@@ -113,6 +115,14 @@ def validate_disruptions(
                 0 < disruption.delay <= MAX_DURATION,
                 f"{path}.operation_late.delay",
                 f"must be between 1 and {MAX_DURATION}",
+            )
+            # What followed an operation that is over may have started already: making it
+            # longer now would overlap work that stays put.
+            end = ends.get((ref.job_id, ref.operation_id), current_time)
+            violations.check(
+                end >= current_time,
+                f"{path}.operation_late.operation",
+                f"ended at {end}, before current_time {current_time}: it cannot run late",
             )
 
 
