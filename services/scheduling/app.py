@@ -19,6 +19,7 @@ from services.runtime.models import ServedModel, all_serving, load_model
 from services.runtime.server import ServiceParts
 from services.runtime.unit_of_work import repository_scope
 from services.scheduling import duration_artifacts
+from services.scheduling.domain import tabu
 from services.scheduling.domain.durations import DurationModel
 from services.scheduling.maintenance import MaintenanceAdvisor
 from services.scheduling.persistence import ScheduleRepository
@@ -40,6 +41,7 @@ def channel_to_maintenance(settings: SchedulingSettings) -> grpc.Channel:
 
 
 def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
+    tabu.compile_in_background()
     engine = db.create_engine_for(settings)
     sessions = db.make_session_factory(engine)
 
