@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import cv2
+import numpy as np
 from google.protobuf import duration_pb2, timestamp_pb2
 from manufacturing.quality.v1 import control_chart_pb2, inspection_pb2
 from manufacturing.quality.v1 import quality_service_pb2 as pb
+from numpy.typing import NDArray
 
 from services.quality.domain.inspection.inspector import Inspection, Verdict
 from services.quality.domain.spc.capability import Capability, Interval
@@ -52,7 +55,17 @@ def inspection_to_proto(
         latency=latency,
         width=width,
         height=height,
+        mask=b"" if inspection.mask is None else mask_png(inspection.mask),
     )
+
+
+def mask_png(mask: NDArray[np.uint8]) -> bytes:
+    """A defect mask as a single-channel 8-bit PNG (OpenCV's default, fastest
+    compression: a mostly empty mask is small whatever the level)."""
+    ok, encoded = cv2.imencode(".png", mask)
+    if not ok:
+        raise ValueError(f"could not encode a {mask.shape} defect mask as PNG")
+    return encoded.tobytes()
 
 
 def error_to_proto(error: ServiceError, code: int) -> inspection_pb2.InspectionError:

@@ -23,6 +23,7 @@ from services.quality.domain.inspection.classifier import fit_classifier
 from services.quality.domain.inspection.features import TextureFeatures
 from services.quality.domain.inspection.images import ImageFormat, decode_gray, read_header
 from services.quality.domain.inspection.inspector import Inspector, LoadedModel, Verdict
+from services.quality.domain.inspection.regions import place_cells
 from services.quality.evaluation import evaluate_anomaly
 from services.runtime.errors import FailedPrecondition, InvalidArgument
 from tests.shared_data import shared_data
@@ -146,11 +147,36 @@ def test_anomaly_model_flags_and_locates_a_dark_blob():
     inspector = Inspector()
     defect = textured(rng)
     cv2.circle(defect, (110, 50), 7, 20, -1)
-    assert inspector.inspect(model, textured(rng)).verdict is Verdict.GOOD
+    part = inspector.inspect(model, textured(rng))
+    assert part.verdict is Verdict.GOOD
+    assert part.mask is not None and part.mask.shape == (160, 160) and not part.mask.any()
     result = inspector.inspect(model, defect)
     assert result.verdict is Verdict.DEFECTIVE
     box = result.boxes[0]
     assert box.x_min <= 110 < box.x_max and box.y_min <= 50 < box.y_max
+    mask = result.mask
+    assert mask is not None and mask.shape == defect.shape
+    assert set(np.unique(mask)) == {0, 255} and mask[50, 110] == 255
+    boxed = np.zeros(mask.shape, bool)
+    for region in result.boxes:  # each box fits one region of the mask tightly
+        inside = mask[region.y_min : region.y_max, region.x_min : region.x_max] > 0
+        assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+        boxed[region.y_min : region.y_max, region.x_min : region.x_max] = True
+    assert not (mask > 0)[~boxed].any()
+
+
+def test_cells_are_laid_on_the_pixels_whose_centres_they_hold():
+    cells = np.arange(6, dtype=np.float64).reshape(2, 3)
+    placed = place_cells(cells, cell=10.0, offset=5.0, width=40, height=27, outside=-1.0)
+    assert placed.shape == (27, 40)
+    assert (placed[:5] == -1).all() and (placed[25:] == -1).all()  # no cell covers these
+    assert (placed[:, :5] == -1).all() and (placed[:, 35:] == -1).all()
+    assert (placed[5:15, 5:15] == 0).all() and (placed[15:25, 25:35] == 5).all()
+    assert (placed[5:15, 15:25] == 1).all() and (placed[15:25, 5:15] == 3).all()
+    # A cell of a fractional number of pixels takes the pixels whose centres it holds.
+    placed = place_cells(cells[:1, :1], cell=2.5, offset=0.6, width=5, height=5, outside=-1.0)
+    inside = [-1, 0, 0, -1, -1]  # the cell spans 0.6 to 3.1: centres 1.5 and 2.5
+    assert placed.tolist() == [[-1] * 5, inside, inside, [-1] * 5, [-1] * 5]
 
 
 def test_classifier_on_a_small_neu_slice():

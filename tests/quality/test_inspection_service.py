@@ -52,6 +52,7 @@ def test_inspect_classifies_held_out_neu_images(shared_quality_stub):
         assert result.verdict == inspection_pb2.VERDICT_DEFECTIVE
         assert sum(p.probability for p in result.probabilities) == pytest.approx(1.0)
         assert result.probabilities[0].label == sample.label
+        assert result.mask == b""  # a classifier places defects with boxes only
         assert (result.width, result.height) == (200, 200)
         assert result.model_version == NEU_VERSION
         assert result.latency.ToNanoseconds() > 0

@@ -1,9 +1,10 @@
-"""One inspection: pixels in, verdict + class probabilities + regions out."""
+"""One inspection: pixels in, verdict + class probabilities + regions (+ a defect mask
+for anomaly models) out."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -21,7 +22,12 @@ from services.quality.domain.inspection.anomaly import (
 from services.quality.domain.inspection.artifacts import Manifest, read_artifact
 from services.quality.domain.inspection.classifier import DefectClassifier
 from services.quality.domain.inspection.features import FEATURE_VERSION, TextureFeatures
-from services.quality.domain.inspection.regions import Box, boxes_from_map, texture_saliency
+from services.quality.domain.inspection.regions import (
+    Box,
+    boxes_from_map,
+    place_cells,
+    texture_saliency,
+)
 from services.runtime.errors import FailedPrecondition
 
 GOOD_CLASSES = frozenset({"good", "free", "ok"})
@@ -44,6 +50,10 @@ class Inspection:
     model_name: str
     model_version: str
     latency_s: float
+    # Anomaly models only (they score the image patch by patch): 255 on pixels judged
+    # defective, 0 elsewhere, the image's size; all 0 for a good part. None for a
+    # classifier, which only places its verdict with boxes.
+    mask: NDArray[np.uint8] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,45 +125,54 @@ class Inspector:
                 model_version=model.version,
                 latency_s=time.perf_counter() - started,
             )
-        anomaly = model.anomaly
-        if anomaly is None:
+        if model.anomaly is None:
             raise ValueError(f"model {model.name} has nothing to run")
-        grid = patch_descriptors(image)
-        scores = anomaly.patch_scores(grid)
-        score = AnomalyModel.image_score(grid, scores)
-        defective = score > anomaly.image_threshold
-        boxes = _patch_boxes(grid, scores, anomaly.patch_threshold) if defective else []
-        return Inspection(
-            verdict=Verdict.DEFECTIVE if defective else Verdict.GOOD,
-            defect_class="",
-            probabilities={},
-            anomaly_score=score,
-            threshold=anomaly.image_threshold,
-            boxes=boxes,
-            model_name=model.name,
-            model_version=model.version,
-            latency_s=time.perf_counter() - started,
-        )
+        return _judge_patches(model, model.anomaly, image, started)
 
 
-def _patch_boxes(grid: PatchGrid, scores: NDArray[np.float64], threshold: float) -> list[Box]:
-    """Boxes in original pixels around patches above ``threshold``. Patches overlap by
-    PATCH - STRIDE; each cell of the score map stands for the STRIDE x STRIDE square at
-    its patch's centre, so the cells tile the image from (PATCH - STRIDE) / 2 on."""
-    offset = (PATCH - STRIDE) / 2 / grid.scale
-    boxes = boxes_from_map(
-        scores.reshape(grid.rows, grid.cols),
-        threshold,
-        width=round(grid.cols * STRIDE / grid.scale),
-        height=round(grid.rows * STRIDE / grid.scale),
+def _judge_patches(
+    model: LoadedModel, anomaly: AnomalyModel, image: NDArray[np.uint8], started: float
+) -> Inspection:
+    """The image score against the model's threshold; on a defective part the patches
+    above the patch threshold, as boxes and as the pixel mask (all 0 on a good part, as
+    its boxes are none)."""
+    height, width = image.shape
+    grid = patch_descriptors(image)
+    scores = anomaly.patch_scores(grid)
+    score = AnomalyModel.image_score(grid, scores)
+    defective = score > anomaly.image_threshold
+    boxes: list[Box] = []
+    mask = np.zeros((height, width), np.uint8)
+    if defective:
+        placed = _patch_map(grid, scores, width=width, height=height)
+        boxes = boxes_from_map(placed, anomaly.patch_threshold, width=width, height=height)
+        mask[placed > anomaly.patch_threshold] = 255
+    return Inspection(
+        verdict=Verdict.DEFECTIVE if defective else Verdict.GOOD,
+        defect_class="",
+        probabilities={},
+        anomaly_score=score,
+        threshold=anomaly.image_threshold,
+        boxes=boxes,
+        model_name=model.name,
+        model_version=model.version,
+        latency_s=time.perf_counter() - started,
+        mask=mask,
     )
-    return [
-        replace(
-            box,
-            x_min=round(box.x_min + offset),
-            y_min=round(box.y_min + offset),
-            x_max=round(box.x_max + offset),
-            y_max=round(box.y_max + offset),
-        )
-        for box in boxes
-    ]
+
+
+def _patch_map(
+    grid: PatchGrid, scores: NDArray[np.float64], *, width: int, height: int
+) -> NDArray[np.float64]:
+    """Patch scores laid on the original pixels, where both the boxes and the mask are
+    read. Patches overlap by PATCH - STRIDE; each cell of the score map stands for the
+    STRIDE x STRIDE square at its patch's centre, so the cells tile the image from
+    (PATCH - STRIDE) / 2 on. The thin border no cell covers is never defective."""
+    return place_cells(
+        scores.reshape(grid.rows, grid.cols),
+        cell=STRIDE / grid.scale,
+        offset=(PATCH - STRIDE) / 2 / grid.scale,
+        width=width,
+        height=height,
+        outside=-np.inf,
+    )

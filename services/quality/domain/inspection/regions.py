@@ -1,4 +1,5 @@
-"""Defect regions: connected areas of a score map above a threshold, as boxes."""
+"""Defect regions: connected areas of a score map above a threshold, as boxes; a grid
+of cell scores laid on the image's pixels."""
 
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ def boxes_from_map(
     boxes = []
     for label in range(1, count):
         x, y, w, h, _area = (int(v) for v in stats[label])
-        peak = float(score_map[labels == label].max())
+        # Only the region's own box is searched: on a full-size map a whole-map pass per
+        # region would cost more than finding the regions.
+        inside = labels[y : y + h, x : x + w] == label
+        peak = float(score_map[y : y + h, x : x + w][inside].max())
         boxes.append(
             Box(
                 x_min=int(x * sx),
@@ -46,6 +50,30 @@ def boxes_from_map(
         )
     boxes.sort(key=lambda box: -box.score)
     return boxes[:MAX_REGIONS]
+
+
+def place_cells(
+    cells: NDArray[np.float64],
+    *,
+    cell: float,
+    offset: float,
+    width: int,
+    height: int,
+    outside: float,
+) -> NDArray[np.float64]:
+    """A map of ``cells`` (rows, cols) at the image's size: cell (r, c) stands for the
+    square of side ``cell`` pixels from (offset + c * cell, offset + r * cell); each pixel
+    takes the cell holding its centre, and pixels no cell covers take ``outside``."""
+    padded = np.full((cells.shape[0] + 1, cells.shape[1] + 1), outside, np.float64)
+    padded[:-1, :-1] = cells  # the last row and column stand for "no cell"
+    rows = _cell_of(height, cells.shape[0], cell, offset)
+    cols = _cell_of(width, cells.shape[1], cell, offset)
+    return padded[rows[:, None], cols[None, :]]
+
+
+def _cell_of(pixels: int, cells: int, cell: float, offset: float) -> NDArray[np.intp]:
+    index = np.floor((np.arange(pixels) + 0.5 - offset) / cell).astype(np.intp)
+    return np.where((index >= 0) & (index < cells), index, cells)
 
 
 def texture_saliency(image: NDArray[np.uint8], *, cell: int = 8) -> NDArray[np.float64]:
