@@ -8,7 +8,8 @@
 ``--csv``: one subgroup per line, values separated by commas (attribute charts:
 ``count,size`` per line; c chart: ``count``). The chart picture shows one panel per
 statistic (e.g. X-bar above R), zones A/B/C, limits, and the points beyond the limits
-or in a run-rule violation circled red. The overlay uses the shipped (active) model.
+or in a run-rule violation circled red. The overlay uses the shipped (active) model; an
+anomaly model's defective pixels are tinted besides the boxes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS, decode_gray
 from services.quality.domain.inspection.inspector import Inspector
@@ -79,9 +81,13 @@ def inspect(args: argparse.Namespace) -> int:
     cv2.imwrite(args.out, inspection_overlay(pixels, result))
     sys.stdout.write(
         f"wrote {args.out}: {result.verdict.value} {result.defect_class} "
-        f"{len(result.boxes)} regions (model {model.name} {model.version})\n"
+        f"{len(result.boxes)} regions{_pixels(result.mask)} (model {model.name} {model.version})\n"
     )
     return 0
+
+
+def _pixels(mask: NDArray[np.uint8] | None) -> str:
+    return "" if mask is None else f", {np.count_nonzero(mask)} defective pixels"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import click
+import cv2
+import numpy as np
 import pytest
 import yaml
 from manufacturing_sdk.cli.main import cli
+
+from services.quality.domain.inspection.regions import Box
+from tests.quality.test_pictures import assert_fill_follows_the_mask, marked_blowhole
+from tests.sdk import pictures
 
 PROBLEM = """
 machines: [{id: lathe}, {id: mill}]
@@ -128,3 +135,23 @@ def test_every_command_has_an_example_in_its_help():
         )  # fmt: skip
         assert completed.returncode == 0
         assert "Example" in completed.stdout, command
+
+
+def test_inspect_overlay_tints_the_mask_the_service_sent(quality, tmp_path):
+    source, _ = marked_blowhole(tmp_path)
+    overlay = tmp_path / "overlay.png"
+    completed = mfg(
+        quality.port, "--json", "quality", "inspect", str(source.path),
+        "--model", "magnetic-tile", "--overlay", str(overlay),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)["result"]
+    png = np.frombuffer(base64.b64decode(result["mask"]), np.uint8)
+    mask = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
+    assert mask is not None and mask.shape == (result["height"], result["width"])
+    assert mask.any()
+    boxes = [
+        Box(r.get("x_min", 0), r.get("y_min", 0), r["x_max"], r["y_max"], r["score"])
+        for r in result["regions"]
+    ]
+    assert_fill_follows_the_mask(pictures.read_png(overlay), mask, boxes)

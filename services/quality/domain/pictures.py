@@ -1,5 +1,5 @@
 """Pictures for people: a control chart with limits, zones and flagged points, and an
-inspection overlay with the defect regions drawn on the part. OpenCV only."""
+inspection overlay with the defect regions (and pixels) drawn on the part. OpenCV only."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ RED = (40, 40, 220)
 GREEN = (60, 160, 60)
 ZONE_FILL = ((235, 245, 235), (215, 240, 250), (210, 215, 250))  # C, B, A (BGR)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+MASK_OPACITY = 0.45  # the part's texture stays visible under the defect pixels
 
 
 def control_chart_image(
@@ -91,12 +92,18 @@ def control_chart_image(
 
 
 def inspection_overlay(image: NDArray[Any], inspection: Inspection) -> NDArray[Any]:
-    """The part in grey with each defect region boxed and the verdict written on top."""
+    """The part in grey with the defect pixels (anomaly models) tinted, each defect
+    region boxed and the verdict written on top."""
     scale = max(1, 400 // max(image.shape))
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if scale > 1:
         canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     colour = RED if inspection.verdict is Verdict.DEFECTIVE else GREEN
+    if inspection.mask is not None and inspection.mask.any():
+        size = (canvas.shape[1], canvas.shape[0])  # enlarged like the part
+        defective = cv2.resize(inspection.mask, size, interpolation=cv2.INTER_NEAREST) > 0
+        tinted = canvas[defective] * (1 - MASK_OPACITY) + np.asarray(colour) * MASK_OPACITY
+        canvas[defective] = tinted.astype(np.uint8)
     for box in inspection.boxes:
         cv2.rectangle(
             canvas,

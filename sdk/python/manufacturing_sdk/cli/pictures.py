@@ -79,7 +79,9 @@ def write_control_chart(chart: control_chart_pb2.ControlChart, path: Path) -> No
 
 
 def write_overlay(image: bytes, result: inspection_pb2.InspectionResult, path: Path) -> None:
-    """The inspected part with the regions the service found boxed on it."""
+    """The inspected part with the regions the service found boxed on it and, from an
+    anomaly model, the pixels it judged defective tinted."""
+    pixels = decode_gray(image, "image", max_pixels=DEFAULT_MAX_PIXELS)
     inspection = Inspection(
         verdict=Verdict.DEFECTIVE
         if result.verdict == inspection_pb2.VERDICT_DEFECTIVE
@@ -92,9 +94,16 @@ def write_overlay(image: bytes, result: inspection_pb2.InspectionResult, path: P
         model_name=result.model_name,
         model_version=result.model_version,
         latency_s=result.latency.ToNanoseconds() / 1e9,
+        mask=_mask(result.mask, pixels.shape) if result.mask else None,
     )
-    pixels = decode_gray(image, "image", max_pixels=DEFAULT_MAX_PIXELS)
     _write_png(inspection_overlay(pixels, inspection), path)
+
+
+def _mask(png: bytes, shape: tuple[int, ...]) -> NDArray[np.uint8]:
+    mask = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if mask is None or mask.shape != shape:
+        raise click.ClickException("the service's defect mask is not a PNG of the image's size")
+    return np.asarray(mask, np.uint8)  # IMREAD_GRAYSCALE gives 8 bits; mypy cannot tell
 
 
 def _write_png(image: NDArray[Any], path: Path) -> None:

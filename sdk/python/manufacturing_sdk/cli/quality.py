@@ -93,7 +93,12 @@ def chart(
 @quality.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model", default="neu-surface", show_default=True, help="Model to judge with.")
-@click.option("--overlay", type=PNG, help="Also write the part with its defect regions boxed.")
+@click.option(
+    "--overlay",
+    type=PNG,
+    help="Also write the part with its defect regions boxed (anomaly models: and the "
+    "defective pixels tinted).",
+)
 @pass_context
 def inspect(context: Context, image: Path, model: str, overlay: Path | None) -> None:
     """Judge one part image (PNG, JPEG or BMP) with the active version of a model.
