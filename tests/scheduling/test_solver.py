@@ -210,6 +210,17 @@ def test_fixed_operations_stay_and_moves_are_counted():
     assert solution.objective_value == 7
 
 
+def test_fixed_operations_overlapping_on_a_machine_are_infeasible_with_a_reason():
+    fixed = {
+        ("j1", "0"): Assignment("j1", "0", "a", 0, 3),
+        ("j2", "1"): Assignment("j2", "1", "a", 2, 5),
+    }
+    solution = solve(two_by_two(), SolveOptions(time_limit_s=2, fixed=fixed))
+    assert solution.status is SolveStatus.INFEASIBLE
+    assert "j1/0 and j2/1" in solution.reason and "'a'" in solution.reason
+    assert not solution.assignments
+
+
 def test_checker_catches_an_overlap():
     problem = two_by_two()
     bad = [

@@ -19,6 +19,7 @@ what is left of it, and nothing starts when too little is left.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -54,6 +55,9 @@ PROOF_SHARE = 0.2
 # start from the best it found.
 LARGE_PROBLEM_OPERATIONS = 500
 LARGE_FULL_SHARE = 0.5
+# Share of the time after the proof phase given to the tabu walks, where they apply; the
+# rest goes to CP-SAT's neighbourhood search from their best schedule.
+TABU_SHARE = 0.75
 # CP-SAT with only its neighbourhood-search workers (no proof).
 LNS_ONLY = {"use_lns_only": True}
 
@@ -245,7 +249,7 @@ class _Search:
                     f"job {job.id!r} cannot end by its deadline {job.deadline}: released at "
                     f"{job.release}, its operations need at least until {earliest}"
                 )
-        return ""
+        return _overlapping_fixed(self.options.fixed)
 
     def horizon(self) -> int:
         if (
@@ -286,9 +290,13 @@ class _Search:
             return self.run_cpsat(model, self.remaining())
         if self.tabu_applies():
             outcome = self.run_cpsat(model, self.remaining() * PROOF_SHARE)
-            if outcome is None and not self.stopped():
-                self.run_tabu()
-            return outcome
+            if outcome is not None or self.stopped():
+                return outcome
+            self.run_tabu(time.monotonic() + self.remaining() * TABU_SHARE)
+            if self.stopped() or self.best is None:
+                return None
+            model.hint(self.best, self.best_value)
+            return self.run_cpsat(model, self.remaining(), LNS_ONLY)
         share = LARGE_FULL_SHARE if large else PROOF_SHARE
         outcome = self.run_cpsat(model, self.remaining() * share)
         if outcome is not None or self.stopped():
@@ -307,9 +315,9 @@ class _Search:
             and tabu.applies(self.ix)
         )
 
-    def run_tabu(self) -> None:
-        """One tabu walk per worker from the incumbent, each with its own seed, until the
-        deadline or the lower bound."""
+    def run_tabu(self, until: float) -> None:
+        """One tabu walk per worker from the incumbent, each with its own seed, until
+        ``until`` (time.monotonic) or the lower bound."""
         start = self.best
         if start is None:
             return
@@ -318,12 +326,13 @@ class _Search:
                 target=tabu.improve,
                 args=(self.ix, start),
                 kwargs={
-                    "deadline": self.deadline,
+                    "deadline": min(until, self.deadline),
                     "seed": self.options.seed * 101 + worker,
                     "not_before": self.options.not_before,
                     "lower_bound": lambda: self.bound,
                     "on_improvement": lambda a: self.offer(a, TABU_NAME),
                     "should_stop": self.stopped,
+                    "incumbent": lambda: self.best,
                 },
                 name=f"tabu-{worker}",
             )
@@ -372,3 +381,20 @@ class _Search:
             )
         self.bound = max(self.bound, result.bound)
         return None
+
+
+def _overlapping_fixed(fixed: Mapping[OperationKey, Assignment]) -> str:
+    """A reason when two operations that must stay put overlap on one machine; or ''."""
+    by_machine: dict[str, list[Assignment]] = {}
+    for a in fixed.values():
+        if a.end > a.start:
+            by_machine.setdefault(a.machine_id, []).append(a)
+    for machine, placed in by_machine.items():
+        placed.sort(key=lambda a: a.start)
+        for a, b in itertools.pairwise(placed):
+            if b.start < a.end:
+                return (
+                    f"operations {a.job_id}/{a.operation_id} and {b.job_id}/{b.operation_id} "
+                    f"must both stay where they are but overlap on machine {machine!r}"
+                )
+    return ""

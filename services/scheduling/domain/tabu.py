@@ -29,11 +29,16 @@ _compiled = threading.Event()
 _compiling = threading.Lock()
 
 
-def ready() -> bool:
-    """Whether the kernel is compiled; the first ask starts compiling it in the
-    background (seconds, or a fraction of one from numba's cache), so no call waits."""
+def compile_in_background() -> None:
+    """Start compiling the kernel (seconds; a fraction of one from numba's cache) on a
+    thread of its own, once; the service does this at start, so no call waits for it."""
     if not _compiled.is_set() and _compiling.acquire(blocking=False):
         threading.Thread(target=warm_up, name="tabu-compile", daemon=True).start()
+
+
+def ready() -> bool:
+    """Whether the kernel is compiled (asking starts compiling it, as above)."""
+    compile_in_background()
     return _compiled.is_set()
 
 
@@ -104,10 +109,7 @@ class Search:
         n = arrays.n
         self.mpred = np.full(n, -1, dtype=np.int64)
         self.msucc = np.full(n, -1, dtype=np.int64)
-        for order in machine_orders:
-            for u, v in itertools.pairwise(order):
-                self.msucc[u] = v
-                self.mpred[v] = u
+        _link(machine_orders, self.mpred, self.msucc)
         self.best_mpred = self.mpred.copy()
         self.best_msucc = self.msucc.copy()
         self.state = np.zeros(kernel.STATE_SIZE, dtype=np.int64)
@@ -136,6 +138,13 @@ class Search:
         )  # fmt: skip
         return bool(done == iterations)
 
+    def adopt(self, machine_orders: list[list[int]]) -> None:
+        """Take these machine orders as the best schedule so far."""
+        self.best_mpred[:] = -1
+        self.best_msucc[:] = -1
+        _link(machine_orders, self.best_mpred, self.best_msucc)
+        self.state[self.kernel.BEST] = int((self.best_starts() + self.a.p).max())
+
     def best_starts(self) -> NDArray[np.int64]:
         a = self.a
         order = np.empty(a.n, dtype=np.int64)
@@ -145,6 +154,15 @@ class Search:
             self.best_mpred, self.best_msucc, order, head,
         )  # fmt: skip
         return head
+
+
+def _link(
+    machine_orders: list[list[int]], mpred: NDArray[np.int64], msucc: NDArray[np.int64]
+) -> None:
+    for order in machine_orders:
+        for u, v in itertools.pairwise(order):
+            msucc[u] = v
+            mpred[v] = u
 
 
 def machine_orders(ix: Indexed, assignments: tuple[Assignment, ...]) -> list[list[int]]:
@@ -173,9 +191,11 @@ def improve(
     lower_bound: Callable[[], int],
     on_improvement: Callable[[tuple[Assignment, ...]], None],
     should_stop: Callable[[], bool],
+    incumbent: Callable[[], tuple[Assignment, ...] | None] = lambda: None,
 ) -> None:
     """Walk from ``start`` until ``deadline`` (time.monotonic) or ``should_stop``,
-    handing every improving schedule to ``on_improvement``."""
+    handing every improving schedule to ``on_improvement``. A better ``incumbent``
+    (found by another walk) becomes this walk's best, where its next restart goes."""
     search = Search(_Arrays.of(ix, not_before), machine_orders(ix, start), seed=seed)
     reported = max(a.end for a in start) if start else None
     while time.monotonic() < deadline and not should_stop():
@@ -185,6 +205,9 @@ def improve(
             on_improvement(assignments_of(ix, search.best_starts()))
         if not going:
             return
+        if (better := incumbent()) and max(a.end for a in better) < search.best:
+            search.adopt(machine_orders(ix, better))
+            reported = search.best
 
 
 def assignments_of(ix: Indexed, starts: NDArray[np.int64]) -> tuple[Assignment, ...]:
