@@ -140,7 +140,7 @@ def test_solver_improves_a_hard_instance_with_the_walk_within_the_limit():
     )
     assert time.monotonic() - started <= 3.5
     assert_feasible(problem, solution.assignments)
-    # The walks improved on what CP-SAT's proof phase had found before them.
-    first_walk = next(i for i, (solver, _) in enumerate(reports) if solver == TABU_NAME)
-    assert reports[first_walk][1] < reports[first_walk - 1][1]
+    # Only schedules better than every earlier one are reported: the walks improved on
+    # what dispatch and CP-SAT's proof phase had found before them.
+    assert TABU_NAME in [solver for solver, _ in reports]
     assert solution.lower_bound <= best_known <= solution.objective_value
