@@ -105,6 +105,15 @@ def test_release_times_extra_precedences_and_zero_lengths_are_kept():
         assert_feasible(problem, assignments)
 
 
+def test_every_schedule_of_a_walk_on_orb07_with_its_zero_length_operation_is_feasible():
+    problem = parse_orlib((shared_data("jssp") / "orb07").read_text())
+    ix, start = dispatched(problem)
+    found = walk(ix, start, seconds=1.5)
+    assert found
+    for assignments in found:
+        assert_feasible(problem, assignments)
+
+
 def test_only_problems_the_walk_models_exactly_are_given_to_it():
     plain = Problem(
         machines=(Machine("a"), Machine("b")),
