@@ -8,7 +8,8 @@ Writes ``<out>/neu-surface/<V>/`` (six-class defect classifier) and
 the held-out block (per class, and for tiles per capture group, the last third by file
 number; see services/quality/datasets.py). The tile manifest also records the AUROC of
 blocked cross-validation inside the training part, the only figure its settings (patch
-layout, edge handling, image score) were chosen by. The same inputs give the same arrays.
+layout, local maps, edge handling, per-place scaling, image score) were chosen by. The
+same inputs give the same arrays.
 """
 
 from __future__ import annotations

@@ -224,7 +224,9 @@ def test_anomaly_evaluation_checks_boxes_against_the_defect_masks(tmp_path):
     for number in range(3):
         cv2.imwrite(str(tmp_path / f"images/free/exp1_num_{number}.png"), textured(rng))
     defect, mask = textured(rng), np.zeros((160, 160), np.uint8)
-    cv2.circle(defect, (110, 50), 7, 20, -1)
+    # 12 standard deviations of the texture below it: a blob much darker still would
+    # change the whole image's contrast, which scales the brightness maps of every patch.
+    cv2.circle(defect, (110, 50), 7, 80, -1)
     cv2.circle(mask, (110, 50), 7, 255, -1)
     cv2.imwrite(str(tmp_path / "images/blowhole/exp1_num_9.png"), defect)
     cv2.imwrite(str(tmp_path / "masks/blowhole/exp1_num_9.png"), mask)

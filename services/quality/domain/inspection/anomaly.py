@@ -5,22 +5,25 @@ patch apart, so a small defect is never split across patch borders). Each patch 
 described by pooled statistics (mean, max, min, spread) of a few local maps: the
 illumination-normalised residual, dark/bright blob and line strength (Hessian
 eigenvalues at three scales), gradient magnitude and its horizontal and vertical parts,
-and brightness. Training keeps a bank of descriptors from good parts only, thinned to a
-coreset (greedy farthest points) that keeps the rare kinds of good texture. A patch's
-anomaly score is its distance to the nearest good patch; the score map locates the
-defect.
+a difference of Gaussians (blobs and streaks a few pixels wide against their
+surroundings), and brightness. Training keeps a bank of descriptors from good parts
+only, thinned to a coreset (greedy farthest points) that keeps the rare kinds of good
+texture. A patch's anomaly score comes from its distance to the nearest good patch; the
+score map locates the defect.
 
 Where a patch sits matters: the image edges are where the crop meets the part's edges,
 and they look unlike the middle. Each patch therefore carries flags for the image edge
 it touches, weighted so heavily that its neighbours always come from good patches at
-the same edge. The image score is the mean of the worst patches except the four corner
-patches, where two edges meet and good parts vary the most. These choices were made
-by blocked cross-validation on the training part only (see services/quality/train.py).
+the same edge. Good parts vary more at the edges than in the middle, so a patch's
+distance is divided by the median distance of good calibration patches at the same place
+(middle, one edge, or a corner): a score of 1 is ordinary there. The image score is the
+mean of the worst patches except the four corner patches. These choices were made by
+blocked cross-validation on the training part only (see services/quality/train.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -28,14 +31,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
-PATCH_FEATURE_VERSION = "patch-v4"  # v4: the single nearest good patch scores
+PATCH_FEATURE_VERSION = "patch-v5"  # v5: difference of Gaussians; distances per place
 HEIGHT = 224
 PATCH = 24
 STRIDE = 12
 WORST_PATCHES = 8
 HESSIAN_SIGMAS = (1.5, 3.0, 6.0)
+DOG_SIGMAS = (3.0, 12.0)
 EDGE_WEIGHT = 50.0  # in standardised units: far beyond any texture difference
 EDGE_FLAGS = 4  # top, bottom, left, right
+PLACES = 1 << EDGE_FLAGS  # a patch's place: which edges it touches, one bit each
 
 
 def _local_maps(image: NDArray[Any]) -> list[NDArray[Any]]:
@@ -56,7 +61,10 @@ def _local_maps(image: NDArray[Any]) -> list[NDArray[Any]]:
     gy = cv2.Sobel(image, cv2.CV_32F, 0, 1)
     maps.append(cv2.magnitude(gx, gy) / spread)
     maps += [np.abs(gx) / spread, np.abs(gy) / spread]
-    maps.append((image - float(image.mean())) / (float(image.std()) + 1.0))
+    contrast = float(image.std()) + 1.0
+    fine, coarse = (cv2.GaussianBlur(image, (0, 0), sigma) for sigma in DOG_SIGMAS)
+    maps.append(np.subtract(fine, coarse) / contrast)
+    maps.append((image - float(image.mean())) / contrast)
     return maps
 
 
@@ -78,10 +86,15 @@ def _pooled(local: NDArray[Any], rows: int, cols: int) -> list[NDArray[Any]]:
     return [mean, high, low, np.sqrt(np.maximum(square - mean * mean, 0.0))]
 
 
-def _edge_flags(rows: int, cols: int) -> NDArray[Any]:
+def _edges(rows: int, cols: int) -> NDArray[np.bool_]:
+    """Per patch (row-major), whether it touches the top, bottom, left, right edge."""
     row, col = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
     flags = np.stack([row == 0, row == rows - 1, col == 0, col == cols - 1], axis=-1)
-    return flags.reshape(rows * cols, EDGE_FLAGS).astype(np.float32) * EDGE_WEIGHT
+    return flags.reshape(rows * cols, EDGE_FLAGS)
+
+
+def _edge_flags(rows: int, cols: int) -> NDArray[Any]:
+    return _edges(rows, cols).astype(np.float32) * EDGE_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,10 @@ class PatchGrid:
     rows: int
     cols: int
     scale: float  # resized / original
+
+    def places(self) -> NDArray[np.intp]:
+        """Per patch, its place in 0 .. PLACES - 1 (0: the middle; one bit per edge)."""
+        return np.asarray(_edges(self.rows, self.cols) @ (1 << np.arange(EDGE_FLAGS)), np.intp)
 
     def corners(self) -> NDArray[np.intp]:
         last_row = (self.rows - 1) * self.cols
@@ -113,15 +130,17 @@ def patch_descriptors(image: NDArray[Any]) -> PatchGrid:
 
 @dataclass(frozen=True)
 class AnomalyModel:
-    """kNN density over a bank of good-patch descriptors (standardised)."""
+    """Nearest good patch over a bank of good-patch descriptors (standardised), its
+    distance relative to what good parts show at the same place."""
 
     mean: NDArray[Any]
     scale: NDArray[Any]
     bank: NDArray[Any]  # standardised good descriptors
+    place_scale: NDArray[Any]  # (PLACES,) median nearest distance of good patches per place
     image_threshold: float  # image score above this -> defective
     patch_threshold: float  # patch score above this -> part of a defect region
 
-    def patch_scores(self, grid: PatchGrid) -> FloatArray:
+    def nearest_distances(self, grid: PatchGrid) -> FloatArray:
         query = (grid.descriptors - self.mean) / self.scale
         distances = (
             (query * query).sum(axis=1)[:, None]
@@ -130,6 +149,10 @@ class AnomalyModel:
         )
         nearest = distances.min(axis=1)
         return np.asarray(np.sqrt(np.maximum(nearest, 0.0)), dtype=np.float64)
+
+    def patch_scores(self, grid: PatchGrid) -> FloatArray:
+        scale = self.place_scale[grid.places()]
+        return np.asarray(self.nearest_distances(grid) / scale, dtype=np.float64)
 
     @staticmethod
     def image_score(grid: PatchGrid, patch_scores: FloatArray) -> float:
@@ -144,6 +167,7 @@ class AnomalyModel:
             "mean": self.mean,
             "scale": self.scale,
             "bank": self.bank,
+            "place_scale": self.place_scale,
             "thresholds": np.asarray([self.image_threshold, self.patch_threshold], np.float32),
         }
 
@@ -151,7 +175,12 @@ class AnomalyModel:
     def from_arrays(cls, arrays: dict[str, NDArray[Any]]) -> AnomalyModel:
         image_threshold, patch_threshold = (float(v) for v in arrays["thresholds"])
         return cls(
-            arrays["mean"], arrays["scale"], arrays["bank"], image_threshold, patch_threshold
+            arrays["mean"],
+            arrays["scale"],
+            arrays["bank"],
+            arrays["place_scale"],
+            image_threshold,
+            patch_threshold,
         )
 
 
@@ -182,8 +211,9 @@ def fit_anomaly_model(
     seed: int = 0,
     false_alarm_rate: float = 0.10,
 ) -> AnomalyModel:
-    """Bank from ``good_grids``; thresholds from held-apart good images
-    (``calibration_grids``) so they are not scored against themselves."""
+    """Bank from ``good_grids``; the per-place distance scale and the thresholds from
+    held-apart good images (``calibration_grids``) so they are not scored against
+    themselves."""
     descriptors = np.concatenate([g.descriptors for g in good_grids]).astype(np.float64)
     mean = descriptors.mean(axis=0)
     scale = descriptors.std(axis=0) + 1e-6
@@ -191,16 +221,29 @@ def fit_anomaly_model(
     mean[-EDGE_FLAGS:], scale[-EDGE_FLAGS:] = 0.0, 1.0
     standardised = ((descriptors - mean) / scale).astype(np.float32)
     bank = standardised[coreset(standardised, bank_size, seed=seed)]
-    model = AnomalyModel(mean.astype(np.float32), scale.astype(np.float32), bank, 0.0, 0.0)
+    unscaled = AnomalyModel(
+        mean.astype(np.float32), scale.astype(np.float32), bank, np.ones(PLACES), 0.0, 0.0
+    )
+    model = replace(unscaled, place_scale=_place_scale(unscaled, calibration_grids))
     patch_scores = [model.patch_scores(g) for g in calibration_grids]
     image_scores = [
         AnomalyModel.image_score(g, s) for g, s in zip(calibration_grids, patch_scores, strict=True)
     ]
     all_patches = np.concatenate(patch_scores)
-    return AnomalyModel(
-        model.mean,
-        model.scale,
-        bank,
-        float(np.quantile(image_scores, 1 - false_alarm_rate)),
-        float(np.quantile(all_patches, 0.999)),
+    return replace(
+        model,
+        image_threshold=float(np.quantile(image_scores, 1 - false_alarm_rate)),
+        patch_threshold=float(np.quantile(all_patches, 0.999)),
     )
+
+
+def _place_scale(model: AnomalyModel, grids: list[PatchGrid]) -> NDArray[np.float32]:
+    """Median nearest distance of the good patches at each place (the median, so a few
+    odd calibration patches do not set it); a place no calibration patch holds (a grid
+    one patch wide) takes the median over all places."""
+    distances = np.concatenate([model.nearest_distances(g) for g in grids])
+    places = np.concatenate([g.places() for g in grids])
+    scale = np.full(PLACES, np.median(distances) if len(distances) else 1.0)
+    for place in np.unique(places):
+        scale[place] = np.median(distances[places == place])
+    return np.asarray(np.maximum(scale, 1e-6), dtype=np.float32)
