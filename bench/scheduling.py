@@ -42,6 +42,7 @@ from services.scheduling.domain.model import (
     Objective,
     Operation,
     Problem,
+    Solution,
 )
 from services.scheduling.domain.orlib import parse_orlib
 from services.scheduling.domain.solver import SolveOptions, solve
@@ -204,16 +205,14 @@ def main(argv: list[str] | None = None) -> int:
             cases.append((f"tai{size}", taillard(*GENERATED[size]), None))
     for name, problem, best in cases:
         started = time.monotonic()
-        reports: list[float] = []
+        reports = _Reports(started)
         ours = solve(
             problem,
             SolveOptions(Objective.MAKESPAN, time_limit_s=limit, workers=args.workers),
-            on_improvement=lambda _, reports=reports, started=started: reports.append(
-                time.monotonic() - started
-            ),
+            on_improvement=reports,
         )
         wall = time.monotonic() - started
-        first = reports[0] if reports else float("nan")
+        first = reports.times[0] if reports.times else float("nan")
         slowest_first = max(slowest_first, first)
         plain = plain_cpsat(problem, limit, args.workers)
         runs += 1
@@ -249,6 +248,17 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio={ratio:.3f} feasible={feasible}/{runs} first_schedule_max_s={slowest_first:.3f}"
     )
     return 0 if feasible == runs else 1
+
+
+class _Reports:
+    """Seconds from ``started`` at which each improving schedule was reported."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.times: list[float] = []
+
+    def __call__(self, _: Solution) -> None:
+        self.times.append(time.monotonic() - self.started)
 
 
 def _fmt(value: float | None, spec: str = "d") -> str:
