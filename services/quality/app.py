@@ -83,12 +83,19 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         stream_in_flight=4,
     )
 
+    last_refusal = [""]
+
     def models_ready() -> bool:
         try:
             registry.load_active()  # loads and hash-checks every active model once
-        except Exception:
-            logger.exception("an active inspection model cannot be loaded")
+        except Exception as error:
+            # Readiness is asked every few seconds: the reason is logged when it changes,
+            # not every round.
+            if str(error) != last_refusal[0]:
+                logger.exception("an active inspection model cannot be loaded")
+                last_refusal[0] = str(error)
             return False
+        last_refusal[0] = ""
         return True
 
     def register(server: grpc.Server) -> None:

@@ -3,7 +3,8 @@
 Scheduling and maintenance read their models from a scratch copy (``models_dir``) in
 which one artifact is altered after release: the process starts, readiness reports
 NOT_SERVING, one log line names the manifest and the reason, the calls that need the
-model are answered UNAVAILABLE naming it, and the others work.
+model are answered UNAVAILABLE naming it, and the others work. Quality, whose readiness
+loads its active inspection models, says why once however often readiness is asked.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from manufacturing.scheduling.v1 import scheduling_service_pb2 as scheduling_pb
 
 from services.maintenance import artifacts as maintenance_artifacts
 from services.maintenance.registry import FAILURE_MODEL
+from services.quality.registry import SHIPPED_MODELS
 from services.runtime import model_signing
 from services.runtime.errors import Unavailable
 from services.runtime.models import all_serving, load_model
@@ -169,3 +171,20 @@ def test_a_loader_that_fails_refuses_its_model_with_the_traceback(
         model.get()
     (refused,) = refusals(caplog, manifest)
     assert refused.exc_info is not None and refused.exc_info[0] is KeyError
+
+
+def test_quality_with_a_tampered_inspection_model_says_why_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = tampered_copy(SHIPPED_MODELS, tmp_path / "models", "neu-surface/2/model.npz")
+    settings = settings_for("quality", tmp_path, MFG_MODELS_DIR=str(models))
+    with caplog.at_level(logging.ERROR), serve(settings) as running:
+        # Readiness is asked again and again (probes, the interval): one log line.
+        for _ in range(3):
+            assert not running.readiness.refresh()
+        assert running.readiness.failing_checks() == ["models"]
+    logged = [
+        r for r in caplog.records if r.getMessage() == "an active inspection model cannot be loaded"
+    ]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None and "sha256" in str(logged[0].exc_info[1])
