@@ -24,12 +24,11 @@ from numba import njit
 # Indices into the int64 ``state`` array shared between calls.
 ITERATION = 0
 BEST = 1  # makespan of the best schedule so far
-CURRENT = 2  # makespan of the current schedule
-SINCE_BEST = 3  # iterations since the current schedule was last the best
-TABU_NEXT = 4  # next slot of the circular tabu list
-STATE_SIZE = 5
-# Columns of the tabu list: a pair (u, v) must not be put back in that order until the
-# iteration in the third column.
+SINCE_BEST = 2  # iterations since the current schedule was last the best
+TABU_NEXT = 3  # next slot of the circular tabu list
+STATE_SIZE = 4
+# Columns of the tabu list: operation a must not come just before operation b again until
+# the iteration in the third column.
 TABU_COLUMNS = 3
 
 
@@ -93,7 +92,7 @@ def _tails(p, cs_ptr, cs_idx, msucc, order, tail):
 
 
 @njit(cache=True, nogil=True)
-def _critical_path(p, release, cp_ptr, cp_idx, mpred, head, makespan, path):
+def _critical_path(p, cp_ptr, cp_idx, mpred, head, makespan, path):
     """One critical path, first operation first, into ``path``; returns its length."""
     n = p.shape[0]
     # Among operations ending last, a random one: ties give the search other paths.
@@ -326,7 +325,6 @@ def search(
     target = np.empty(2 * n, np.int64)
     kind = np.empty(2 * n, np.int64)
     makespan = heads(p, release, cp_ptr, cp_idx, cs_ptr, cs_idx, mpred, msucc, order, head)
-    state[CURRENT] = makespan
     if state[BEST] < 0 or makespan < state[BEST]:
         state[BEST] = makespan
         best_mpred[:] = mpred
@@ -342,7 +340,7 @@ def search(
             state[SINCE_BEST] = 0
             makespan = heads(p, release, cp_ptr, cp_idx, cs_ptr, cs_idx, mpred, msucc, order, head)
             for _ in range(2 + np.random.randint(4)):
-                length = _critical_path(p, release, cp_ptr, cp_idx, mpred, head, makespan, path)
+                length = _critical_path(p, cp_ptr, cp_idx, mpred, head, makespan, path)
                 if length < 2:
                     break
                 k = np.random.randint(length - 1)
@@ -357,7 +355,7 @@ def search(
                     m = heads(p, release, cp_ptr, cp_idx, cs_ptr, cs_idx, mpred, msucc, order, head)
                 makespan = m
         _tails(p, cs_ptr, cs_idx, msucc, order, tail)
-        length = _critical_path(p, release, cp_ptr, cp_idx, mpred, head, makespan, path)
+        length = _critical_path(p, cp_ptr, cp_idx, mpred, head, makespan, path)
         count = _moves(path, length, msucc, moved, target, kind)
         chosen = -1
         chosen_value = 0
@@ -409,7 +407,6 @@ def search(
         )
         state[TABU_NEXT] = (slot + 1) % tabu.shape[0]
         state[ITERATION] += 1
-        state[CURRENT] = makespan
         state[SINCE_BEST] += 1
         if makespan < state[BEST]:
             state[BEST] = makespan
