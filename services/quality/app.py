@@ -83,19 +83,20 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         stream_in_flight=4,
     )
 
-    last_refusal = [""]
+    last_refusal = ""
 
     def models_ready() -> bool:
+        nonlocal last_refusal
         try:
             registry.load_active()  # loads and hash-checks every active model once
         except Exception as error:
             # Readiness is asked every few seconds: the reason is logged when it changes,
             # not every round.
-            if str(error) != last_refusal[0]:
+            if str(error) != last_refusal:
                 logger.exception("an active inspection model cannot be loaded")
-                last_refusal[0] = str(error)
+                last_refusal = str(error)
             return False
-        last_refusal[0] = ""
+        last_refusal = ""
         return True
 
     def register(server: grpc.Server) -> None:

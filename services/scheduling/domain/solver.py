@@ -315,6 +315,12 @@ class _Search:
             and tabu.applies(self.ix)
         )
 
+    def incumbent(self) -> tuple[int, tuple[Assignment, ...]] | None:
+        with self.lock:
+            if self.best is None or self.best_value is None:
+                return None
+            return self.best_value, self.best
+
     def run_tabu(self, until: float) -> None:
         """One tabu walk per worker from the incumbent, each with its own seed, until
         ``until`` (time.monotonic) or the lower bound."""
@@ -332,7 +338,7 @@ class _Search:
                     "lower_bound": lambda: self.bound,
                     "on_improvement": lambda a: self.offer(a, TABU_NAME),
                     "should_stop": self.stopped,
-                    "incumbent": lambda: self.best,
+                    "incumbent": self.incumbent,
                 },
                 name=f"tabu-{worker}",
             )

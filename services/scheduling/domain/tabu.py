@@ -52,29 +52,22 @@ def warm_up() -> None:
 
 def applies(ix: Indexed) -> bool:
     """Whether the search models ``ix`` exactly (see the module docstring)."""
-    return (
-        not ix.is_flexible
-        and not ix.has_setups
-        and not any(ix.downtime)
-        and all(len(op.eligible) == 1 for op in ix.ops)
-    )
+    return not ix.is_flexible and not ix.has_setups and not any(ix.downtime)
 
 
 class _Arrays:
     """A problem as the kernel's arrays: durations, releases, conjunctive arcs (CSR)."""
 
     def __init__(
-        self, durations: list[int], releases: list[int], arcs: list[tuple[int, int]]
+        self,
+        durations: list[int],
+        releases: list[int],
+        preds: list[list[int]],
+        succs: list[list[int]],
     ) -> None:
-        n = len(durations)
-        self.n = n
+        self.n = len(durations)
         self.p = np.asarray(durations, dtype=np.int64)
         self.release = np.asarray(releases, dtype=np.int64)
-        preds: list[list[int]] = [[] for _ in range(n)]
-        succs: list[list[int]] = [[] for _ in range(n)]
-        for a, b in arcs:
-            succs[a].append(b)
-            preds[b].append(a)
         self.cp_ptr, self.cp_idx = _csr(preds)
         self.cs_ptr, self.cs_idx = _csr(succs)
 
@@ -83,12 +76,19 @@ class _Arrays:
         return cls(
             [op.eligible[0][1] for op in ix.ops],
             [max(ix.release[op.job], not_before) for op in ix.ops],
-            [(a, b) for a, succs in enumerate(ix.succs) for b in succs],
+            ix.preds,
+            ix.succs,
         )
 
     @classmethod
     def chain(cls, durations: list[int], releases: list[int]) -> _Arrays:
-        return cls(durations, releases, [(k, k + 1) for k in range(len(durations) - 1)])
+        last = len(durations) - 1
+        return cls(
+            durations,
+            releases,
+            [[k - 1] if k else [] for k in range(last + 1)],
+            [[k + 1] if k < last else [] for k in range(last + 1)],
+        )
 
 
 def _csr(lists: list[list[int]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -102,6 +102,8 @@ class Search:
     """One tabu-search walk, advanced a chunk of iterations at a time."""
 
     def __init__(self, arrays: _Arrays, machine_orders: list[list[int]], *, seed: int) -> None:
+        # Imported here: numba's import alone takes about half a second, which a service
+        # (or CLI) that never searches should not pay.
         from services.scheduling.domain import tabu_kernel as kernel
 
         self.kernel = kernel
@@ -191,11 +193,12 @@ def improve(
     lower_bound: Callable[[], int],
     on_improvement: Callable[[tuple[Assignment, ...]], None],
     should_stop: Callable[[], bool],
-    incumbent: Callable[[], tuple[Assignment, ...] | None] = lambda: None,
+    incumbent: Callable[[], tuple[int, tuple[Assignment, ...]] | None] = lambda: None,
 ) -> None:
     """Walk from ``start`` until ``deadline`` (time.monotonic) or ``should_stop``,
     handing every improving schedule to ``on_improvement``. A better ``incumbent``
-    (found by another walk) becomes this walk's best, where its next restart goes."""
+    (makespan and schedule, found by another walk) becomes this walk's best, where its
+    next restart goes."""
     search = Search(_Arrays.of(ix, not_before), machine_orders(ix, start), seed=seed)
     reported = max(a.end for a in start) if start else None
     while time.monotonic() < deadline and not should_stop():
@@ -205,8 +208,9 @@ def improve(
             on_improvement(assignments_of(ix, search.best_starts()))
         if not going:
             return
-        if (better := incumbent()) and max(a.end for a in better) < search.best:
-            search.adopt(machine_orders(ix, better))
+        shared = incumbent()
+        if shared is not None and shared[0] < search.best:
+            search.adopt(machine_orders(ix, shared[1]))
             reported = search.best
 
 
