@@ -143,6 +143,9 @@ class SchedulingSettings(_Section):
     solver_workers: int = Field(default=0, ge=0, le=64)
     # Time limit of a solve whose request sets none.
     default_time_limit_s: float = Field(default=10.0, gt=0, le=3600)
+    # Largest problem accepted, in operations over all jobs; larger ones are refused
+    # INVALID_ARGUMENT before any work. At most the contract's own ceiling.
+    max_operations: int = Field(default=50_000, ge=1, le=50_000)
     # The maintenance service (host:port), asked when a request wants maintenance taken
     # into account, and the longest it is waited for.
     maintenance_address: str = ""

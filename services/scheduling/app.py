@@ -106,4 +106,5 @@ def solver_settings(settings: SchedulingSettings) -> SolverSettings:
     return SolverSettings(
         workers=settings.solver_workers or min(8, os.cpu_count() or 1),
         default_time_limit_s=settings.default_time_limit_s,
+        max_operations=settings.max_operations,
     )

@@ -55,7 +55,11 @@ from services.scheduling.domain.reschedule import (
     validate_disruptions,
 )
 from services.scheduling.domain.solver import SolveOptions, solve
-from services.scheduling.domain.validation import validate_problem, validate_weights
+from services.scheduling.domain.validation import (
+    MAX_OPERATIONS,
+    validate_problem,
+    validate_weights,
+)
 from services.scheduling.estimation import Estimate, check_record, fill_durations
 from services.scheduling.maintenance import (
     Awareness,
@@ -85,6 +89,7 @@ class SolverSettings:
 
     workers: int = 2
     default_time_limit_s: float = 10.0
+    max_operations: int = MAX_OPERATIONS
 
 
 @dataclass(frozen=True)
@@ -233,7 +238,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
                 violations,
             )
             problem = replace(problem, jobs=jobs)
-            validate_problem(problem, violations)
+            validate_problem(problem, violations, max_operations=self._solver.max_operations)
         awareness = None
         if request.HasField("maintenance"):
             awareness = awareness_from_proto(
@@ -480,7 +485,7 @@ class SchedulingServicer(scheduling_service_pb2_grpc.SchedulingServiceServicer):
         validate_weights(weights, violations, "objective_weights")
         problem = problem_from_proto(request.problem)
         if request.HasField("problem"):
-            validate_problem(problem, violations)
+            validate_problem(problem, violations, max_operations=self._solver.max_operations)
         violations.raise_if_any()
         assignments = assignments_from_proto(request.operations)
         found = check_schedule(problem, assignments)

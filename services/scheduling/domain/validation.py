@@ -23,8 +23,15 @@ MAX_UNAVAILABLE_PER_MACHINE = 1_000
 MAX_ID_LENGTH = 128
 
 
-def validate_problem(problem: Problem, violations: Violations, path: str = "problem") -> None:
-    """Add a violation for every malformed part of ``problem``."""
+def validate_problem(
+    problem: Problem,
+    violations: Violations,
+    path: str = "problem",
+    *,
+    max_operations: int = MAX_OPERATIONS,
+) -> None:
+    """Add a violation for every malformed part of ``problem``; ``max_operations`` is the
+    configured limit (``scheduling.max_operations``), at most MAX_OPERATIONS."""
     machine_ids = [m.id for m in problem.machines]
     violations.check(bool(problem.machines), f"{path}.machines", "at least one machine is required")
     violations.check(
@@ -57,11 +64,11 @@ def validate_problem(problem: Problem, violations: Violations, path: str = "prob
     )
     total_operations = sum(len(job.operations) for job in problem.jobs)
     violations.check(
-        total_operations <= MAX_OPERATIONS,
+        total_operations <= max_operations,
         f"{path}.jobs",
-        f"at most {MAX_OPERATIONS} operations in all are accepted, got {total_operations}",
+        f"at most {max_operations} operations in all are accepted, got {total_operations}",
     )
-    if total_operations > MAX_OPERATIONS or len(problem.jobs) > MAX_JOBS:
+    if total_operations > max_operations or len(problem.jobs) > MAX_JOBS:
         return  # too large to look at in detail
     seen_jobs: set[str] = set()
     for j, job in enumerate(problem.jobs):
