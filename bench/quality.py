@@ -7,9 +7,10 @@ folder is used; on the default folders only the held-out block, which training n
 saw: per class, and for tiles per capture group, the last third by file number).
 
 Throughput: ``--images`` 200x200 NEU images streamed through InspectStream of a real
-server on loopback (2 inspection workers), against the servicer's own InspectStream called
-in-process (same decode, features, classifier, regions, workers and in-flight bound;
-everything but the transport) in the same run, alternating, best of each. The last line is
+server on loopback (its inspection workers as configured: two processes by default),
+against the servicer's own InspectStream called in-process (same decode, features,
+classifier, regions, kind and number of workers, and in-flight bound; everything but
+the transport) in the same run, alternating, best of each. The last line is
 ``quality: neu_accuracy=A neu_macro_f1=F tile_auroc=U imgs_per_s=R grpc_vs_inprocess=Q``.
 """
 
@@ -19,7 +20,6 @@ import argparse
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +35,7 @@ from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.evaluation import evaluate_anomaly, evaluate_classifier
 from services.quality.feed import MeasurementFeed
+from services.quality.inspection_workers import InspectionWorkers
 from services.quality.registry import SHIPPED_MODELS, ModelRegistry, memory_activations
 from services.quality.servicer import QualityServicer
 from services.quality.train import NEU_MODEL, SHARED_DATA, TILE_MODEL, TRAIN_FRACTION
@@ -44,7 +45,6 @@ from services.runtime.config import load_settings
 from services.runtime.event_stream import MemoryEventStream
 from services.runtime.server import GrpcService
 
-WORKERS = 2
 IN_FLIGHT = 4
 ROUNDS = 4
 
@@ -96,7 +96,7 @@ def inprocess_throughput(servicer: QualityServicer, images: list[bytes]) -> floa
     return count / (time.perf_counter() - started)
 
 
-def local_servicer(registry: ModelRegistry, executor: ThreadPoolExecutor) -> QualityServicer:
+def local_servicer(registry: ModelRegistry, workers: InspectionWorkers) -> QualityServicer:
     def no_database() -> Any:
         raise AssertionError("the throughput bench stores nothing")
 
@@ -107,7 +107,7 @@ def local_servicer(registry: ModelRegistry, executor: ThreadPoolExecutor) -> Qua
         clock=lambda: datetime.now(UTC),
         feed=MeasurementFeed(MemoryEventStream()),
         inspector=Inspector(),
-        executor=executor,
+        workers=workers,
         max_pixels=DEFAULT_MAX_PIXELS,
         stream_in_flight=IN_FLIGHT,
     )
@@ -175,21 +175,27 @@ def main(argv: list[str] | None = None) -> int:
         build = BuildInfo(version="bench", git_revision="bench", start_time=datetime.now(UTC))
         service = GrpcService(settings, build, app.compose(settings, build))
         service.start()
+        # The same workers as the service's, from the same settings.
+        quality = settings.quality
+        workers = InspectionWorkers(
+            quality.inspection_workers, pool=quality.inspection_pool, max_pixels=DEFAULT_MAX_PIXELS
+        )
         try:
-            with ThreadPoolExecutor(max_workers=WORKERS) as executor:
-                servicer = local_servicer(registry, executor)
-                for round_ in range(ROUNDS):  # alternate which goes first
-                    if round_ % 2:
-                        grpc_runs.append(stream_throughput(service.port, images))
-                    inprocess_runs.append(inprocess_throughput(servicer, images))
-                    if not round_ % 2:
-                        grpc_runs.append(stream_throughput(service.port, images))
+            servicer = local_servicer(registry, workers)
+            for round_ in range(ROUNDS):  # alternate which goes first
+                if round_ % 2:
+                    grpc_runs.append(stream_throughput(service.port, images))
+                inprocess_runs.append(inprocess_throughput(servicer, images))
+                if not round_ % 2:
+                    grpc_runs.append(stream_throughput(service.port, images))
         finally:
+            workers.close()
             service.stop(grace_s=1, delay_s=0)
     inprocess, over_grpc = max(inprocess_runs), max(grpc_runs)
     ratio = over_grpc / inprocess
     out.write(
-        f"Throughput, {args.images} images of 200x200, {WORKERS} workers, best of {ROUNDS} "
+        f"Throughput, {args.images} images of 200x200, {quality.inspection_workers} "
+        f"inspection {quality.inspection_pool}, best of {ROUNDS} "
         f"alternating runs: InspectStream over gRPC {over_grpc:.1f} images/s "
         f"(runs {', '.join(f'{r:.1f}' for r in grpc_runs)}), same pipeline in-process "
         f"{inprocess:.1f} images/s (runs {', '.join(f'{r:.1f}' for r in inprocess_runs)})\n"

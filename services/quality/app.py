@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 
@@ -13,6 +12,7 @@ from prometheus_client import Counter, Histogram
 
 from services.quality.domain.inspection.inspector import Inspector
 from services.quality.feed import MeasurementFeed
+from services.quality.inspection_workers import InspectionWorkers
 from services.quality.persistence import ActivationRepository, MeasurementRepository
 from services.quality.registry import SHIPPED_MODELS, ModelRegistry
 from services.quality.servicer import SERVICE_NAME, QualityServicer
@@ -54,8 +54,11 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         trained=settings.data_dir / "models",
         activations=repository_scope(sessions, ActivationRepository),
     )
-    # Two workers: the machines have two cores; OpenCV releases the GIL while it works.
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inspect")
+    workers = InspectionWorkers(
+        settings.quality.inspection_workers,
+        pool=settings.quality.inspection_pool,
+        max_pixels=settings.quality.max_image_pixels,
+    )
     inspected = Counter(
         "quality_parts_inspected", "Images inspected, by verdict.", ["verdict"], registry=None
     )
@@ -78,7 +81,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         clock=lambda: datetime.now(UTC),
         feed=feed,
         inspector=Inspector(),
-        executor=executor,
+        workers=workers,
         max_pixels=settings.quality.max_image_pixels,
         stream_in_flight=4,
     )
@@ -103,7 +106,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         quality_service_pb2_grpc.add_QualityServiceServicer_to_server(servicer, server)
 
     def close() -> None:
-        executor.shutdown(wait=False, cancel_futures=True)
+        workers.close()
         feed.close()
         engine.dispose()
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from datetime import datetime
 
@@ -31,7 +30,7 @@ from services.quality.convert import (
 from services.quality.domain.inspection.artifacts import sha256_bytes
 from services.quality.domain.inspection.images import decode_gray
 from services.quality.domain.inspection.inspector import Inspector
-from services.quality.domain.inspection.pipeline import ordered_map
+from services.quality.domain.inspection.pipeline import read_ahead
 from services.quality.domain.spc.capability import capability, validate_specification
 from services.quality.domain.spc.rules import RuleViolation
 from services.quality.domain.spc.study import (
@@ -43,6 +42,7 @@ from services.quality.domain.spc.study import (
     validate_recorded,
 )
 from services.quality.feed import MeasurementFeed
+from services.quality.inspection_workers import InspectionWorkers, Judged
 from services.quality.persistence import MeasurementRepository, StoredSubgroup
 from services.quality.registry import ModelRegistry
 from services.quality.training import LABEL, MODEL_NAME, train_classifier_version
@@ -73,7 +73,7 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         clock: Callable[[], datetime],
         feed: MeasurementFeed,
         inspector: Inspector,
-        executor: ThreadPoolExecutor,
+        workers: InspectionWorkers,
         max_pixels: int,
         stream_in_flight: int,
         inspected: Counter | None = None,
@@ -85,55 +85,61 @@ class QualityServicer(quality_service_pb2_grpc.QualityServiceServicer):
         self._clock = clock
         self._feed = feed
         self._inspector = inspector
-        self._executor = executor
+        self._workers = workers
         self._max_pixels = max_pixels
         self._stream_in_flight = stream_in_flight
         self._inspected = inspected
         self._inference = inference
 
-    def _judge(self, image: bytes, model_name: str) -> inspection_pb2.InspectionResult:
-        started = time.perf_counter()
-        violations = Violations()
-        violations.check(bool(model_name), "model", "name the model, e.g. neu-surface")
-        violations.raise_if_any()
-        model = self._registry.active(model_name)
-        pixels = decode_gray(image, "image", max_pixels=self._max_pixels)
-        inferred = time.perf_counter()
-        inspection = self._inspector.inspect(model, pixels)
+    def _start_judging(self, image: bytes, model_name: str) -> Future[Judged]:
+        """The image on its way to a worker, or a future holding why it cannot be."""
+        try:
+            violations = Violations()
+            violations.check(bool(model_name), "model", "name the model, e.g. neu-surface")
+            violations.raise_if_any()
+            return self._workers.submit(self._registry.active(model_name), image)
+        except ServiceError as error:
+            refused: Future[Judged] = Future()
+            refused.set_exception(error)
+            return refused
+
+    def _judged(self, model_name: str, started: Future[Judged]) -> inspection_pb2.InspectionResult:
+        judged = InspectionWorkers.result(started)
+        inspection = judged.inspection
         if self._inference is not None:
-            self._inference.labels(model_name).observe(time.perf_counter() - inferred)
+            self._inference.labels(model_name).observe(inspection.latency_s)
         if self._inspected is not None:
             self._inspected.labels(inspection.verdict.name.lower()).inc()
-        height, width = pixels.shape
         return inspection_to_proto(
-            inspection, latency_s=time.perf_counter() - started, width=width, height=height
+            inspection, latency_s=judged.seconds, width=judged.width, height=judged.height
         )
 
     def Inspect(
         self, request: pb.InspectRequest, context: grpc.ServicerContext
     ) -> pb.InspectResponse:
-        return pb.InspectResponse(result=self._judge(request.image, request.model))
+        started = self._start_judging(request.image, request.model)
+        return pb.InspectResponse(result=self._judged(request.model, started))
 
     def InspectStream(
         self, request_iterator: Iterator[pb.InspectStreamRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.InspectStreamResponse]:
-        def reply(item: tuple[int, pb.InspectStreamRequest]) -> pb.InspectStreamResponse:
-            sequence, request = item
+        started = (
+            (sequence, request, self._start_judging(request.image, request.model))
+            for sequence, request in enumerate(request_iterator)
+        )
+        for sequence, request, judging in read_ahead(started, in_flight=self._stream_in_flight):
             try:
-                result = self._judge(request.image, request.model)
+                result = self._judged(request.model, judging)
             except ServiceError as error:
-                return pb.InspectStreamResponse(
+                yield pb.InspectStreamResponse(
                     frame_id=request.frame_id,
                     sequence=sequence,
                     error=error_to_proto(error, _code_of(error)),
                 )
-            return pb.InspectStreamResponse(
-                frame_id=request.frame_id, sequence=sequence, result=result
-            )
-
-        yield from ordered_map(
-            reply, enumerate(request_iterator), self._executor, in_flight=self._stream_in_flight
-        )
+            else:
+                yield pb.InspectStreamResponse(
+                    frame_id=request.frame_id, sequence=sequence, result=result
+                )
 
     def TrainInspectionModel(
         self,

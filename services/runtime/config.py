@@ -155,11 +155,19 @@ class SchedulingSettings(_Section):
     maintenance_tls_ca_file: str = ""
 
 
+InspectionPool = Literal["processes", "threads"]
+
+
 class QualitySettings(_Section):
     """The quality service's inspection limits; the other services leave this section out."""
 
     # Images above this many pixels are refused from their header, before decoding.
     max_image_pixels: int = Field(default=4_000_000, ge=16 * 16, le=100_000_000)
+    # Inspections run at once: one per core. In worker processes by default, each with
+    # its own GIL; "threads" keeps them in the serving process (half the throughput on
+    # small images) for platforms that may not start processes.
+    inspection_workers: int = Field(default=2, ge=1, le=64)
+    inspection_pool: InspectionPool = "processes"
 
 
 class Settings(_Section):

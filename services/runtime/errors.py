@@ -30,6 +30,11 @@ class InvalidArgument(ServiceError):
         self.violations = violations
         super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
 
+    def __reduce__(self) -> tuple[type[InvalidArgument], tuple[list[FieldViolation]]]:
+        # Rebuilt from its violations, not its message, when it crosses from an
+        # inspection worker process.
+        return (type(self), (self.violations,))
+
 
 class NotFound(ServiceError):
     """The named resource does not exist."""

@@ -1,6 +1,9 @@
-"""The pixel limit comes from the layered configuration (config/*.yaml, MFG_*)."""
+"""The pixel limit and the inspection workers come from the layered configuration
+(config/*.yaml, MFG_*)."""
 
 from __future__ import annotations
+
+import multiprocessing
 
 import grpc
 import pytest
@@ -33,3 +36,22 @@ def test_the_server_refuses_images_above_the_configured_limit(tmp_path):
     assert accepted.result.width == 200
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "limit is 50000" in field_violations(refused.value)["image"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("inspection_pool", "fork"), ("inspection_workers", "0")]
+)
+def test_a_bad_inspection_worker_setting_fails_at_start_naming_the_key(key, value):
+    with pytest.raises(ConfigError, match=rf"quality\.{key}"):
+        load_settings("quality", environ={f"MFG_QUALITY__{key.upper()}": value})
+
+
+def test_inspection_on_threads_starts_no_worker_processes(tmp_path):
+    settings = settings_for("quality", tmp_path, MFG_QUALITY__INSPECTION_POOL="threads")
+    before = set(multiprocessing.active_children())
+    with serve(settings) as service, channel_to(service.port) as channel:
+        stub = quality_service_pb2_grpc.QualityServiceStub(channel)
+        judged = stub.Inspect(pb.InspectRequest(image=encode(texture(size=200)), model=TILE))
+        started = set(multiprocessing.active_children()) - before
+    assert judged.result.width == 200
+    assert started == set()

@@ -61,6 +61,7 @@ class LoadedModel:
     manifest: Manifest
     classifier: DefectClassifier | None = None
     anomaly: AnomalyModel | None = None
+    directory: Path | None = None  # where it was loaded from; None while being trained
 
     @property
     def name(self) -> str:
@@ -82,10 +83,12 @@ def load_model(directory: Path) -> LoadedModel:
         )
     if manifest.kind == "classifier":
         return LoadedModel(
-            manifest, classifier=DefectClassifier.from_arrays(manifest.classes, arrays)
+            manifest,
+            classifier=DefectClassifier.from_arrays(manifest.classes, arrays),
+            directory=directory,
         )
     if manifest.kind == "anomaly":
-        return LoadedModel(manifest, anomaly=AnomalyModel.from_arrays(arrays))
+        return LoadedModel(manifest, anomaly=AnomalyModel.from_arrays(arrays), directory=directory)
     raise ValueError(f"unknown model kind {manifest.kind!r} in {directory}")
 
 

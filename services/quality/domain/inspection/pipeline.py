@@ -1,33 +1,25 @@
-"""Ordered, bounded parallel inspection for camera streams.
+"""Bounded look-ahead for camera streams.
 
-OpenCV and numpy release the GIL in their heavy loops, so a few worker threads keep
-more than one core busy; results still come back in input order, and at most
-``in_flight`` images are held at once, so a fast producer cannot flood memory.
+Pulling an item of an InspectStream starts its inspection on a worker; reading up to
+``in_flight`` items ahead of the reply being written keeps every worker busy while
+replies still leave in input order, and a fast producer cannot flood memory.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-In = TypeVar("In")
-Out = TypeVar("Out")
+Item = TypeVar("Item")
 
 
-def ordered_map(
-    work: Callable[[In], Out],
-    items: Iterable[In],
-    executor: ThreadPoolExecutor,
-    *,
-    in_flight: int,
-) -> Iterator[Out]:
-    """``work`` applied to each item, results yielded in input order."""
-    pending: deque[Future[Out]] = deque()
+def read_ahead(items: Iterable[Item], *, in_flight: int) -> Iterator[Item]:
+    """``items`` in order, each pulled from its source up to ``in_flight`` ahead."""
+    pending: deque[Item] = deque()
     for item in items:
-        pending.append(executor.submit(work, item))
+        pending.append(item)
         if len(pending) >= in_flight:
-            yield pending.popleft().result()
+            yield pending.popleft()
     while pending:
-        yield pending.popleft().result()
+        yield pending.popleft()

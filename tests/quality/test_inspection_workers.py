@@ -1,0 +1,95 @@
+"""Inspection workers: processes and threads judge alike, errors cross back intact, and a
+pool whose worker died is replaced."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.quality.datasets import blocked_split, neu_samples
+from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
+from services.quality.domain.inspection.inspector import LoadedModel
+from services.quality.inspection_workers import InspectionWorkers
+from services.quality.registry import SHIPPED_MODELS, ModelRegistry, memory_activations
+from services.runtime.errors import FieldViolation, InvalidArgument, Unavailable
+from tests.shared_data import shared_data
+
+
+@pytest.fixture(scope="module")
+def neu() -> LoadedModel:
+    registry = ModelRegistry(
+        shipped=SHIPPED_MODELS,
+        trained=Path(tempfile.mkdtemp()) / "models",
+        activations=memory_activations(),
+    )
+    return registry.active("neu-surface")
+
+
+@pytest.fixture(scope="module")
+def images() -> list[bytes]:
+    _, test = blocked_split(neu_samples(shared_data("neu_det")), 2 / 3)
+    return [s.path.read_bytes() for s in test if s.number == 200]  # one per class
+
+
+@pytest.fixture(scope="module")
+def processes() -> Iterator[InspectionWorkers]:
+    workers = InspectionWorkers(2, pool="processes", max_pixels=DEFAULT_MAX_PIXELS)
+    yield workers
+    workers.close()
+
+
+def test_processes_and_threads_give_the_same_inspections(neu, images, processes):
+    threads = InspectionWorkers(2, pool="threads", max_pixels=DEFAULT_MAX_PIXELS)
+    try:
+        for image in images:
+            in_process = processes.result(processes.submit(neu, image))
+            in_thread = threads.result(threads.submit(neu, image))
+            assert in_process.inspection.defect_class  # every one of these is a defect
+            assert in_process.inspection.probabilities == in_thread.inspection.probabilities
+            assert in_process.inspection.boxes == in_thread.inspection.boxes
+            assert (in_process.width, in_process.height) == (200, 200)
+            assert in_process.inspection.model_version == neu.version
+    finally:
+        threads.close()
+
+
+def test_a_bad_image_comes_back_from_a_worker_process_naming_the_field(neu, processes):
+    with pytest.raises(InvalidArgument) as refused:
+        processes.result(processes.submit(neu, b"not an image"))
+    assert [v.field for v in refused.value.violations] == ["image"]
+
+
+def test_invalid_argument_survives_pickling_with_its_violations():
+    error = InvalidArgument([FieldViolation("image", "corrupt"), FieldViolation("model", "?")])
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 -- our own bytes
+    assert copy.violations == error.violations
+    assert str(copy) == str(error)
+
+
+def test_a_killed_worker_fails_only_its_images_and_the_pool_is_replaced(neu, images):
+    before = set(multiprocessing.active_children())
+    workers = InspectionWorkers(1, pool="processes", max_pixels=DEFAULT_MAX_PIXELS)
+    try:
+        expected = workers.result(workers.submit(neu, images[0])).inspection.probabilities
+        (worker,) = set(multiprocessing.active_children()) - before
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(timeout=10)
+        outcomes: list[dict[str, float] | None] = []
+        for _ in range(3):  # the first image after the kill may be the one that fails
+            try:
+                judged = workers.result(workers.submit(neu, images[0]))
+                outcomes.append(judged.inspection.probabilities)
+            except Unavailable:
+                outcomes.append(None)
+        assert outcomes[-1] == expected
+        assert outcomes.count(None) <= 1
+    finally:
+        workers.close()
