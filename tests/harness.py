@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.runtime import migrations
 from services.runtime.build_info import BuildInfo
@@ -101,3 +102,11 @@ class StreamReader(Generic[T]):
     def close(self) -> None:
         self.call.cancel()
         self.thread.join(timeout=5)
+
+
+def wait_for_status(channel: grpc.Channel, service: str, wanted: int, timeout_s: float = 5) -> None:
+    """Follow the Watch stream until ``wanted`` arrives (bounded by ``timeout_s``)."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    for update in stub.Watch(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s):
+        if update.status == wanted:
+            return

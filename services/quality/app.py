@@ -91,7 +91,9 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
     def models_ready() -> bool:
         nonlocal last_refusal
         try:
-            registry.load_active()  # loads and hash-checks every active model once
+            # Loads and hash-checks every active model once; then the inspection
+            # workers start and load them too.
+            ready = workers.warm(registry.load_active())
         except Exception as error:
             # Readiness is asked every few seconds: the reason is logged when it changes,
             # not every round.
@@ -100,7 +102,7 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
                 last_refusal = str(error)
             return False
         last_refusal = ""
-        return True
+        return ready
 
     def register(server: grpc.Server) -> None:
         quality_service_pb2_grpc.add_QualityServiceServicer_to_server(servicer, server)

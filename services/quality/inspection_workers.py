@@ -17,11 +17,13 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from services.quality.domain.inspection.artifacts import ARRAYS
 from services.quality.domain.inspection.images import decode_gray
@@ -34,6 +36,7 @@ from services.quality.domain.inspection.inspector import (
 from services.runtime.config import InspectionPool
 from services.runtime.errors import FailedPrecondition, Unavailable
 
+Result = TypeVar("Result")
 MODELS_KEPT = 8  # model versions a worker keeps loaded: the active ones and a few recent
 
 
@@ -66,6 +69,17 @@ def _model(ref: ModelRef) -> LoadedModel:
     return model
 
 
+def _ref(model: LoadedModel) -> ModelRef:
+    if model.directory is None:
+        raise ValueError(f"model {model.name} {model.version} was not loaded from disk")
+    return ModelRef(str(model.directory), model.manifest.files[ARRAYS])
+
+
+def _load(refs: tuple[ModelRef, ...]) -> None:
+    for ref in refs:
+        _model(ref)
+
+
 def judge_encoded(ref: ModelRef, image: bytes, max_pixels: int) -> Judged:
     """Decode and inspect one image (in a worker); InvalidArgument names ``image``."""
     started = time.perf_counter()
@@ -88,14 +102,16 @@ class InspectionWorkers:
         self._count = count
         self._pool = pool
         self._max_pixels = max_pixels
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # warm() submits while holding it
         self._executor = self._new_executor()
+        self._warming: tuple[Executor, tuple[ModelRef, ...], list[Future[None]]] | None = None
+        self._started: Executor | None = None  # the pool whose workers have started
 
     def _new_executor(self) -> Executor:
         if self._pool == "threads":
             return ThreadPoolExecutor(self._count, thread_name_prefix="inspect")
         # Spawned, not forked: a fork of a process running gRPC's threads is unsafe.
-        # Processes start on the first images, not with the service.
+        # Processes start when first given work (see ``warm``).
         return ProcessPoolExecutor(
             self._count,
             mp_context=multiprocessing.get_context("spawn"),
@@ -103,21 +119,46 @@ class InspectionWorkers:
         )
 
     def submit(self, model: LoadedModel, image: bytes) -> Future[Judged]:
-        if model.directory is None:
-            raise ValueError(f"model {model.name} {model.version} was not loaded from disk")
-        ref = ModelRef(str(model.directory), model.manifest.files[ARRAYS])
+        return self._submit(judge_encoded, _ref(model), image, self._max_pixels)
+
+    def warm(self, models: list[LoadedModel]) -> bool:
+        """Starts the workers and has them load ``models``; True once the workers of the
+        current pool have started. The readiness check calls it every round: the first
+        call (and the first after the models or the pool changed) starts the loading,
+        later ones look whether it is done and raise what stopped it (the next call
+        starts it again). A replica takes images only when its workers can judge them at
+        once: a cold worker needs seconds for its first image."""
+        refs = tuple(_ref(model) for model in models)
+        with self._lock:
+            if self._warming is None or self._warming[:2] != (self._executor, refs):
+                loading = [self._submit(_load, refs) for _ in range(self._count)]
+                self._warming = (self._executor, refs, loading)
+            executor, _, loading = self._warming
+        if all(future.done() for future in loading):
+            try:
+                for future in loading:
+                    self.result(future)
+            except Exception:
+                with self._lock:
+                    self._warming = None
+                raise
+            with self._lock:
+                self._started = executor
+        return self._started is self._executor
+
+    def _submit(self, work: Callable[..., Result], *args: object) -> Future[Result]:
         with self._lock:
             try:
-                return self._executor.submit(judge_encoded, ref, image, self._max_pixels)
+                return self._executor.submit(work, *args)
             except BrokenProcessPool:
                 # A worker died (killed, out of memory); its images were answered
                 # UNAVAILABLE (see ``result``). Later images go to a fresh pool.
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = self._new_executor()
-                return self._executor.submit(judge_encoded, ref, image, self._max_pixels)
+                return self._executor.submit(work, *args)
 
     @staticmethod
-    def result(future: Future[Judged]) -> Judged:
+    def result(future: Future[Result]) -> Result:
         try:
             return future.result()
         except BrokenProcessPool as error:

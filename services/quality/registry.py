@@ -204,10 +204,9 @@ class ModelRegistry:
             active = {name: self._active_version(name, v) for name, v in found.items()}
             return {name: version for name, version in active.items() if version is not None}
 
-    def load_active(self) -> None:
+    def load_active(self) -> list[LoadedModel]:
         """Loads (and hash-checks) every active model; raises if one cannot be served."""
-        for name in self.active_versions():
-            self.active(name)
+        return [self.active(name) for name in self.active_versions()]
 
     # ----- promotion -------------------------------------------------------------
     def promote(self, name: str, version: str) -> VersionInfo:

@@ -58,6 +58,8 @@ class Readiness:
         if ready != self._ready:
             if ready:
                 logger.info("ready", extra={"services": list(self._names)})
+            elif self._ready is None:  # starting: its dependencies may need a moment
+                logger.info("not ready yet", extra={"failing_checks": failing})
             else:
                 logger.warning("not ready", extra={"failing_checks": failing})
         self._ready = ready

@@ -46,7 +46,7 @@ def rollout_options(strategy: str, **overrides: Any) -> RolloutOptions:
         "step_s": 1.5,
         "min_step_calls": 5,
         "startup_timeout_s": 60.0,
-        "ready_timeout_s": 3.0,
+        "ready_timeout_s": 30.0,  # a quality replica starts its inspection workers first
         "drain_quiet_s": 0.5,
         "drain_timeout_s": 10.0,
         "stop_timeout_s": 10.0,

@@ -19,11 +19,12 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1.health_pb2 import HealthCheckResponse
 
 from services.ops import checks
 from services.ops.report import Report
 from tests.gateway.local_suite import local_suite as start_local_suite
-from tests.harness import serve, settings_for
+from tests.harness import channel_to, serve, settings_for, wait_for_status
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("scheduling", "quality", "maintenance")
@@ -147,6 +148,9 @@ def test_service_line_reads_availability_and_process_use_from_metrics(tmp_path):
     with serve(settings_for("quality", tmp_path)) as service:
         address = f"127.0.0.1:{service.port}"
         metrics = f"127.0.0.1:{service.metrics_port}"
+        with channel_to(service.port) as channel:  # ready once its inspection workers are
+            quality = "manufacturing.quality.v1.QualityService"
+            wait_for_status(channel, quality, HealthCheckResponse.SERVING, timeout_s=60)
         first = checks.check_service("quality", address, metrics)
         second = checks.check_service("quality", address, metrics)
     assert first.status.name == second.status.name == "OK"

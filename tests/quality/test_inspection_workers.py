@@ -1,24 +1,32 @@
-"""Inspection workers: processes and threads judge alike, errors cross back intact, and a
-pool whose worker died is replaced."""
+"""Inspection workers: processes and threads judge alike, errors cross back intact, a pool
+whose worker died is replaced, and warming up starts the workers before the first image."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import pickle
+import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from services.quality.datasets import blocked_split, neu_samples
+from services.quality.domain.inspection.artifacts import ARRAYS
 from services.quality.domain.inspection.images import DEFAULT_MAX_PIXELS
-from services.quality.domain.inspection.inspector import LoadedModel
+from services.quality.domain.inspection.inspector import LoadedModel, load_model
 from services.quality.inspection_workers import InspectionWorkers
 from services.quality.registry import SHIPPED_MODELS, ModelRegistry, memory_activations
-from services.runtime.errors import FieldViolation, InvalidArgument, Unavailable
+from services.runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    Unavailable,
+)
 from tests.shared_data import shared_data
 
 
@@ -91,5 +99,45 @@ def test_a_killed_worker_fails_only_its_images_and_the_pool_is_replaced(neu, ima
                 outcomes.append(None)
         assert outcomes[-1] == expected
         assert outcomes.count(None) <= 1
+    finally:
+        workers.close()
+
+
+def warmed(workers: InspectionWorkers, models: list[LoadedModel]) -> bool:
+    """Asks as the readiness check does, every round, until ready (or 60 s)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if workers.warm(models):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_warming_starts_every_worker_before_the_first_image(neu):
+    before = set(multiprocessing.active_children())
+    workers = InspectionWorkers(2, pool="processes", max_pixels=DEFAULT_MAX_PIXELS)
+    try:
+        assert not workers.warm([neu])  # the workers are starting
+        assert warmed(workers, [neu])
+        assert len(set(multiprocessing.active_children()) - before) == 2
+        # Another model version (a promotion) loads behind a replica that stays ready.
+        tile = load_model(next((SHIPPED_MODELS / "magnetic-tile").iterdir()))
+        assert workers.warm([neu, tile])
+    finally:
+        workers.close()
+
+
+def test_a_model_changed_on_disk_stops_the_warm_up_until_it_is_whole_again(neu, tmp_path):
+    copy = tmp_path / neu.name / neu.version
+    shutil.copytree(neu.directory, copy)
+    model = load_model(copy)
+    original = (copy / ARRAYS).read_bytes()
+    (copy / ARRAYS).write_bytes(original[:-10])  # truncated after the service loaded it
+    workers = InspectionWorkers(1, pool="threads", max_pixels=DEFAULT_MAX_PIXELS)
+    try:
+        with pytest.raises(FailedPrecondition, match="does not match the sha256"):
+            warmed(workers, [model])
+        (copy / ARRAYS).write_bytes(original)
+        assert warmed(workers, [model])
     finally:
         workers.close()

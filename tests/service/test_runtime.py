@@ -17,7 +17,7 @@ from manufacturing.scheduling.v1 import scheduling_service_pb2 as pb
 from manufacturing.scheduling.v1 import scheduling_service_pb2_grpc
 
 from services.runtime.server import GrpcService, ServiceParts
-from tests.harness import TEST_BUILD, channel_to, serve, settings_for
+from tests.harness import TEST_BUILD, channel_to, serve, settings_for, wait_for_status
 
 SERVICE_NAME = "manufacturing.scheduling.v1.SchedulingService"
 
@@ -28,14 +28,6 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 def health_of(channel: grpc.Channel, service: str) -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
-
-
-def wait_for_status(channel: grpc.Channel, service: str, wanted: int, timeout_s: float = 5) -> None:
-    """Follow the Watch stream until ``wanted`` arrives (bounded by ``timeout_s``)."""
-    stub = health_pb2_grpc.HealthStub(channel)
-    for update in stub.Watch(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s):
-        if update.status == wanted:
-            return
 
 
 PROBE = "test.Probe"

@@ -13,7 +13,7 @@ from manufacturing.quality.v1 import quality_service_pb2_grpc
 
 from services.runtime import devcerts
 from services.runtime.server import GrpcService
-from tests.harness import mtls_environ, serve, settings_for
+from tests.harness import mtls_environ, serve, settings_for, wait_for_status
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +72,15 @@ def test_probes_use_the_plaintext_health_port(mtls_service):
     assert mtls_service.health_port not in (0, mtls_service.port)
     with grpc.insecure_channel(f"127.0.0.1:{mtls_service.health_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for name in ("", "manufacturing.quality.v1.QualityService"):
-            reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        alive = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
+        # Ready once its inspection workers have started (seconds on a slow machine).
+        wait_for_status(
+            channel,
+            "manufacturing.quality.v1.QualityService",
+            health_pb2.HealthCheckResponse.SERVING,
+            timeout_s=60,
+        )
         with pytest.raises(grpc.RpcError) as caught:
             info_over(channel)  # nothing but health on this port
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
