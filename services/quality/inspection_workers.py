@@ -14,6 +14,7 @@ start processes; both run the same function.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -89,10 +90,20 @@ def judge_encoded(ref: ModelRef, image: bytes, max_pixels: int) -> Judged:
     return Judged(inspection, width, height, time.perf_counter() - started)
 
 
-def _ignore_interrupts() -> None:
+def _start_worker() -> None:
     # Ctrl-C reaches the whole process group; the serving process decides when its
     # workers stop (it drains in-flight calls first).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker waits on a queue it also holds the writing end of, so it would outlive a
+    # serving process that was killed; it watches that process instead.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_after, args=(parent,), daemon=True).start()
+
+
+def _exit_after(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os._exit(0)
 
 
 class InspectionWorkers:
@@ -115,7 +126,7 @@ class InspectionWorkers:
         return ProcessPoolExecutor(
             self._count,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_interrupts,
+            initializer=_start_worker,
         )
 
     def submit(self, model: LoadedModel, image: bytes) -> Future[Judged]:

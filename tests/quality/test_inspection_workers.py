@@ -8,6 +8,8 @@ import os
 import pickle
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -141,3 +143,51 @@ def test_a_model_changed_on_disk_stops_the_warm_up_until_it_is_whole_again(neu, 
         assert warmed(workers, [model])
     finally:
         workers.close()
+
+
+OWNER = """
+import sys
+from services.quality.domain.inspection.inspector import load_model
+from services.quality.inspection_workers import InspectionWorkers
+
+if __name__ == "__main__":
+    workers = InspectionWorkers(2, pool="processes", max_pixels=4_000_000)
+    model = load_model(__import__("pathlib").Path(sys.argv[1]))
+    while not workers.warm([model]):
+        __import__("time").sleep(0.05)
+    import multiprocessing
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    __import__("time").sleep(600)
+"""
+
+
+def test_workers_of_a_killed_serving_process_exit_too(neu, tmp_path):
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER)
+    owner = subprocess.Popen(
+        [sys.executable, str(script), str(neu.directory)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert owner.stdout is not None
+        pids = [int(pid) for pid in owner.stdout.readline().split()]
+        assert len(pids) == 2  # its two workers
+    finally:
+        owner.kill()  # no shutdown runs: SIGKILL
+        owner.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not [pid for pid in pids if alive(pid)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A child of this test reaped by no one still answers: look at its state.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
