@@ -36,6 +36,12 @@ def mtls_environ(certs: Path) -> dict[str, str]:
     }
 
 
+# Inspection worker processes cost seconds of CPU to start, which most tests of a quality
+# server (charts, storage, the runtime) do not need; the tests of inspection over gRPC ask
+# for processes, the deployed default (see tests/quality/conftest.py).
+THREADED_INSPECTION = {"MFG_QUALITY__INSPECTION_POOL": "threads"}
+
+
 def settings_for(service: str, data_dir: Path, **environ: str) -> Settings:
     """Development settings on port 0 with a SQLite file in ``data_dir``; ``environ``
     adds variables (``DATABASE_URL=...``, ``MFG_SERVER__GRACE_PERIOD_S=...``)."""
@@ -47,6 +53,7 @@ def settings_for(service: str, data_dir: Path, **environ: str) -> Settings:
             "MFG_METRICS__PORT": "0",
             "MFG_SERVER__SHUTDOWN_DELAY_S": "0",
             "MFG_READINESS_INTERVAL_S": "0.1",
+            **(THREADED_INSPECTION if service == "quality" else {}),
             **environ,
         },
     )

@@ -25,6 +25,7 @@ from services.rollout import processes
 from services.rollout.checks import wait_serving
 from services.rollout.controller import RolloutOptions
 from services.rollout.state import ColorState, ServiceState, Topology, TopologyStore
+from tests.harness import THREADED_INSPECTION
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("scheduling", "quality", "maintenance")
@@ -36,6 +37,9 @@ SERVICE_ENVIRON = {
     "MFG_SERVER__SHUTDOWN_DELAY_S": "0.3",
     "MFG_SERVER__GRACE_PERIOD_S": "3",
     "MFG_METRICS__PORT": "0",
+    # The rollouts here carry charts and service info, never an image: inspection worker
+    # processes would only cost each started color seconds of CPU.
+    **THREADED_INSPECTION,
 }
 
 
@@ -46,7 +50,7 @@ def rollout_options(strategy: str, **overrides: Any) -> RolloutOptions:
         "step_s": 1.5,
         "min_step_calls": 5,
         "startup_timeout_s": 60.0,
-        "ready_timeout_s": 30.0,  # a quality replica starts its inspection workers first
+        "ready_timeout_s": 3.0,
         "drain_quiet_s": 0.5,
         "drain_timeout_s": 10.0,
         "stop_timeout_s": 10.0,

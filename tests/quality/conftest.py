@@ -17,7 +17,13 @@ def shared_quality_stub(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[quality_service_pb2_grpc.QualityServiceStub]:
     with (
-        serve(settings_for("quality", tmp_path_factory.mktemp("quality"))) as service,
+        serve(
+            settings_for(
+                "quality",
+                tmp_path_factory.mktemp("quality"),
+                MFG_QUALITY__INSPECTION_POOL="processes",  # as deployed
+            )
+        ) as service,
         channel_to(service.port) as channel,
     ):
         yield quality_service_pb2_grpc.QualityServiceStub(channel)
