@@ -1,6 +1,6 @@
 """Inspection quality and speed: held-out accuracy/AUROC and InspectStream throughput.
 
-Run with ``.venv/bin/python -m bench.quality`` (about two minutes on 2 cores), or
+Run with ``.venv/bin/python -m bench.quality`` (about a minute on 2 cores), or
 ``--neu DIR --tile DIR`` to evaluate the shipped models on other folders in the layout
 of ../shared/data/neu_det and ../shared/data/magnetic_tile (every image of such a
 folder is used; on the default folders only the held-out block, which training never
@@ -45,8 +45,7 @@ from services.runtime.config import load_settings
 from services.runtime.event_stream import MemoryEventStream
 from services.runtime.server import GrpcService
 
-IN_FLIGHT = 4
-ROUNDS = 4
+ROUNDS = 8
 
 
 def held_out(samples: list[Sample], default: bool) -> list[Sample]:
@@ -96,7 +95,9 @@ def inprocess_throughput(servicer: QualityServicer, images: list[bytes]) -> floa
     return count / (time.perf_counter() - started)
 
 
-def local_servicer(registry: ModelRegistry, workers: InspectionWorkers) -> QualityServicer:
+def local_servicer(
+    registry: ModelRegistry, workers: InspectionWorkers, in_flight: int
+) -> QualityServicer:
     def no_database() -> Any:
         raise AssertionError("the throughput bench stores nothing")
 
@@ -109,7 +110,7 @@ def local_servicer(registry: ModelRegistry, workers: InspectionWorkers) -> Quali
         inspector=Inspector(),
         workers=workers,
         max_pixels=DEFAULT_MAX_PIXELS,
-        stream_in_flight=IN_FLIGHT,
+        stream_in_flight=in_flight,
     )
 
 
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             quality.inspection_workers, pool=quality.inspection_pool, max_pixels=DEFAULT_MAX_PIXELS
         )
         try:
-            servicer = local_servicer(registry, workers)
+            # Read-ahead as the service's (services/quality/app.py): four per worker.
+            servicer = local_servicer(registry, workers, 4 * quality.inspection_workers)
             for round_ in range(ROUNDS):  # alternate which goes first
                 if round_ % 2:
                     grpc_runs.append(stream_throughput(service.port, images))

@@ -83,7 +83,8 @@ def compose(settings: Settings, build: BuildInfo) -> ServiceParts:
         inspector=Inspector(),
         workers=workers,
         max_pixels=settings.quality.max_image_pixels,
-        stream_in_flight=4,
+        # Images of one stream read ahead: enough that no worker waits for its next.
+        stream_in_flight=4 * settings.quality.inspection_workers,
     )
 
     last_refusal = ""
