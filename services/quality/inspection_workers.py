@@ -4,8 +4,9 @@ One inspection is many short NumPy and OpenCV calls on a small image, so worker 
 inside the serving process spend their time waiting for the GIL: on two cores, two
 threads judged fewer 200x200 images per second (about 140) than the same work in two
 processes (about 290). Each worker process loads (and hash-checks) a model version from
-its directory the first time it judges with it; the serving process sends only the
-encoded image and which version to use, and gets back the inspection.
+its directory when warmed up with it (the readiness check does, for the active versions)
+or first asked to judge with it; the serving process sends only the encoded image and
+which version to use, and gets back the inspection.
 
 Threads remain a choice (``quality.inspection_pool: threads``) for platforms that may not
 start processes; both run the same function.
