@@ -3,13 +3,13 @@
     python -m services.quality.train [--neu DIR] [--tile DIR] [--out DIR] [--version V]
 
 Writes ``<out>/neu-surface/<V>/`` (six-class defect classifier) and
-``<out>/magnetic-tile/<V>/`` (good-only anomaly model), each a ``model.npz`` plus a
-``manifest.json`` holding its sha256, the training-data fingerprint and the metrics on
-the held-out block (per class, and for tiles per capture group, the last third by file
-number; see services/quality/datasets.py). The tile manifest also records the AUROC of
-blocked cross-validation inside the training part, the only figure its settings (patch
-layout, local maps, edge handling, per-place scaling, image score) were chosen by. The
-same inputs give the same arrays.
+``<out>/magnetic-tile/<V>/`` (anomaly model: a bank of good patches and a defect head),
+each a ``model.npz`` plus a ``manifest.json`` holding its sha256, the training-data
+fingerprint and the metrics on the held-out block (per class, and for tiles per capture
+group, the last third by file number; see services/quality/datasets.py). The tile
+manifest also records the AUROC of blocked cross-validation inside the training part,
+the only figure its settings (patch layout, local maps, edge handling, per-place
+scaling, defect head, image score) were chosen by. The same inputs give the same arrays.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
 from services.quality.datasets import (
@@ -39,6 +40,7 @@ from services.quality.domain.inspection.anomaly import (
     AnomalyModel,
     PatchGrid,
     fit_anomaly_model,
+    patch_coverage,
     patch_descriptors,
 )
 from services.quality.domain.inspection.artifacts import fingerprint, write_artifact
@@ -88,30 +90,42 @@ def train_neu(root: Path, out: Path, version: str) -> LoadedModel:
 
 @dataclass(frozen=True)
 class _TileGrids:
-    """Patch grids of the training images, and of the good ones mirrored left to right:
-    the tiles are symmetric, so a mirrored good part is a good part, and the mirror
-    doubles the examples of each image edge in the bank."""
+    """Patch grids of the training images, of the good ones mirrored left to right (the
+    tiles are symmetric, so a mirrored good part is a good part, and the mirror doubles
+    the examples of each image edge in the bank), and of each defective one with a mask,
+    how much of every patch the mask covers."""
 
     plain: dict[Path, PatchGrid]
     mirrored: dict[Path, PatchGrid]
+    coverage: dict[Path, NDArray[np.float64]]
 
     @classmethod
     def of(cls, train: list[Sample]) -> _TileGrids:
         images = {s.path: s.read() for s in train}
+        plain = {path: patch_descriptors(image) for path, image in images.items()}
         good = [s.path for s in train if s.label == GOOD_TILE_CLASS]
+        masks = {s.path: s.mask() for s in train if s.label != GOOD_TILE_CLASS}
         return cls(
-            {path: patch_descriptors(image) for path, image in images.items()},
+            plain,
             {path: patch_descriptors(cv2.flip(images[path], 1)) for path in good},
+            {p: patch_coverage(plain[p], mask) for p, mask in masks.items() if mask is not None},
         )
 
 
 def _fit_tile(train: list[Sample], grids: _TileGrids) -> AnomalyModel:
-    """Good parts of ``train`` only: the first blocks (and their mirror images) fill the
-    bank, the last CALIBRATION_FRACTION of each block sets the thresholds."""
+    """Good parts of ``train``: the first blocks (and their mirror images) fill the bank
+    and teach the defect head what good looks like, the last CALIBRATION_FRACTION of
+    each block sets the thresholds; the defective parts with masks teach the head what
+    defects look like."""
     good = [s for s in train if s.label == GOOD_TILE_CLASS]
     bank_part, calibration_part = blocked_split(good, 1 - CALIBRATION_FRACTION)
     bank = [grids.plain[s.path] for s in bank_part] + [grids.mirrored[s.path] for s in bank_part]
-    return fit_anomaly_model(bank, [grids.plain[s.path] for s in calibration_part])
+    defects = [(grids.plain[s.path], grids.coverage[s.path]) for s in _masked(train, grids)]
+    return fit_anomaly_model(bank, [grids.plain[s.path] for s in calibration_part], defects=defects)
+
+
+def _masked(train: list[Sample], grids: _TileGrids) -> list[Sample]:
+    return [s for s in train if s.path in grids.coverage]
 
 
 def _cross_validated_auroc(train: list[Sample], grids: _TileGrids) -> list[float]:
@@ -123,10 +137,7 @@ def _cross_validated_auroc(train: list[Sample], grids: _TileGrids) -> list[float
     for index, held in enumerate(folds):
         rest = [s for k, fold in enumerate(folds) if k != index for s in fold]
         model = _fit_tile(rest, grids)
-        judged = [
-            model.image_score(grids.plain[s.path], model.patch_scores(grids.plain[s.path]))
-            for s in held
-        ]
+        judged = [model.judge(grids.plain[s.path])[0] for s in held]
         truth = [s.label != GOOD_TILE_CLASS for s in held]
         scores.append(round(float(roc_auc_score(truth, judged)), 4))
     return scores
@@ -137,6 +148,7 @@ def train_tile(root: Path, out: Path, version: str) -> LoadedModel:
     grids = _TileGrids.of(train)
     anomaly = _fit_tile(train, grids)
     good = [s for s in train if s.label == GOOD_TILE_CLASS]
+    masked = _masked(train, grids)
     fields: dict[str, Any] = {
         "name": TILE_MODEL,
         "version": version,
@@ -144,11 +156,12 @@ def train_tile(root: Path, out: Path, version: str) -> LoadedModel:
         "created": _now(),
         "feature_version": PATCH_FEATURE_VERSION,
         "classes": (),
-        "data_fingerprint": _fingerprint(good, root),
+        "data_fingerprint": _fingerprint(good + masked, root),
         "metrics": {},
         "training": {
             "good_images": len(good),
-            "split": "per class and capture group first 2/3 by file number; good parts only",
+            "defect_images": len(masked),
+            "split": "per class and capture group first 2/3 by file number",
             "blocked_cv_auroc": _cross_validated_auroc(train, grids),
         },
     }

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from services.maintenance import artifacts
@@ -25,28 +24,10 @@ from services.maintenance.domain.anomaly import AnomalyModel
 from services.maintenance.domain.intervals import ResidualBands
 from services.maintenance.domain.readings import Reading
 from services.maintenance.domain.steps import to_steps
-from services.maintenance.domain.trees import TreeEnsemble, sigmoid
 from services.runtime.errors import FailedPrecondition, Violations
 from tests.shared_data import shared_data
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def test_tree_export_reproduces_scikit_learn_predictions():
-    generator = np.random.default_rng(0)
-    x = generator.normal(size=(400, 4))
-    y = x[:, 0] * 2 + np.sin(x[:, 1]) + generator.normal(0, 0.1, 400)
-    x[::17, 2] = np.nan
-    regressor = HistGradientBoostingRegressor(max_iter=30, early_stopping=False).fit(x, y)
-    trees = TreeEnsemble.from_sklearn(regressor)
-    np.testing.assert_allclose(trees.predict_raw(x), regressor.predict(x), rtol=1e-9, atol=1e-9)
-    classifier = HistGradientBoostingClassifier(max_iter=20, early_stopping=False).fit(x, y > 0)
-    exported = TreeEnsemble.from_sklearn(classifier)
-    np.testing.assert_allclose(
-        sigmoid(exported.predict_raw(x)), classifier.predict_proba(x)[:, 1], atol=1e-9
-    )
-    again = TreeEnsemble.from_arrays(exported.to_arrays("m"), "m")
-    np.testing.assert_allclose(again.predict_raw(x), exported.predict_raw(x))
 
 
 @pytest.mark.parametrize("feature_set", sorted(features.FEATURE_SETS))

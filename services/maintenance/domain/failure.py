@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from services.maintenance.domain.trees import TreeEnsemble, sigmoid
+from services.runtime.trees import TreeEnsemble, sigmoid
 
 Array = NDArray[np.float64]
 

@@ -27,7 +27,7 @@ from services.maintenance.domain.features import (
     history_features,
 )
 from services.maintenance.domain.intervals import ResidualBands
-from services.maintenance.domain.trees import TreeEnsemble
+from services.runtime.trees import TreeEnsemble
 
 Array = NDArray[np.float64]
 

@@ -141,8 +141,7 @@ def _judge_patches(
     its boxes are none)."""
     height, width = image.shape
     grid = patch_descriptors(image)
-    scores = anomaly.patch_scores(grid)
-    score = AnomalyModel.image_score(grid, scores)
+    score, scores = anomaly.judge(grid)
     defective = score > anomaly.image_threshold
     boxes: list[Box] = []
     mask = np.zeros((height, width), np.uint8)
