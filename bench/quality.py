@@ -144,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     tile_default = args.tile.resolve() == (SHARED_DATA / "magnetic_tile").resolve()
     tile_test = held_out(tile_samples(args.tile), tile_default)
     tile = evaluate_anomaly(tile_model, tile_test, inspector)
+    has_head = tile_model.anomaly is not None and tile_model.anomaly.head is not None
     out.write(
         f"Magnetic tile ({'held-out block' if tile_default else 'all images'}, "
-        f"{tile.images} images, model {tile_model.name} {tile_model.version}, good-only): "
+        f"{tile.images} images, model {tile_model.name} {tile_model.version}, "
+        f"{'good bank + defect head' if has_head else 'good bank only'}): "
         f"AUROC {tile.auroc:.4f}; at the shipped threshold recall {tile.recall_at_threshold:.3f}, "
         f"false alarms {tile.false_alarm_rate:.3f}; strongest box on the defect mask "
         f"{'n/a' if tile.box_hit_rate is None else f'{tile.box_hit_rate:.3f}'}\n"

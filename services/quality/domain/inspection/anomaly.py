@@ -1,4 +1,4 @@
-"""Good-only anomaly model for surface images: patch descriptors, nearest good patch.
+"""Anomaly model for surface images: patch descriptors, nearest good patch, defect head.
 
 Every image is scaled to a fixed height and cut into overlapping square patches (half a
 patch apart, so a small defect is never split across patch borders). Each patch is

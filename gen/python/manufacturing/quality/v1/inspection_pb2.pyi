@@ -56,7 +56,10 @@ class _ModelKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelKind.V
     MODEL_KIND_CLASSIFIER: _ModelKind.ValueType  # 1
     """Supervised classifier over defect classes (e.g. NEU surface defects)."""
     MODEL_KIND_ANOMALY: _ModelKind.ValueType  # 2
-    """Anomaly model trained on good parts only; its score is compared with a threshold."""
+    """Anomaly model: how far each patch is from good parts (plus, where it was trained
+    with defect masks, how much it looks like known defects); its score is compared
+    with a threshold.
+    """
 
 class ModelKind(_ModelKind, metaclass=_ModelKindEnumTypeWrapper):
     """What kind of model judges the images."""
@@ -66,7 +69,10 @@ MODEL_KIND_UNSPECIFIED: ModelKind.ValueType  # 0
 MODEL_KIND_CLASSIFIER: ModelKind.ValueType  # 1
 """Supervised classifier over defect classes (e.g. NEU surface defects)."""
 MODEL_KIND_ANOMALY: ModelKind.ValueType  # 2
-"""Anomaly model trained on good parts only; its score is compared with a threshold."""
+"""Anomaly model: how far each patch is from good parts (plus, where it was trained
+with defect masks, how much it looks like known defects); its score is compared
+with a threshold.
+"""
 Global___ModelKind: _TypeAlias = ModelKind  # noqa: Y015
 
 @_typing.final

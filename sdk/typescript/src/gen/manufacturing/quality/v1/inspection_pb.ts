@@ -386,7 +386,9 @@ export enum ModelKind {
   CLASSIFIER = 1,
 
   /**
-   * Anomaly model trained on good parts only; its score is compared with a threshold.
+   * Anomaly model: how far each patch is from good parts (plus, where it was trained
+   * with defect masks, how much it looks like known defects); its score is compared
+   * with a threshold.
    *
    * @generated from enum value: MODEL_KIND_ANOMALY = 2;
    */
