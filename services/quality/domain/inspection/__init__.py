@@ -1,1 +1,1 @@
-"""Visual inspection: image features, defect classifier, anomaly model (good patches, plus a defect head)."""
+"""Visual inspection: image features, defect classifier, anomaly model with defect head."""

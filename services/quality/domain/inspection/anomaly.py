@@ -280,6 +280,8 @@ def fit_anomaly_model(
     held-apart good images (``calibration_grids``) so they are not scored against
     themselves. With ``defects`` (grids of defective images and each patch's coverage
     by the defect mask, see ``patch_coverage``), a defect head too."""
+    if not good_grids or not calibration_grids:
+        raise ValueError("an anomaly model needs good images for its bank and for calibration")
     descriptors = np.concatenate([g.descriptors for g in good_grids]).astype(np.float64)
     mean = descriptors.mean(axis=0)
     scale = descriptors.std(axis=0) + 1e-6
