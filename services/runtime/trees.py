@@ -73,20 +73,21 @@ class TreeEnsemble:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected (rows, {self.n_features}) features, got {x.shape}")
-        rows = np.arange(len(x))
-        node = np.repeat(self.roots[None, :], len(x), axis=0)  # (rows, trees)
-        while True:
-            leaf = self.is_leaf[node]
-            if leaf.all():
-                break
-            feature = self.feature[node]
-            values = x[rows[:, None], feature]
+        # One entry per (row, tree), row-major; each level moves only the entries not yet
+        # at a leaf, so the shallow trees stop costing anything once they are done.
+        trees = len(self.roots)
+        node = np.tile(self.roots, len(x))
+        row = np.repeat(np.arange(len(x)), trees)
+        walking = np.flatnonzero(~self.is_leaf[node])
+        while walking.size:
+            at = node[walking]
+            values = x[row[walking], self.feature[at]]
             go_left = np.where(
-                np.isnan(values), self.missing_left[node], values <= self.threshold[node]
+                np.isnan(values), self.missing_left[at], values <= self.threshold[at]
             )
-            child = np.where(go_left, self.left[node], self.right[node])
-            node = np.where(leaf, node, child)
-        return np.asarray(self.baseline + self.value[node].sum(axis=1))
+            node[walking] = np.where(go_left, self.left[at], self.right[at])
+            walking = walking[~self.is_leaf[node[walking]]]
+        return np.asarray(self.baseline + self.value[node].reshape(len(x), trees).sum(axis=1))
 
     def to_arrays(self, prefix: str) -> dict[str, NDArray[Any]]:
         return {
