@@ -24,9 +24,9 @@ bank: gradient-boosted trees on the same descriptors, trained to tell the patche
 the masks from good patches. Its log-odds are pooled like the distances (over fewer
 worst patches: a defect covers few), each of the two image-level terms is standardised
 by its mean and spread over the good calibration parts, and the two are summed; the
-patch map is summed likewise. A kind of defect the head never saw still stands out from
-the good bank. These choices were made by blocked cross-validation on the training part
-only (see services/quality/train.py).
+patch map is summed likewise. The good bank's term stays, so a kind of defect the head
+never saw counts as much as before. These choices were made by blocked cross-validation
+on the training part only (see services/quality/train.py).
 """
 
 from __future__ import annotations
