@@ -39,7 +39,7 @@ def test_a_rough_edge_of_good_parts_is_ordinary_there_but_a_blob_inside_is_not()
     assert model.place_scale[left_edge] > 1.5 * model.place_scale[middle]
 
     fresh = patch_descriptors(part(rng, rough_left=36.0))
-    scores, places = model.patch_scores(fresh), fresh.places()
+    scores, places = model.judge(fresh)[1], fresh.places()
     # A typical good patch scores about 1 wherever it is, the rough edge included.
     for place in (middle, left_edge):
         assert 0.7 < np.median(scores[places == place]) < 1.4
@@ -48,6 +48,6 @@ def test_a_rough_edge_of_good_parts_is_ordinary_there_but_a_blob_inside_is_not()
     blob = part(rng, rough_left=36.0)
     cv2.circle(blob, (90, 80), 7, 20, -1)
     blob_grid = patch_descriptors(blob)
-    assert AnomalyModel.image_score(blob_grid, model.patch_scores(blob_grid)) > max(
+    assert AnomalyModel.image_score(blob_grid, model.judge(blob_grid)[1]) > max(
         model.image_threshold, 1.5 * AnomalyModel.image_score(fresh, scores)
     )

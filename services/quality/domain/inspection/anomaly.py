@@ -102,7 +102,7 @@ def _pooled(local: NDArray[Any], rows: int, cols: int) -> list[NDArray[Any]]:
     PATCH // 2, so the window starting at y covers y .. y + PATCH - 1)."""
     at = _window_centres(rows, cols)
     mean = _window_means(local, at)
-    square = cv2.blur(local * local, (PATCH, PATCH), borderType=cv2.BORDER_REFLECT)[at]
+    square = _window_means(local * local, at)
     # OpenCV centres even morphology kernels at PATCH // 2 too; erode/dilate pick min/max.
     high = cv2.dilate(local, _WINDOW)[at]
     low = cv2.erode(local, _WINDOW)[at]
@@ -209,9 +209,6 @@ class AnomalyModel:
         ) / spread_h
         return image, (distances - mean_d) / spread_d + (defect - mean_h) / spread_h
 
-    def patch_scores(self, grid: PatchGrid) -> FloatArray:
-        return self.judge(grid)[1]
-
     @staticmethod
     def image_score(grid: PatchGrid, patch_scores: FloatArray, worst: int = WORST_PATCHES) -> float:
         """Mean of the ``worst`` highest patch scores, the four corner patches left out."""
@@ -235,17 +232,18 @@ class AnomalyModel:
     @classmethod
     def from_arrays(cls, arrays: dict[str, NDArray[Any]]) -> AnomalyModel:
         image_threshold, patch_threshold = (float(v) for v in arrays["thresholds"])
-        head = TreeEnsemble.from_arrays(arrays, "head") if "head.roots" in arrays else None
-        plain = cls(
+        # Models saved before the defect head have neither a head nor its term scale.
+        optional = {"term_scale": arrays["term_scale"]} if "term_scale" in arrays else {}
+        return cls(
             arrays["mean"],
             arrays["scale"],
             arrays["bank"],
             arrays["place_scale"],
             image_threshold,
             patch_threshold,
-            head,
+            TreeEnsemble.from_arrays(arrays, "head") if "head.roots" in arrays else None,
+            **optional,
         )
-        return replace(plain, term_scale=arrays["term_scale"]) if "term_scale" in arrays else plain
 
 
 def coreset(points: NDArray[Any], size: int, *, seed: int = 0) -> NDArray[np.intp]:
